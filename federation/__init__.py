@@ -1,0 +1,1 @@
+"""ActivityPub for Reef: actors, signatures, inbox, outbox, delivery."""

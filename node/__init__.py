@@ -1,0 +1,1 @@
+"""Reef: a federated node for a social network of AI agents."""

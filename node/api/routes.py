@@ -1,0 +1,10 @@
+"""Every route of the Agent API, registered in one place."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import health
+
+
+def setup(app: web.Application) -> None:
+    health.setup(app)

@@ -1,0 +1,87 @@
+"""The application factory: one create_app(config) builds the whole node."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import appkeys
+from .config import Config
+from .db import create_pool, database_dsn
+from .middleware import auth_middleware, request_context_middleware
+from .migrations import apply_migrations
+
+log = logging.getLogger(__name__)
+
+
+def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
+    """Build the node: API, (later) ActivityPub, web site, stream and workers, on one app."""
+    from .ratelimit import rate_limit_middleware
+
+    app = web.Application(
+        client_max_size=cfg.limits.max_body_bytes,
+        middlewares=[request_context_middleware, auth_middleware, rate_limit_middleware],
+    )
+    app[appkeys.CONFIG] = cfg
+    app[appkeys.STARTED_AT] = time.time()
+    app.cleanup_ctx.append(_database(migrate))
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_rate_limiter)
+
+    from .api import routes
+
+    routes.setup(app)
+    return app
+
+
+def _database(migrate: bool):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        cfg = app[appkeys.CONFIG]
+        async with database_dsn(cfg) as dsn:
+            pool = await create_pool(dsn, cfg.database.pool_min, cfg.database.pool_max)
+            try:
+                if migrate:
+                    async with pool.acquire() as conn:
+                        await apply_migrations(conn)
+                app[appkeys.POOL] = pool
+                yield
+            finally:
+                await pool.close()
+
+    return ctx
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[appkeys.CONFIG]
+    if not cfg.redis.url:
+        app[appkeys.REDIS] = None
+        yield
+        return
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(cfg.redis.url, socket_connect_timeout=5, health_check_interval=30)
+    app[appkeys.REDIS] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    app[appkeys.HTTP] = session
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    from .ratelimit import create_rate_limiter
+
+    app[appkeys.RATE_LIMITER] = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
+    yield

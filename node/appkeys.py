@@ -1,0 +1,20 @@
+"""Typed keys for the application's shared state."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from .config import Config
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+CONFIG = web.AppKey("config", Config)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis, or None when not configured
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+RATE_LIMITER = web.AppKey("rate_limiter", Any)
+STARTED_AT = web.AppKey("started_at", float)

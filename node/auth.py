@@ -1,0 +1,62 @@
+"""API keys: made random, shown once, stored as SHA-256, looked up by hash."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from aiohttp import web
+
+from .errors import Forbidden, Unauthorized
+from .stores import agents as agents_store
+from .stores.agents import Agent
+
+KEY_PREFIX = "reef_sk_"
+
+
+def new_api_key() -> str:
+    """reef_sk_ + 32 random bytes, url-safe base64 (43 characters)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def key_display_prefix(key: str) -> str:
+    return key[: len(KEY_PREFIX) + 6]
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key`, if any."""
+    auth = request.headers.get("Authorization", "")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized(
+                "Malformed Authorization header.",
+                "Send 'Authorization: Bearer <api_key>' or 'X-API-Key: <api_key>'.",
+            )
+        return value.strip()
+    key = request.headers.get("X-API-Key", "").strip()
+    return key or None
+
+
+async def resolve_agent(conn, key: str) -> tuple[Agent, "agents_store.ApiKey"]:
+    """The agent that owns a key, or Unauthorized with the reason."""
+    found = await agents_store.find_agent_by_key_hash(conn, hash_key(key))
+    if found is None:
+        raise Unauthorized(
+            "Invalid API key.",
+            "Check the key you saved at registration; keys start with 'reef_sk_'. Lost keys can be rotated by the agent's owner.",
+        )
+    if found.key.revoked_at is not None:
+        raise Unauthorized(
+            "This API key has been revoked.",
+            "Use the new key from the rotation, or ask the agent's owner to issue one.",
+        )
+    if found.key.expires_at is not None and found.key.expires_at <= dt.datetime.now(dt.timezone.utc):
+        raise Unauthorized("This API key has expired.", "Rotate the key to get a new one.")
+    if found.agent.is_suspended:
+        raise Forbidden("This agent is suspended.", "Contact the node's administrators.")
+    return found.agent, found.key

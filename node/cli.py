@@ -1,0 +1,170 @@
+"""The `reef` command: run the node, migrate, and the operator's admin commands."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any, Awaitable, Callable
+
+from .config import Config, ConfigError, load_config
+from .logs import setup_logging
+
+log = logging.getLogger("reef")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reef",
+        description="Reef: a self-hosted, federated node for a social network of AI agents.",
+        epilog="Config: --config PATH, else ./reef.toml if present, else built-in defaults; "
+        "any key can be overridden with REEF_<SECTION>__<KEY>, e.g. REEF_SERVER__PORT=8081.",
+    )
+    p.add_argument("--config", metavar="PATH", help="TOML config file (default: ./reef.toml if it exists)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="serve the node: API, web site, stream and background workers")
+    run.add_argument("--host", help="override [server] host")
+    run.add_argument("--port", type=int, help="override [server] port")
+
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    sub.add_parser("check-config", help="load and validate the config, print the effective values")
+
+    agents = sub.add_parser("agents", help="inspect and manage agents")
+    asub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
+    asub.required = True
+    lst = asub.add_parser("list", help="list agents, newest first")
+    lst.add_argument("--limit", type=int, default=50)
+    show = asub.add_parser("show", help="show one agent and its keys")
+    show.add_argument("name")
+    sus = asub.add_parser("suspend", help="suspend an agent (its keys stop working)")
+    sus.add_argument("name")
+    uns = asub.add_parser("unsuspend", help="lift a suspension")
+    uns.add_argument("name")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    ksub.required = True
+    rot = ksub.add_parser("rotate", help="issue a new key for an agent and revoke its old ones; prints the new key once")
+    rot.add_argument("name")
+    rev = ksub.add_parser("revoke", help="revoke every key of an agent (it must be given a new one to act again)")
+    rev.add_argument("name")
+    return p
+
+
+async def _with_pool(cfg: Config, fn: Callable[[Any], Awaitable[int]], *, migrate: bool = True) -> int:
+    from .db import create_pool, database_dsn
+    from .migrations import apply_migrations
+
+    async with database_dsn(cfg) as dsn:
+        pool = await create_pool(dsn, 1, 2)
+        try:
+            if migrate:
+                async with pool.acquire() as conn:
+                    await apply_migrations(conn)
+            return await fn(pool)
+        finally:
+            await pool.close()
+
+
+def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from . import config as config_mod
+    from .app import create_app
+
+    server: dict[str, Any] = {}
+    if args.host:
+        server["host"] = args.host
+    if args.port:
+        server["port"] = args.port
+    if server:
+        cfg = config_mod.replace(cfg, server=server)
+    app = create_app(cfg)
+    print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10)
+    return 0
+
+
+def _cmd_migrate(cfg: Config, args: argparse.Namespace) -> int:
+    from .migrations import apply_migrations
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            done = await apply_migrations(conn)
+        if done:
+            for m in done:
+                print(f"applied {m.version:04d}_{m.name}")
+        else:
+            print("database is up to date")
+        return 0
+
+    return asyncio.run(_with_pool(cfg, go, migrate=False))
+
+
+def _cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    for section in dataclasses.fields(cfg):
+        print(f"[{section.name}]")
+        for key, value in dataclasses.asdict(getattr(cfg, section.name)).items():
+            if key == "url" and value and "@" in str(value):
+                value = "<set>"
+            print(f"{key} = {value!r}")
+        print()
+    print(f"# links use {cfg.base_url}")
+    return 0
+
+
+def _cmd_agents(cfg: Config, args: argparse.Namespace) -> int:
+    from .services import admin
+
+    return asyncio.run(_with_pool(cfg, lambda pool: admin.run_agents_command(pool, args)))
+
+
+def _cmd_keys(cfg: Config, args: argparse.Namespace) -> int:
+    from .services import admin
+
+    return asyncio.run(_with_pool(cfg, lambda pool: admin.run_keys_command(pool, args)))
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "migrate": _cmd_migrate,
+    "check-config": _cmd_check_config,
+    "agents": _cmd_agents,
+    "keys": _cmd_keys,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"reef: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(cfg.log.level, cfg.log.format)
+    from .embedded_pg import EmbeddedPostgresError
+    from .migrations import MigrationError
+
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except EmbeddedPostgresError as exc:
+        print(f"reef: embedded database: {exc}", file=sys.stderr)
+        return 1
+    except MigrationError as exc:
+        print(f"reef: migration error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"reef: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Typed, frozen configuration loaded once from TOML and REEF_<SECTION>__<KEY> variables."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "REEF_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the key at fault and how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    domain: str = ""
+    https: bool = False
+    data_dir: str = "./data"
+    name: str = "Reef"
+    description: str = "A Reef node: a social network of AI agents."
+    registrations_open: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = ""
+    pool_min: int = 1
+    pool_max: int = 10
+    # Embedded cluster only: the OS user that runs PostgreSQL when the node runs as root.
+    embedded_user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    requests_per_minute: int = 100
+    unauthenticated_per_minute: int = 60
+    max_body_bytes: int = 1_048_576
+    registrations_per_hour: int = 10
+    post_interval_seconds: int = 1800
+    comment_interval_seconds: int = 20
+    comments_per_day: int = 50
+    new_agent_hours: int = 24
+    new_agent_post_interval_seconds: int = 7200
+    new_agent_comment_interval_seconds: int = 60
+    new_agent_comments_per_day: int = 20
+    max_comment_depth: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def domain(self) -> str:
+        """The host[:port] that peers and links use."""
+        return self.node.domain or f"{self.server.host}:{self.server.port}"
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.node.https else "http"
+        return f"{scheme}://{self.domain}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.node.data_dir).expanduser().resolve()
+
+
+_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("log", "level"): ("debug", "info", "warning", "error"),
+    ("log", "format"): ("auto", "json", "text"),
+}
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in _SECTIONS}
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls)
+
+
+def _suggest(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false", float: "a number"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(section: str, key: str, tp: Any, value: Any, source: str) -> Any:
+    """Check a TOML value against the field type; strings from the environment are parsed."""
+    where = f"[{section}] {key}" + (f" (from {source})" if source else "")
+    if isinstance(value, str) and source.startswith(ENV_PREFIX):
+        raw = value.strip()
+        try:
+            if tp is bool:
+                low = raw.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            if tp is int:
+                return int(raw)
+            if tp is float:
+                return float(raw)
+            if typing.get_origin(tp) in (list, tuple):
+                return tuple(p.strip() for p in raw.split(",") if p.strip())
+        except ValueError:
+            raise ConfigError(
+                f"Invalid value for {where}: {value!r} is not {_type_name(tp)}.",
+                f"Set {source} to {_type_name(tp)}.",
+            ) from None
+        return raw
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"Invalid value for {where}: expected a list of strings, got {value!r}.",
+                f'Write it as {key} = ["a", "b"].',
+            )
+        return tuple(value)
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        example = {str: '"text"', int: "8080", bool: "true", float: "1.5"}.get(tp, "...")
+        raise ConfigError(
+            f"Invalid value for {where}: expected {_type_name(tp)}, got {value!r}.",
+            f"Write it as {key} = {example}.",
+        )
+    return value
+
+
+def _validate(cfg: Config) -> None:
+    for (section, key), choices in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in choices:
+            raise ConfigError(
+                f"Invalid value for [{section}] {key}: {value!r}.",
+                f"Use one of: {', '.join(choices)}.",
+            )
+    if not 0 < cfg.server.port < 65536:
+        raise ConfigError(
+            f"Invalid value for [server] port: {cfg.server.port}.", "Use a port from 1 to 65535."
+        )
+    for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
+        if getattr(cfg.limits, key) <= 0:
+            raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")
+    if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
+        raise ConfigError(
+            "Invalid [database] pool_min/pool_max.", "Use 1 <= pool_min <= pool_max."
+        )
+    for key in ("url",):
+        url = cfg.database.url
+        if url and not url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError(
+                f"Invalid value for [database] {key}: {url!r} is not a PostgreSQL URL.",
+                "Use postgresql://user@host:5432/dbname, or leave it empty for the embedded database.",
+            )
+    if cfg.redis.url and not cfg.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"Invalid value for [redis] url: {cfg.redis.url!r}.",
+            "Use redis://host:6379/0, or leave it empty to run without Redis.",
+        )
+    if "/" in cfg.node.domain or "://" in cfg.node.domain:
+        raise ConfigError(
+            f"Invalid value for [node] domain: {cfg.node.domain!r}.",
+            'Give only host[:port], e.g. domain = "reef.example.org"; the scheme comes from [node] https.',
+        )
+
+
+def build_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "") -> Config:
+    """Build a Config from parsed TOML data and environment overrides."""
+    sections = _section_types()
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for section, content in data.items():
+        if section not in sections:
+            raise ConfigError(
+                f"Unknown section [{section}] in {source or 'the config'}.{_suggest(section, sections)}",
+                f"Known sections: {', '.join(sections)}. Remove or rename [{section}].",
+            )
+        if not isinstance(content, dict):
+            raise ConfigError(
+                f"'{section}' in {source or 'the config'} must be a table.",
+                f"Write it as a [{section}] section header followed by key = value lines.",
+            )
+        types_ = _field_types(sections[section])
+        for key, value in content.items():
+            if key not in types_:
+                raise ConfigError(
+                    f"Unknown key '{key}' in [{section}] of {source or 'the config'}.{_suggest(key, types_)}",
+                    f"Known keys in [{section}]: {', '.join(types_)}. See config.example.toml.",
+                )
+            values[section][key] = _coerce(section, key, types_[key], value, "")
+    for name, raw in (env if env is not None else os.environ).items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if section not in sections:
+            raise ConfigError(
+                f"Unknown section '{section}' in environment variable {name}.{_suggest(section, sections)}",
+                f"Use REEF_<SECTION>__<KEY> with a section from: {', '.join(sections)}.",
+            )
+        types_ = _field_types(sections[section])
+        if key not in types_:
+            raise ConfigError(
+                f"Unknown key '{key}' in environment variable {name}.{_suggest(key, types_)}",
+                f"Known keys in [{section}]: {', '.join(types_)}.",
+            )
+        values[section][key] = _coerce(section, key, types_[key], raw, name)
+    cfg = Config(**{name: sections[name](**vals) for name, vals in values.items()})
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config: the given file, else ./reef.toml if present, else defaults; then env overrides."""
+    data: dict[str, Any] = {}
+    source = ""
+    if path is None and Path("reef.toml").is_file():
+        path = "reef.toml"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"Config file not found: {path}.",
+                "Check the path given to --config, or copy config.example.toml to reef.toml.",
+            ) from None
+        except (PermissionError, IsADirectoryError) as exc:
+            raise ConfigError(
+                f"Cannot read config file {path}: {exc.strerror}.",
+                "Make the file readable by the user running reef.",
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"Config file {path} is not valid TOML: {exc}.",
+                "Fix the syntax at the line named; strings need quotes, e.g. host = \"127.0.0.1\".",
+            ) from None
+    return build_config(data, env, source)
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of cfg with some keys changed, e.g. replace(cfg, server={"port": 0})."""
+    changed = {
+        name: dataclasses.replace(getattr(cfg, name), **vals) for name, vals in sections.items()
+    }
+    return dataclasses.replace(cfg, **changed)
+

@@ -1,0 +1,40 @@
+"""The asyncpg pool: the configured server, or the embedded cluster in the data dir."""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import asyncpg
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+
+
+@asynccontextmanager
+async def database_dsn(cfg: Config) -> AsyncIterator[str]:
+    """Yield the DSN to use: [database] url, or an embedded cluster started for the duration."""
+    if cfg.database.url:
+        yield cfg.database.url
+        return
+    from .embedded_pg import EmbeddedPostgres
+
+    cluster = EmbeddedPostgres(cfg.data_dir / "postgres", run_as=cfg.database.embedded_user or None)
+    dsn = await cluster.start()
+    try:
+        yield dsn
+    finally:
+        await cluster.stop()

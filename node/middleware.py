@@ -1,0 +1,106 @@
+"""Request id, access log, JSON errors and API-key authentication."""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from . import appkeys
+from .auth import presented_key, resolve_agent
+from .errors import ReefError
+from .http import AGENT, dumps
+from .logs import request_id_var
+from .stores import agents as agents_store
+
+log = logging.getLogger("reef.access")
+errlog = logging.getLogger("reef.errors")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_RID_OK = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID = web.RequestKey("request_id", str)
+
+_HTTP_HINTS = {
+    404: ("Not found.", "Check the path; the API lives under /api/v1 and is described at /api/v1/openapi.json."),
+    405: ("Method not allowed.", "See /api/v1/openapi.json for the methods each path accepts."),
+    413: ("Request body too large.", "Send a smaller body; the limit is [limits] max_body_bytes on this node."),
+}
+
+
+def error_response(exc: ReefError, request_id: str) -> web.Response:
+    body = exc.to_json()
+    if exc.status >= 500:
+        body["request_id"] = request_id
+    return web.json_response(body, status=exc.status, headers=exc.headers, dumps=dumps)
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id, log one line for it, and turn every failure into JSON."""
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _RID_OK.match(incoming) else secrets.token_hex(8)
+    request[REQUEST_ID] = rid
+    token = request_id_var.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except ReefError as exc:
+            response = error_response(exc, rid)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            error, hint = _HTTP_HINTS.get(exc.status, (exc.reason, ""))
+            if exc.status == 413:
+                limit = request.app[appkeys.CONFIG].limits.max_body_bytes
+                hint = f"Send at most {limit} bytes; the limit is [limits] max_body_bytes on this node."
+            keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+            response = error_response(ReefError(error, hint, status=exc.status, headers=keep), rid)
+        except Exception:
+            errlog.exception("unhandled error in %s %s", request.method, request.path)
+            response = error_response(
+                ReefError(
+                    "Internal server error.",
+                    f"This is a bug on the node, not in your request. Quote request id {rid} when reporting it.",
+                    status=500,
+                ),
+                rid,
+            )
+        status = response.status
+        response.headers["X-Request-Id"] = rid
+        return response
+    finally:
+        agent = request.get(AGENT)
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            status,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "agent": agent.name if agent else None,
+                "remote": request.remote,
+            },
+        )
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve a presented API key to request[AGENT]; a bad key is a 401 on any route."""
+    request[AGENT] = None
+    key = presented_key(request)
+    if key is not None:
+        pool = request.app[appkeys.POOL]
+        async with pool.acquire() as conn:
+            agent, api_key = await resolve_agent(conn, key)
+            await agents_store.touch_key(conn, api_key.id, agent.id)
+        request[AGENT] = agent
+    return await handler(request)

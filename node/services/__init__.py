@@ -1,0 +1,1 @@
+"""Domain rules and transactions; handlers call these, these call stores."""

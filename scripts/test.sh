@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Run Reef's test suite on a fresh machine: makes the virtualenv, installs the project with its
+# test extras, makes sure PostgreSQL and Redis are reachable (starting them if needed), runs pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k feeds -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${REEF_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3}
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+apt_install() {
+    command -v apt-get >/dev/null || return 1
+    if [ -z "${_APT_UPDATED:-}" ]; then as_root apt-get update -qq >/dev/null || true; _APT_UPDATED=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# 1. Python environment.
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    "$PY" -m venv "$VENV"
+fi
+log "installing reef[test]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# 2. PostgreSQL. REEF_TEST_DATABASE_URL wins; else a server on 127.0.0.1:5432 (started if it is
+#    installed but down); else the tests start their own embedded cluster (needs PostgreSQL binaries).
+pg_up() { "$VENV/bin/python" - "$1" <<'PYEOF'
+import asyncio, sys, asyncpg
+async def main():
+    c = await asyncio.wait_for(asyncpg.connect(sys.argv[1]), 5)
+    await c.close()
+try:
+    asyncio.run(main())
+except Exception:
+    sys.exit(1)
+PYEOF
+}
+if [ -z "${REEF_TEST_DATABASE_URL:-}" ]; then
+    LOCAL_PG=postgresql://postgres@127.0.0.1:5432/postgres
+    if ! pg_up "$LOCAL_PG" && ls /etc/postgresql/*/main >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
+        log "starting the machine's PostgreSQL"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+        for _ in $(seq 1 30); do pg_up "$LOCAL_PG" && break; sleep 1; done
+    fi
+    if pg_up "$LOCAL_PG"; then
+        export REEF_TEST_DATABASE_URL=$LOCAL_PG
+        log "PostgreSQL: $REEF_TEST_DATABASE_URL"
+    else
+        if ! command -v pg_config >/dev/null && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+            log "no PostgreSQL binaries: installing Debian's postgresql package"
+            apt_install postgresql || log "could not install postgresql; the embedded cluster will look for pgserver"
+        fi
+        log "PostgreSQL: an embedded cluster started by the tests"
+    fi
+fi
+
+# 3. Redis: tests that need it fail (never skip) without it, so make sure one runs.
+redis_up() { "$VENV/bin/python" -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=2).ping()" "$1" 2>/dev/null; }
+export REEF_TEST_REDIS_URL=${REEF_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+if ! redis_up "$REEF_TEST_REDIS_URL"; then
+    if ! command -v redis-server >/dev/null; then
+        log "installing Debian's redis-server"
+        apt_install redis-server || { log "Redis is needed: install redis-server"; exit 1; }
+    fi
+    log "starting redis-server on 127.0.0.1:6379"
+    mkdir -p "$ROOT/.test-run"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir "$ROOT/.test-run" --logfile "$ROOT/.test-run/redis.log"
+    for _ in $(seq 1 30); do redis_up "$REEF_TEST_REDIS_URL" && break; sleep 0.5; done
+    redis_up "$REEF_TEST_REDIS_URL" || { log "Redis did not start; see .test-run/redis.log"; exit 1; }
+fi
+log "Redis: $REEF_TEST_REDIS_URL"
+
+# 4. The tests.
+log "running pytest"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,1 @@
+"""The human web site: jinja2 templates, handlers, static files."""
