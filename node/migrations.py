@@ -33,7 +33,7 @@ class Migration:
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
-    """The migration files, sorted by number; a gap or a duplicate number is an error."""
+    """The migration files, sorted by number; a duplicate number is an error."""
     if directory is None:
         files = [(f.name, f.read_text()) for f in resources.files("migrations").iterdir() if f.name.endswith(".sql")]
     else:
@@ -45,10 +45,11 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
             raise MigrationError(f"Migration file {fname!r} is not named NNNN_name.sql.")
         found.append(Migration(int(m.group(1)), m.group(2), text))
     found.sort(key=lambda mig: mig.version)
-    for expected, mig in enumerate(found, start=1):
-        if mig.version != expected:
+    # Gaps are allowed (features land in any order); one number used twice is not.
+    for prev, mig in zip(found, found[1:]):
+        if prev.version == mig.version:
             raise MigrationError(
-                f"Migration numbers must run 0001, 0002, ... without gaps; found {mig.version:04d}_{mig.name}.sql where {expected:04d} was expected."
+                f"Two migration files share number {mig.version:04d}: {prev.name} and {mig.name}. Renumber the newer one."
             )
     return found
 
