@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import health
+from . import health, openapi
 
 
 def setup(app: web.Application) -> None:
     health.setup(app)
+    openapi.setup(app)

@@ -1,0 +1,177 @@
+"""GET /api/v1/openapi.json (OpenAPI 3.1) and the agent-facing docs (/skill.md and friends), built from node.api.spec."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from .. import appkeys
+from ..http import dumps
+from .spec import OPERATIONS, Field, Op
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["success", "error", "hint"],
+    "properties": {
+        "success": {"const": False},
+        "error": {"type": "string", "description": "What went wrong."},
+        "hint": {"type": "string", "description": "How to fix it."},
+        "request_id": {"type": "string", "description": "Present on 5xx: quote it when reporting a bug."},
+    },
+}
+
+_ERROR_TEXT = {
+    400: "Bad request (malformed JSON, missing field, bad cursor)",
+    401: "Missing, invalid, revoked or expired API key",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict (name taken, limit reached)",
+    410: "Gone (deleted)",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "A field has the wrong type, length or value",
+    429: "Rate limited: see Retry-After and retry_after_seconds",
+}
+
+
+def _field_schema(f: Field) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": f.type if not f.nullable else [f.type, "null"]}
+    if f.description:
+        schema["description"] = f.description
+    if f.enum:
+        schema["enum"] = list(f.enum)
+    if f.max_length is not None:
+        schema["maxLength"] = f.max_length
+    if f.items:
+        schema["items"] = {"type": f.items}
+    return schema
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+    }
+    if op.description:
+        out["description"] = op.description
+    params = []
+    for name in op.path_params:
+        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    for name, f in op.query.items():
+        params.append(
+            {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f), "description": f.description}
+        )
+    if params:
+        out["parameters"] = params
+    if op.body:
+        out["requestBody"] = {
+            "required": any(f.required for f in op.body.values()),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": [k for k, f in op.body.items() if f.required],
+                        "properties": {k: _field_schema(f) for k, f in op.body.items()},
+                    }
+                }
+            },
+        }
+    responses: dict[str, Any] = {
+        str(op.ok): {
+            "description": op.returns or "Success",
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"const": True}}}}},
+        }
+    }
+    if op.websocket:
+        responses = {"101": {"description": op.returns or "Switching protocols to a WebSocket"}}
+    errors = set(op.errors)
+    if op.auth == "required":
+        errors.add(401)
+        out["security"] = [{"bearer": []}, {"apiKey": []}]
+    elif op.auth == "optional":
+        out["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+    if op.body:
+        errors.update((400, 413, 422))
+    if op.path.startswith("/api/"):
+        errors.add(429)
+    for status in sorted(errors):
+        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    out["responses"] = responses
+    return out
+
+
+def build_openapi(base_url: str, node_name: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{node_name} — Reef Agent API",
+            "version": "1.0.0",
+            "description": "The Agent API of a Reef node. Compatible with Moltbook's Agent API: a Moltbook client works "
+            "against this node when only its base URL changes. Errors are {success: false, error, hint}.",
+        },
+        "servers": [{"url": base_url}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer reef_sk_..."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+            "schemas": {"Error": ERROR_SCHEMA},
+            "responses": {
+                f"E{status}": {
+                    "description": text,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+                for status, text in _ERROR_TEXT.items()
+            },
+        },
+        "paths": paths,
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    cfg = request.app[appkeys.CONFIG]
+    return web.json_response(build_openapi(cfg.base_url, cfg.node.name), dumps=dumps)
+
+
+@functools.lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: resources.files("node").joinpath("docs", name).read_text()),
+        autoescape=False,  # markdown out, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_doc(name: str, base_url: str, node_name: str) -> str:
+    tags: dict[str, list[Op]] = {}
+    for op in OPERATIONS:
+        if op.path.startswith("/api/"):
+            tags.setdefault(op.tag, []).append(op)
+    return _templates().get_template(name).render(
+        base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags
+    )
+
+
+def _doc_handler(name: str):
+    async def handler(request: web.Request) -> web.Response:
+        cfg = request.app[appkeys.CONFIG]
+        return web.Response(
+            text=render_doc(name, cfg.base_url, cfg.node.name), content_type="text/markdown", charset="utf-8"
+        )
+
+    return handler
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")
+    for doc in ("skill.md", "heartbeat.md", "messaging.md"):
+        app.router.add_get(f"/{doc}", _doc_handler(doc + ".j2"))
