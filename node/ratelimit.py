@@ -1,17 +1,28 @@
-"""Token-bucket rate limits per API key (or per IP when unauthenticated)."""
+"""Token-bucket rate limits: per API key (or IP) for every request, and per action (post, comment, register)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from . import appkeys
 from .config import Config
-from .errors import RateLimited
+from .errors import RateLimited, ReefError
 from .http import AGENT
+from .stores.agents import Agent
+
+log = logging.getLogger(__name__)
+
+REDIS_PREFIX = "reef:rl:"
+Action = Literal["post", "comment", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,27 +34,49 @@ class Decision:
     retry_after: float  # seconds until one token is available (0 when allowed)
 
 
-class MemoryRateLimiter:
-    """In-process buckets: correct for one process."""
+class RateLimiter(Protocol):
+    async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision: ...
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None: ...
+
+
+def _check_args(capacity: int, per_seconds: float, cost: int) -> None:
+    if capacity < 1 or per_seconds <= 0 or cost < 1:
+        raise ValueError(f"bad bucket: capacity={capacity} per_seconds={per_seconds} cost={cost}")
+
+
+class MemoryRateLimiter:
+    """In-process buckets: correct for one process. The clock is injectable so tests never wait."""
+
+    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._max_keys = max_keys
+        self._clock = clock
 
     async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
-        now = time.time()
+        _check_args(capacity, per_seconds, cost)
+        return self._take(key, capacity, per_seconds, cost)
+
+    async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None:
+        """Give back tokens taken by hit() (never above capacity): the action they paid for failed."""
+        _check_args(capacity, per_seconds, cost)
+        self._take(key, capacity, per_seconds, -cost)
+
+    def _take(self, key: str, capacity: int, per_seconds: float, cost: int) -> Decision:
+        # No await in here: within one event loop this read-modify-write is atomic.
+        now = self._clock()
         rate = capacity / per_seconds
         tokens, updated = self._buckets.get(key, (float(capacity), now))
-        tokens = min(float(capacity), tokens + (now - updated) * rate)
+        tokens = min(float(capacity), tokens + max(0.0, now - updated) * rate)
         allowed = tokens >= cost
         if allowed:
-            tokens -= cost
+            tokens = min(float(capacity), tokens - cost)  # cost < 0 is a refund
         if len(self._buckets) >= self._max_keys and key not in self._buckets:
-            self._evict(now)
+            self._evict()
         self._buckets[key] = (tokens, now)
         return _decision(allowed, capacity, tokens, rate, now, cost)
 
-    def _evict(self, now: float) -> None:
+    def _evict(self) -> None:
         # Drop the buckets idle longest; an evicted bucket is full, the lenient side.
         for k, _ in sorted(self._buckets.items(), key=lambda kv: kv[1][1])[: len(self._buckets) // 10 + 1]:
             del self._buckets[k]
@@ -60,8 +93,116 @@ def _decision(allowed: bool, capacity: int, tokens: float, rate: float, now: flo
     )
 
 
-def create_rate_limiter(cfg: Config, redis) -> MemoryRateLimiter:
-    return MemoryRateLimiter()
+# One atomic read-modify-write per hit, on Redis' clock so that every process agrees on "now".
+# State is a hash {t: tokens, ts: unix seconds}; a missing key is a full bucket, so the key
+# expires once the bucket would be full again (plus a second) and idle buckets cost nothing.
+# Numbers go back as strings: Redis truncates Lua numbers to integers.
+_TOKEN_BUCKET_LUA = """
+local capacity = tonumber(ARGV[1])
+local rate = capacity / tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(state[1]), tonumber(state[2])
+if tokens == nil or ts == nil then tokens, ts = capacity, now end
+if now > ts then tokens = math.min(capacity, tokens + (now - ts) * rate) end
+local allowed = 0
+if tokens >= cost then
+  tokens = math.min(capacity, tokens - cost)
+  allowed = 1
+end
+local t_str, now_str = string.format('%.17g', tokens), string.format('%.6f', now)
+redis.call('HSET', KEYS[1], 't', t_str, 'ts', now_str)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+return {allowed, t_str, now_str}
+"""
+
+
+class RedisRateLimiter:
+    """Buckets in Redis, shared by every process of the node.
+
+    When Redis fails (refused, timed out, read-only replica...) and a fallback is given, the
+    limiter answers from the in-process fallback so the API stays up: an outage of a shared
+    cache must not turn into an outage of the node. The price is that, meanwhile, each process
+    enforces the limits on its own (N processes allow up to N times the limit) from fresh
+    buckets. It then skips Redis for `retry_interval` seconds (so requests do not each wait for
+    a dead server), logs a warning at most once per `warn_interval`, and logs when Redis is back.
+    Every call is bounded by `timeout`, because redis-py's own retries with backoff would
+    otherwise hold a request for seconds. Without a fallback, Redis errors propagate.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        fallback: MemoryRateLimiter | None = None,
+        prefix: str = REDIS_PREFIX,
+        timeout: float = 0.5,
+        retry_interval: float = 5.0,
+        warn_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._script = redis.register_script(_TOKEN_BUCKET_LUA)  # EVALSHA, SCRIPT LOAD on NOSCRIPT
+        self._fallback = fallback
+        self._prefix = prefix
+        self._timeout = timeout
+        self._retry_interval = retry_interval
+        self._warn_interval = warn_interval
+        self._clock = clock
+        self._down_until = -math.inf
+        self._last_warning = -math.inf
+        self._failing = False
+
+    @property
+    def degraded(self) -> bool:
+        """True while answers come from the in-process fallback."""
+        return self._failing
+
+    async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
+        _check_args(capacity, per_seconds, cost)
+        return await self._take(key, capacity, per_seconds, cost)
+
+    async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None:
+        """Give back tokens taken by hit() (never above capacity): the action they paid for failed."""
+        _check_args(capacity, per_seconds, cost)
+        await self._take(key, capacity, per_seconds, -cost)
+
+    async def _take(self, key: str, capacity: int, per_seconds: float, cost: int) -> Decision:
+        if self._fallback is not None and self._clock() < self._down_until:
+            return self._fallback._take(key, capacity, per_seconds, cost)
+        try:
+            async with asyncio.timeout(self._timeout):
+                allowed, tokens, now = await self._script(
+                    keys=[self._prefix + key], args=[capacity, repr(float(per_seconds)), cost]
+                )
+        except (TimeoutError, OSError, RedisError) as exc:
+            if self._fallback is None:
+                raise
+            self._note_failure(exc)
+            return self._fallback._take(key, capacity, per_seconds, cost)
+        if self._failing:
+            self._failing = False
+            log.warning("Redis answers again; rate limits are shared between processes again")
+        return _decision(bool(allowed), capacity, float(tokens), capacity / per_seconds, float(now), cost)
+
+    def _note_failure(self, exc: BaseException) -> None:
+        now = self._clock()
+        self._failing = True
+        self._down_until = now + self._retry_interval
+        if now - self._last_warning >= self._warn_interval:
+            self._last_warning = now
+            log.warning(
+                "Redis unreachable for rate limits (%s: %s); using in-process limits, retrying every %.0f s",
+                type(exc).__name__, exc, self._retry_interval,
+            )
+
+
+def create_rate_limiter(cfg: Config, redis: Any) -> MemoryRateLimiter | RedisRateLimiter:
+    """Redis-backed (with an in-process fallback) when the node has Redis, else in-process."""
+    if redis is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(redis, fallback=MemoryRateLimiter())
 
 
 def limit_headers(d: Decision) -> dict[str, str]:
@@ -108,7 +249,152 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
             "Rate limit exceeded.",
             f"This node allows {capacity} requests per minute; wait {max(1, math.ceil(decision.retry_after))} s and retry.",
         )
-    response = await handler(request)
+    headers = limit_headers(decision)
+    try:
+        response = await handler(request)
+    except (ReefError, web.HTTPException) as exc:
+        # Errors count against the budget too, so they report it; an action limit's own headers win.
+        for name, value in headers.items():
+            exc.headers.setdefault(name, value)
+        raise
     if not response.prepared:  # a WebSocket has already sent its headers
-        response.headers.update(limit_headers(decision))
+        response.headers.update(headers)
     return response
+
+
+# ---- Per-action limits (posts, comments, registrations) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    key: str
+    capacity: int
+    per_seconds: float
+    error: str
+    verb: str  # "post" -> hint "You can post again in 23 minutes."
+
+
+def _span(seconds: float) -> str:
+    """A limit's period in words: 1800 -> '30 minutes', 7200 -> '2 hours'."""
+    s = int(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size and s % size == 0:
+            n = s // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{s} second" + ("s" if s != 1 else "")
+
+
+def _wait(seconds: float) -> str:
+    """A wait in words, rounded up: 12 seconds, 23 minutes, 3 hours 5 minutes."""
+    s = max(1, int(math.ceil(seconds)))
+    if s < 60:
+        return f"{s} second" + ("s" if s != 1 else "")
+    m = int(math.ceil(s / 60))
+    if m < 120:
+        return f"{m} minute" + ("s" if m != 1 else "")
+    h, m = divmod(m, 60)
+    return f"{h} hours" + (f" {m} minute" + ("s" if m != 1 else "") if m else "")
+
+
+def is_new_agent(cfg: Config, agent: Agent, now: dt.datetime | None = None) -> bool:
+    """Younger than [limits] new_agent_hours: the stricter new_agent_* limits apply."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now - agent.created_at < dt.timedelta(hours=cfg.limits.new_agent_hours)
+
+
+def _buckets(cfg: Config, agent: Agent | None, action: Action, ip: str | None) -> list[_Bucket]:
+    """The buckets an action must fit in; a value <= 0 in [limits] switches that limit off."""
+    lim = cfg.limits
+    if action == "register":
+        if not ip:
+            raise ValueError("check_action(..., 'register') needs ip=")
+        n = lim.registrations_per_hour
+        return [] if n <= 0 else [_Bucket(
+            f"act:register:ip:{ip}", n, 3600.0,
+            f"Too many registrations from this address: at most {n} per hour.", "register",
+        )]
+    if agent is None:
+        raise ValueError(f"check_action(..., {action!r}) needs the agent")
+    new = is_new_agent(cfg, agent)
+    who = f"New agents (younger than {lim.new_agent_hours} hours) can" if new else "You can"
+    if action == "post":
+        every = lim.new_agent_post_interval_seconds if new else lim.post_interval_seconds
+        return [] if every <= 0 else [_Bucket(
+            f"act:post:{agent.id}", 1, float(every), f"{who} only post once every {_span(every)}.", "post",
+        )]
+    if action == "comment":
+        every = lim.new_agent_comment_interval_seconds if new else lim.comment_interval_seconds
+        per_day = lim.new_agent_comments_per_day if new else lim.comments_per_day
+        out = []
+        if every > 0:
+            out.append(_Bucket(
+                f"act:comment:{agent.id}", 1, float(every),
+                f"{who} only comment once every {_span(every)}.", "comment",
+            ))
+        if per_day > 0:
+            out.append(_Bucket(
+                f"act:comment_day:{agent.id}", per_day, 86400.0,
+                f"{who} only write {per_day} comment{'s' if per_day != 1 else ''} per day.", "comment",
+            ))
+        return out
+    raise ValueError(f"unknown action {action!r}")
+
+
+class ActionGrant:
+    """Tokens taken for one action; refund() gives them back if the action did not happen."""
+
+    def __init__(self, limiter: RateLimiter, taken: list[_Bucket]) -> None:
+        self._limiter = limiter
+        self._taken = taken
+
+    async def refund(self) -> None:
+        taken, self._taken = self._taken, []  # at most once
+        for b in taken:
+            await self._limiter.refund(b.key, b.capacity, b.per_seconds)
+
+
+async def check_action(
+    app_or_limiter: web.Application | RateLimiter,
+    cfg: Config,
+    agent: Agent | None,
+    action: Action,
+    *,
+    ip: str | None = None,
+) -> ActionGrant:
+    """Take one token from every bucket of the action, or raise RateLimited (429) naming the wait.
+
+    Taking is atomic per bucket, so concurrent requests cannot both slip through; if a later
+    bucket refuses, the earlier ones are refunded. Prefer `action_limit`, which also refunds
+    when the action itself fails (a rejected post must not cost the agent its post slot).
+    """
+    limiter = app_or_limiter[appkeys.RATE_LIMITER] if isinstance(app_or_limiter, web.Application) else app_or_limiter
+    grant = ActionGrant(limiter, [])
+    for b in _buckets(cfg, agent, action, ip):
+        d = await limiter.hit(b.key, b.capacity, b.per_seconds)
+        if not d.allowed:
+            await grant.refund()
+            raise rate_limited(d, b.error, f"You can {b.verb} again in {_wait(d.retry_after)}.")
+        grant._taken.append(b)
+    return grant
+
+
+@contextlib.asynccontextmanager
+async def action_limit(
+    app_or_limiter: web.Application | RateLimiter,
+    cfg: Config,
+    agent: Agent | None,
+    action: Action,
+    *,
+    ip: str | None = None,
+) -> AsyncIterator[ActionGrant]:
+    """Check-then-commit: `async with action_limit(...): await service(...)`; an exception refunds.
+
+    Reserving before the work (rather than checking, then recording after) keeps two concurrent
+    posts from both passing; a cancelled request keeps its reservation (the conservative side).
+    """
+    grant = await check_action(app_or_limiter, cfg, agent, action, ip=ip)
+    try:
+        yield grant
+    except Exception:
+        await grant.refund()
+        raise
