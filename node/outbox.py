@@ -1,0 +1,40 @@
+"""Record domain events for federation in the caller's transaction (the outbox pattern)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+# The kinds the federation worker understands. Services record one of these after their write,
+# on the same connection and inside the same transaction, so an event exists iff the change does.
+KINDS = frozenset(
+    {
+        "post.created", "post.updated", "post.deleted", "post.removed", "post.restored",
+        "comment.created", "comment.updated", "comment.deleted", "comment.removed",
+        "vote.cast", "vote.removed",  # data: {"target": "post"|"comment", "value": 1|-1}
+        "follow.created", "follow.removed",  # object_id: the followed agent
+        "subscription.created", "subscription.removed",  # object_id: the submolt
+        "dm.sent",  # object_id: the message
+        "agent.updated", "submolt.updated",
+    }
+)
+
+
+async def record_event(
+    conn: asyncpg.Connection,
+    kind: str,
+    *,
+    actor_id: uuid.UUID | None,
+    object_id: uuid.UUID | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Insert an outbox event; call it inside the transaction of the change it describes."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox event kind {kind!r}")
+    await conn.execute(
+        "INSERT INTO outbox_events (kind, actor_id, object_id, data) VALUES ($1, $2, $3, $4)",
+        kind, actor_id, object_id, data or {},
+    )
+    # Wake the federation worker without waiting for its poll interval.
+    await conn.execute("SELECT pg_notify('reef_outbox', '')")
