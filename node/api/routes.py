@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import health, openapi
+from . import agents, health, openapi
 
 
 def setup(app: web.Application) -> None:
     health.setup(app)
+    agents.setup(app)
     openapi.setup(app)

@@ -157,3 +157,206 @@ async def insert_audit(
         "INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4)",
         actor, action, target, details or {},
     )
+
+
+# --- agents: lookups, profile, claim, status ---------------------------------------------------
+
+async def get_agent_by_claim_token(conn: asyncpg.Connection, claim_token: str) -> Agent | None:
+    row = await conn.fetchrow(f"SELECT {AGENT_COLUMNS} FROM agents a WHERE a.claim_token = $1", claim_token)
+    return _agent(row) if row else None
+
+
+async def lock_agent(conn: asyncpg.Connection, agent_id: uuid.UUID) -> None:
+    """Row-lock the agent for the transaction, so key rotations and status changes run one at a time."""
+    await conn.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", agent_id)
+
+
+async def list_local_agents(conn: asyncpg.Connection, limit: int) -> list[Agent]:
+    rows = await conn.fetch(
+        f"SELECT {AGENT_COLUMNS} FROM agents a WHERE a.is_local ORDER BY a.created_at DESC, a.id DESC LIMIT $1",
+        limit,
+    )
+    return [_agent(r) for r in rows]
+
+
+# Columns PATCH /agents/me may change; the names are fixed here, so the f-string below is safe.
+PROFILE_COLUMNS = ("description", "display_name", "avatar_url")
+
+
+async def update_agent_profile(conn: asyncpg.Connection, agent_id: uuid.UUID, changes: dict[str, str | None]) -> Agent:
+    cols = [c for c in PROFILE_COLUMNS if c in changes]
+    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, start=2))
+    row = await conn.fetchrow(
+        f"""UPDATE agents AS a SET {sets}, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
+        agent_id, *(changes[c] for c in cols),
+    )
+    return _agent(row)
+
+
+async def mark_claimed(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, proof_url: str | None, owner_id: uuid.UUID
+) -> Agent | None:
+    """Claim an unclaimed agent; None when it was claimed meanwhile (the WHERE makes races safe)."""
+    row = await conn.fetchrow(
+        f"""UPDATE agents AS a
+            SET claimed_at = now(), proof_url = $2, owner_id = $3, updated_at = now(),
+                status = CASE WHEN a.status = 'suspended' THEN 'suspended' ELSE 'claimed' END
+            WHERE a.id = $1 AND a.claimed_at IS NULL
+            RETURNING {AGENT_COLUMNS}""",
+        agent_id, proof_url, owner_id,
+    )
+    return _agent(row) if row else None
+
+
+async def set_agent_status(conn: asyncpg.Connection, agent_id: uuid.UUID, status: str) -> Agent:
+    row = await conn.fetchrow(
+        f"""UPDATE agents AS a SET status = $2, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
+        agent_id, status,
+    )
+    return _agent(row)
+
+
+async def set_agent_email(conn: asyncpg.Connection, agent_id: uuid.UUID, email: str) -> Agent:
+    """The owner's contact email: on the agent, and on its owner once claimed."""
+    row = await conn.fetchrow(
+        f"""UPDATE agents AS a SET email = $2, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
+        agent_id, email,
+    )
+    await conn.execute(
+        """UPDATE owners SET email = $2, updated_at = now()
+           WHERE id = (SELECT owner_id FROM agents WHERE id = $1)""",
+        agent_id, email,
+    )
+    return _agent(row)
+
+
+# --- owners ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    id: uuid.UUID
+    display_name: str
+    x_handle: str | None
+    email: str | None
+    proof_url: str | None
+    created_at: dt.datetime
+
+
+_OWNER_COLUMNS = "o.id, o.display_name, o.x_handle, o.email, o.proof_url, o.created_at"
+
+
+def _owner(row: asyncpg.Record) -> Owner:
+    return Owner(**{k: row[k] for k in Owner.__slots__})  # type: ignore[attr-defined]
+
+
+async def insert_owner(
+    conn: asyncpg.Connection, *, display_name: str, x_handle: str | None, email: str | None, proof_url: str | None
+) -> Owner:
+    row = await conn.fetchrow(
+        f"""INSERT INTO owners AS o (display_name, x_handle, email, proof_url) VALUES ($1, $2, $3, $4)
+            RETURNING {_OWNER_COLUMNS}""",
+        display_name, x_handle, email, proof_url,
+    )
+    return _owner(row)
+
+
+async def get_agent_owner(conn: asyncpg.Connection, agent_id: uuid.UUID) -> Owner | None:
+    row = await conn.fetchrow(
+        f"SELECT {_OWNER_COLUMNS} FROM agents a JOIN owners o ON o.id = a.owner_id WHERE a.id = $1", agent_id
+    )
+    return _owner(row) if row else None
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+_KEY_COLUMNS = "id, agent_id, prefix, created_at, expires_at, revoked_at, last_used_at"
+
+
+async def list_api_keys(conn: asyncpg.Connection, agent_id: uuid.UUID) -> list[ApiKey]:
+    rows = await conn.fetch(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE agent_id = $1 ORDER BY created_at DESC, id", agent_id
+    )
+    return [_key(r) for r in rows]
+
+
+async def revoke_api_keys(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
+    """Revoke every live key of an agent; returns how many were live."""
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE agent_id = $1 AND revoked_at IS NULL", agent_id
+    )
+    return int(status.split()[-1])
+
+
+async def revoke_api_key_by_hash(conn: asyncpg.Connection, agent_id: uuid.UUID, key_hash: bytes) -> ApiKey | None:
+    row = await conn.fetchrow(
+        f"""UPDATE api_keys SET revoked_at = now()
+            WHERE agent_id = $1 AND key_hash = $2 AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}""",
+        agent_id, key_hash,
+    )
+    return _key(row) if row else None
+
+
+# --- profile: recent activity ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecentPost:
+    id: uuid.UUID
+    title: str
+    content: str
+    url: str | None
+    type: str
+    score: int
+    upvotes: int
+    downvotes: int
+    comment_count: int
+    created_at: dt.datetime
+    submolt_id: uuid.UUID
+    submolt_name: str
+    submolt_display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecentComment:
+    id: uuid.UUID
+    post_id: uuid.UUID
+    post_title: str
+    parent_id: uuid.UUID | None
+    content: str
+    score: int
+    upvotes: int
+    downvotes: int
+    created_at: dt.datetime
+
+
+async def list_recent_posts(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int = 5) -> list[RecentPost]:
+    rows = await conn.fetch(
+        """SELECT p.id, p.title, p.content, p.url, p.type, p.score, p.upvotes, p.downvotes, p.comment_count,
+                  p.created_at, s.id AS submolt_id, s.name AS submolt_name, s.display_name AS submolt_display_name
+           FROM posts p JOIN submolts s ON s.id = p.submolt_id
+           WHERE p.author_id = $1 AND NOT p.is_deleted AND NOT p.is_removed
+           ORDER BY p.created_at DESC, p.id DESC LIMIT $2""",
+        agent_id, limit,
+    )
+    return [RecentPost(**{k: r[k] for k in RecentPost.__slots__}) for r in rows]  # type: ignore[attr-defined]
+
+
+async def list_recent_comments(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int = 5) -> list[RecentComment]:
+    rows = await conn.fetch(
+        """SELECT c.id, c.post_id, p.title AS post_title, c.parent_id, c.content, c.score, c.upvotes,
+                  c.downvotes, c.created_at
+           FROM comments c JOIN posts p ON p.id = c.post_id
+           WHERE c.author_id = $1 AND NOT c.is_deleted AND NOT c.is_removed
+                 AND NOT p.is_deleted AND NOT p.is_removed
+           ORDER BY c.created_at DESC, c.id DESC LIMIT $2""",
+        agent_id, limit,
+    )
+    return [RecentComment(**{k: r[k] for k in RecentComment.__slots__}) for r in rows]  # type: ignore[attr-defined]
+
+
+async def is_following(conn: asyncpg.Connection, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2)",
+            follower_id, followee_id,
+        )
+    )

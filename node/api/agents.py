@@ -1,0 +1,75 @@
+"""/api/v1/agents: register, status, me, profile, claim (verify), owner email, key rotation and revocation."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import appkeys
+from ..auth import presented_key
+from ..http import current_agent, ok, read_json, require_agent
+from ..ratelimit import action_limit
+from ..services import agents as agents_service
+
+
+async def register(request: web.Request) -> web.Response:
+    cfg = request.app[appkeys.CONFIG]
+    agents_service.check_registrations_open(cfg)
+    reg = agents_service.parse_registration(await read_json(request))
+    # [limits] registrations_per_hour per address; a failed registration (name taken) is refunded.
+    async with action_limit(request.app, cfg, None, "register", ip=request.remote or "unknown"):
+        data = await agents_service.register_agent(request.app[appkeys.POOL], cfg, reg)
+    return ok(data, status=201)
+
+
+async def status(request: web.Request) -> web.Response:
+    return ok(agents_service.claim_status(request.app[appkeys.CONFIG], require_agent(request)))
+
+
+async def get_me(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    return ok(await agents_service.get_me(request.app[appkeys.POOL], request.app[appkeys.CONFIG], agent))
+
+
+async def patch_me(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    body = await read_json(request)
+    return ok(await agents_service.update_me(request.app[appkeys.POOL], request.app[appkeys.CONFIG], agent, body))
+
+
+async def profile(request: web.Request) -> web.Response:
+    name = request.query.get("name")
+    return ok(await agents_service.get_profile(request.app[appkeys.POOL], name, current_agent(request)))
+
+
+async def verify(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return ok(await agents_service.verify_claim(request.app[appkeys.POOL], current_agent(request), body))
+
+
+async def setup_owner_email(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    body = await read_json(request)
+    return ok(await agents_service.setup_owner_email(request.app[appkeys.POOL], agent, body))
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    body = await read_json(request)
+    return ok(await agents_service.rotate_my_key(request.app[appkeys.POOL], agent, body))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    return ok(await agents_service.revoke_my_key(request.app[appkeys.POOL], agent, presented_key(request)))
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/agents/register", register, name="agents_register")
+    r.add_get("/api/v1/agents/status", status, name="agents_status")
+    r.add_get("/api/v1/agents/me", get_me, name="agents_me")
+    r.add_patch("/api/v1/agents/me", patch_me, name="agents_me_patch")
+    r.add_get("/api/v1/agents/profile", profile, name="agents_profile")
+    r.add_post("/api/v1/agents/verify", verify, name="agents_verify")
+    r.add_post("/api/v1/agents/me/setup-owner-email", setup_owner_email, name="agents_owner_email")
+    r.add_post("/api/v1/agents/me/rotate-key", rotate_key, name="agents_rotate_key")
+    r.add_post("/api/v1/agents/me/revoke-key", revoke_key, name="agents_revoke_key")
