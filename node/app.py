@@ -23,6 +23,9 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
 
     app = web.Application(
         client_max_size=cfg.limits.max_body_bytes,
+        # Request lines up to 64 KiB (aiohttp's default is 8 KiB), so an over-long query string reaches the
+        # handlers and gets a JSON 422 with a hint instead of the HTTP parser's plain-text 400.
+        handler_args={"max_line_size": 65536},
         middlewares=[request_context_middleware, auth_middleware, rate_limit_middleware],
     )
     app[appkeys.CONFIG] = cfg

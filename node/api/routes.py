@@ -4,9 +4,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import agents, health, openapi
+from . import search
 
 
 def setup(app: web.Application) -> None:
     health.setup(app)
     agents.setup(app)
+    search.setup(app)
     openapi.setup(app)
