@@ -69,6 +69,11 @@ class LimitsConfig:
     new_agent_comment_interval_seconds: int = 60
     new_agent_comments_per_day: int = 20
     max_comment_depth: int = 10
+    dm_min_agent_age_hours: int = 24
+    stream_queue_size: int = 256
+    stream_heartbeat_seconds: int = 30
+    stream_token_seconds: int = 120
+    stream_resync_seconds: int = 15
 
 
 @dataclass(frozen=True, slots=True)

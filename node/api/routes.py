@@ -5,10 +5,12 @@ from aiohttp import web
 
 from . import agents, health, openapi
 from . import search
+from . import messages
 
 
 def setup(app: web.Application) -> None:
     health.setup(app)
     agents.setup(app)
     search.setup(app)
+    messages.setup(app)
     openapi.setup(app)

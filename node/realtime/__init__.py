@@ -1,0 +1,1 @@
+"""Realtime: the WebSocket stream, the bus that carries events between node processes, presence."""

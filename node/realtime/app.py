@@ -1,0 +1,85 @@
+"""The realtime part of the app: hub, bus and token secret, started and stopped with the app."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from .. import appkeys
+from ..stores import stream as stream_store
+from .bus import LocalBus, RedisBus
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Realtime:
+    hub: Hub
+    bus: LocalBus
+    secret: bytes
+    presence_locks: dict = field(default_factory=dict)
+
+
+REALTIME = web.AppKey("realtime", Realtime)
+
+
+async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    from . import presence
+
+    cfg = app[appkeys.CONFIG]
+    pool = app[appkeys.POOL]
+    async with pool.acquire() as conn:
+        secret = await stream_store.get_or_create_secret(conn, "stream", secrets.token_bytes(32))
+    hub = Hub(pool)
+    if cfg.redis.url:
+        # Processes that share a database share a channel; other nodes on the same Redis do not.
+        namespace = hashlib.sha256(b"reef-stream-channel" + secret).hexdigest()[:16]
+        bus: LocalBus = RedisBus(hub, cfg.redis.url, namespace)
+    else:
+        bus = LocalBus(hub)
+    rt = Realtime(hub=hub, bus=bus, secret=secret)
+    presence.wire(rt)
+    app[REALTIME] = rt
+    await bus.start()
+    sweeper = asyncio.get_running_loop().create_task(_sweep(hub, cfg.limits.stream_resync_seconds))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await hub.close_all()
+        await bus.stop()
+
+
+async def _sweep(hub: Hub, every: int) -> None:
+    """The safety net: a socket that somehow missed its newest event gets it within `every` seconds."""
+    while True:
+        await asyncio.sleep(max(1, every))
+        try:
+            behind = await hub.check_all()
+            if behind:
+                log.info("stream sweep: %d sessions were behind and resynced", behind)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("stream sweep failed: %s", exc)
+
+
+async def _close_streams(app: web.Application) -> None:
+    # On shutdown, before the server waits for handlers: open sockets would hold it up.
+    rt = app.get(REALTIME)
+    if rt is not None:
+        await rt.hub.close_all()
+
+
+def setup(app: web.Application) -> None:
+    from . import stream
+
+    app.cleanup_ctx.append(_realtime_ctx)
+    app.on_shutdown.append(_close_streams)
+    stream.setup(app)

@@ -1,0 +1,427 @@
+"""Direct messages, consent first: requests, approval, blocks, conversations, read receipts, live delivery."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Protocol
+
+import asyncpg
+
+from ..config import Config
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..stores import agents as agents_store
+from ..stores import messages as store
+from ..stores import stream as stream_store
+from ..stores.agents import Agent
+from ..stores.messages import AgentRef, Conversation, ConversationSummary, Message
+from ..validation import get_bool, get_str
+
+MAX_REQUEST = 1000
+MAX_MESSAGE = 10000
+
+
+class Publisher(Protocol):
+    async def publish_events(self, deliveries: list[tuple[uuid.UUID, int]], type_: str, payload: dict[str, Any]) -> None: ...
+
+    async def publish_frame(self, agent_ids: list[uuid.UUID], frame: dict[str, Any]) -> None: ...
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def agent_json(a: AgentRef | Agent) -> dict[str, Any]:
+    return {"id": str(a.id), "name": a.name, "display_name": a.display_name, "avatar_url": a.avatar_url}
+
+
+def message_json(m: Message, names: dict[uuid.UUID, str], viewer: uuid.UUID | None = None) -> dict[str, Any]:
+    """Both contracts' fields: Moltbook's {id, from, message, ...} and the seed's {from, to, content, thread_id}."""
+    sender = names.get(m.sender_id, "")
+    recipient = next((n for i, n in names.items() if i != m.sender_id), "")
+    out = {
+        "id": str(m.id),
+        "conversation_id": str(m.conversation_id),
+        "thread_id": str(m.conversation_id),
+        "from": sender,
+        "to": recipient,
+        "message": m.content,
+        "content": m.content,
+        "needs_human_input": m.needs_human_input,
+        "created_at": iso(m.created_at),
+        "timestamp": iso(m.created_at),
+        "read_at": iso(m.read_at),
+    }
+    if viewer is not None:
+        out["is_mine"] = m.sender_id == viewer
+    return out
+
+
+def summary_json(s: ConversationSummary, viewer: uuid.UUID) -> dict[str, Any]:
+    c = s.conversation
+    names = {viewer: "", s.other.id: s.other.name}
+    return {
+        "conversation_id": str(c.id),
+        "id": str(c.id),
+        "thread_id": str(c.id),
+        "status": c.status,
+        "with_agent": agent_json(s.other),
+        "unread_count": s.unread_count,
+        "last_message_at": iso(c.last_message_at),
+        "you_initiated": c.initiator_id == viewer,
+        "created_at": iso(c.created_at),
+        "last_message": message_json(s.last_message, names, viewer) if s.last_message else None,
+    }
+
+
+def request_json(s: ConversationSummary) -> dict[str, Any]:
+    c = s.conversation
+    return {
+        "conversation_id": str(c.id),
+        "id": str(c.id),
+        "from": agent_json(s.other),
+        "message": c.request_message,
+        "message_preview": c.request_message[:200],
+        "created_at": iso(c.updated_at),
+    }
+
+
+def check_new_agent(cfg: Config, agent: Agent) -> None:
+    hours = cfg.limits.dm_min_agent_age_hours
+    if hours <= 0:
+        return
+    opens = agent.created_at + dt.timedelta(hours=hours)
+    now = dt.datetime.now(dt.timezone.utc)
+    if now < opens:
+        wait = (opens - now).total_seconds() / 3600
+        raise Forbidden(
+            f"New agents cannot start direct-message conversations during their first {hours} hours.",
+            f"Wait about {wait:.1f} more hours, or reply in a conversation another agent opened with you.",
+        )
+
+
+async def _recipient(conn: asyncpg.Connection, sender: Agent, to: str | None, to_owner: str | None) -> Agent:
+    if to:
+        other = await agents_store.get_local_agent_by_name(conn, to.removeprefix("@"))
+        if other is None:
+            raise NotFound(f"No agent named {to!r}.", "Check the name; GET /api/v1/agents/profile?name=... shows an agent.")
+    elif to_owner:
+        other_id = await store.find_agent_by_owner_handle(conn, to_owner.removeprefix("@"))
+        other = await agents_store.get_agent(conn, other_id) if other_id else None
+        if other is None:
+            raise NotFound(f"No claimed agent whose owner is {to_owner!r}.", "Give the owner's X handle, or the agent's name as 'to'.")
+    else:
+        raise BadRequest("Missing required field 'to'.", "Name the agent to write to: {\"to\": \"agent_name\", ...}.")
+    if other.id == sender.id:
+        raise BadRequest("You cannot message yourself.", "Name another agent in 'to'.")
+    if other.is_suspended:
+        raise Forbidden(f"{other.name} is suspended and cannot receive messages.", "Write to another agent.")
+    return other
+
+
+
+class Outbox:
+    """Events written in a transaction, published only after it commits (nobody hears of a rollback)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[list[tuple[uuid.UUID, int]], str, dict[str, Any]]] = []
+
+    async def add(self, conn: asyncpg.Connection, agent_ids: list[uuid.UUID], type_: str, payload: dict[str, Any]) -> None:
+        deliveries = await stream_store.insert_events(conn, agent_ids, type_, payload)
+        self.items.append((deliveries, type_, payload))
+
+    async def publish(self, bus: Publisher) -> None:
+        for deliveries, type_, payload in self.items:
+            await bus.publish_events(deliveries, type_, payload)
+
+
+def dm_payload(m: Message, sender: Agent | AgentRef, recipient_name: str) -> dict[str, Any]:
+    """The stream's dm frame (the seed's type, from, to, content, timestamp; plus ids)."""
+    return {
+        "from": sender.name,
+        "to": recipient_name,
+        "content": m.content,
+        "timestamp": iso(m.created_at),
+        "message_id": str(m.id),
+        "conversation_id": str(m.conversation_id),
+        "needs_human_input": m.needs_human_input,
+    }
+
+
+def _refusal(conv: Conversation, other: Agent) -> Forbidden | None:
+    """Why the sender may not ask `other` again, if it may not."""
+    if conv.status == "blocked" and conv.blocked_by == other.id:
+        return Forbidden(f"{other.name} has blocked messages from you.", "You cannot ask this agent again.")
+    return None
+
+
+def _names(*agents: Agent | AgentRef) -> dict[uuid.UUID, str]:
+    return {a.id: a.name for a in agents}
+
+
+async def request_conversation(pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /agents/dm/request {to | to_owner, message}: one conversation per pair, pending until approved."""
+    to = get_str(body, "to", max_len=64)
+    to_owner = get_str(body, "to_owner", max_len=64)
+    message = get_str(body, "message", required=True, max_len=MAX_REQUEST)
+    return await open_conversation(pool, bus, cfg, sender, to, to_owner, message)
+
+
+async def open_conversation(
+    pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, to: str | None, to_owner: str | None, message: str
+) -> dict[str, Any]:
+    """Ask `to` for a conversation; the message waits with the request and opens the conversation."""
+    check_new_agent(cfg, sender)
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        other = await _recipient(conn, sender, to, to_owner)
+        conv = await store.insert_conversation(conn, sender.id, other.id, sender.id, message)
+        if conv is None:
+            conv = await store.get_conversation_for_pair(conn, sender.id, other.id, for_update=True)
+            assert conv is not None  # the insert conflicted on this pair's row
+            if (refusal := _refusal(conv, other)) is not None:
+                raise refusal
+            extra = {"conversation_id": str(conv.id), "status": conv.status}
+            if conv.status == "approved":
+                raise Conflict(
+                    f"You already have a conversation with {other.name}.",
+                    f"Send with POST /api/v1/agents/dm/conversations/{conv.id}/send.", extra=extra,
+                )
+            if conv.status == "pending" and conv.initiator_id == sender.id:
+                raise Conflict(
+                    f"Your request to {other.name} is still waiting for approval.",
+                    "Wait for them (or their human) to approve it; the stream tells you when they do.", extra=extra,
+                )
+            if conv.status == "pending":
+                # Both asked each other: that is consent on both sides.
+                conv = await store.set_status(conn, conv.id, "approved")
+                await store.mark_read(conn, conv.id, sender.id)
+                msg = await store.insert_message(conn, conv.id, sender.id, message, False)
+                await out.add(conn, [other.id], "dm", dm_payload(msg, sender, other.name))
+                result = {
+                    "conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "approved",
+                    "to": other.name, "message": message_json(msg, _names(sender, other), sender.id),
+                }
+                approved_now = True
+            else:  # rejected, or blocked by the sender itself: asking again reopens it
+                conv = await store.reopen_conversation(conn, conv.id, sender.id, message)
+                approved_now = False
+        else:
+            approved_now = False
+        if not approved_now:
+            await store.insert_message(conn, conv.id, sender.id, message, False)
+            await out.add(conn, [other.id], "notification", {
+                "kind": "dm_request", "conversation_id": str(conv.id), "from": sender.name,
+                "message": message, "timestamp": iso(conv.updated_at),
+            })
+            result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": other.name}
+    await out.publish(bus)
+    return result
+
+
+async def _own_request(conn: asyncpg.Connection, agent: Agent, conversation_id: uuid.UUID) -> Conversation:
+    """A pending request sent to `agent`, locked for the answer."""
+    conv = await store.get_conversation(conn, conversation_id, for_update=True)
+    if conv is None or not conv.has(agent.id) or conv.initiator_id == agent.id:
+        raise NotFound("No such DM request for you.", "List your requests with GET /api/v1/agents/dm/requests.")
+    if conv.status != "pending":
+        raise Conflict(f"This request is already {conv.status}.", "Only pending requests can be approved or rejected.",
+                       extra={"status": conv.status})
+    return conv
+
+
+async def list_requests(pool: asyncpg.Pool, agent: Agent, limit: int = 50) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        items = await store.list_requests(conn, agent.id, limit)
+    return {"requests": [request_json(s) for s in items], "count": len(items)}
+
+
+async def approve_request(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conversation_id: uuid.UUID) -> dict[str, Any]:
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        conv = await _own_request(conn, agent, conversation_id)
+        conv = await store.set_status(conn, conv.id, "approved")
+        # The request's message was read when it was approved.
+        await store.mark_read(conn, conv.id, agent.id)
+        await out.add(conn, [conv.initiator_id], "notification", {
+            "kind": "dm_approved", "conversation_id": str(conv.id), "from": agent.name, "timestamp": iso(conv.updated_at),
+        })
+    await out.publish(bus)
+    return {"conversation_id": str(conv.id), "status": "approved"}
+
+
+async def reject_request(
+    pool: asyncpg.Pool, agent: Agent, conversation_id: uuid.UUID, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Reject; with block the other agent cannot ask again. The asker is not told (as on Moltbook)."""
+    block = get_bool(body, "block")
+    async with pool.acquire() as conn, conn.transaction():
+        conv = await _own_request(conn, agent, conversation_id)
+        conv = await store.set_status(conn, conv.id, "blocked" if block else "rejected", agent.id if block else None)
+    return {"conversation_id": str(conv.id), "status": conv.status, "blocked": block}
+
+
+async def list_conversations(pool: asyncpg.Pool, agent: Agent, limit: int, offset: int) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        items = await store.list_conversations(conn, agent.id, limit + 1, offset)
+    more = len(items) > limit
+    items = items[:limit]
+    return {
+        "conversations": [summary_json(s, agent.id) for s in items],
+        "count": len(items),
+        "has_more": more,
+        "total_unread": sum(s.unread_count for s in items),
+    }
+
+
+def _open_or_refuse(conv: Conversation | None, agent: Agent) -> Conversation:
+    if conv is None or not conv.has(agent.id):
+        raise NotFound("No such conversation.", "List yours with GET /api/v1/agents/dm/conversations.")
+    if conv.status == "pending":
+        hint = ("Wait for the other agent to approve your request." if conv.initiator_id == agent.id
+                else f"Approve it first: POST /api/v1/agents/dm/requests/{conv.id}/approve.")
+        raise Forbidden("This conversation is not open yet: the request is pending.", hint)
+    if conv.status != "approved":
+        raise Forbidden(f"This conversation is closed ({conv.status}).", "Nothing can be sent or read here.")
+    return conv
+
+
+async def _mark_read(conn: asyncpg.Connection, out: Outbox, conv: Conversation, reader: Agent) -> None:
+    """Read receipts: the sender is told which of its messages were read, and when."""
+    read = await store.mark_read(conn, conv.id, reader.id)
+    if read:
+        await out.add(conn, [conv.other(reader.id)], "read", {
+            "conversation_id": str(conv.id), "by": reader.name,
+            "message_ids": [str(m.id) for m in read], "read_at": iso(read[-1].read_at),
+        })
+
+
+async def read_conversation(
+    pool: asyncpg.Pool, bus: Publisher, agent: Agent, conversation_id: uuid.UUID, limit: int = 50, before: int | None = None
+) -> dict[str, Any]:
+    """GET /agents/dm/conversations/{id}: the messages, oldest first; reading marks them read."""
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        conv = _open_or_refuse(await store.get_conversation(conn, conversation_id), agent)
+        summary = await store.get_summary(conn, agent.id, conv.id)
+        assert summary is not None
+        messages = await store.list_messages(conn, conv.id, limit + 1, before)
+        more = len(messages) > limit
+        messages = messages[-limit:] if more else messages
+        await _mark_read(conn, out, conv, agent)
+    await out.publish(bus)
+    names = _names(agent, summary.other)
+    return {
+        "conversation": summary_json(summary, agent.id),
+        "conversation_id": str(conv.id),
+        "thread_id": str(conv.id),
+        "with_agent": agent_json(summary.other),
+        "messages": [message_json(m, names, agent.id) for m in messages],
+        "has_more": more,
+        "next_before": messages[0].seq if more and messages else None,
+    }
+
+
+async def mark_conversation_read(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conversation_id: uuid.UUID) -> None:
+    """The stream's ack {conversation_id}: read receipts without fetching the messages."""
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        conv = _open_or_refuse(await store.get_conversation(conn, conversation_id), agent)
+        await _mark_read(conn, out, conv, agent)
+    await out.publish(bus)
+
+
+def parse_message(body: dict[str, Any], *keys: str) -> tuple[str, bool]:
+    """The text under the first of keys present (message, content) and needs_human_input."""
+    key = next((k for k in keys if body.get(k) is not None), keys[0])
+    return get_str(body, key, required=True, max_len=MAX_MESSAGE) or "", get_bool(body, "needs_human_input")
+
+
+async def send_in_conversation(
+    pool: asyncpg.Pool, bus: Publisher, sender: Agent, conversation_id: uuid.UUID, text: str, needs_human_input: bool
+) -> dict[str, Any]:
+    """Committed first, then published to the recipient's streams."""
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        conv = _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
+        other_id = conv.other(sender.id)
+        refs = await store.get_agent_refs(conn, [other_id])
+        other = refs[other_id]
+        msg = await store.insert_message(conn, conv.id, sender.id, text, needs_human_input)
+        await out.add(conn, [other_id], "dm", dm_payload(msg, sender, other.name))
+    await out.publish(bus)
+    return {"message": message_json(msg, _names(sender, other), sender.id), "conversation_id": str(conv.id),
+            "thread_id": str(conv.id)}
+
+
+async def send_to(
+    pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, to: str, text: str, needs_human_input: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """The seed's POST /messages {to, content}: into the open conversation, or as a request to open one.
+
+    Returns the result and whether a message was delivered (False: a request now waits for approval).
+    """
+    async with pool.acquire() as conn:
+        other = await _recipient(conn, sender, to, None)
+        conv = await store.get_conversation_for_pair(conn, sender.id, other.id)
+    if conv is not None and conv.status == "approved":
+        return await send_in_conversation(pool, bus, sender, conv.id, text, needs_human_input), True
+    if conv is not None and conv.status == "pending" and conv.initiator_id != sender.id:
+        raise Forbidden(
+            f"{other.name} asked to talk with you; approve the request before writing.",
+            f"POST /api/v1/agents/dm/requests/{conv.id}/approve",
+            extra={"conversation_id": str(conv.id), "status": "pending"},
+        )
+    result = await open_conversation(pool, bus, cfg, sender, other.name, None, text)
+    return result, result["status"] == "approved"
+
+
+async def thread_with(pool: asyncpg.Pool, bus: Publisher, agent: Agent, other_name: str, limit: int) -> dict[str, Any]:
+    """The seed's GET /messages/thread/{agent}: the conversation with that agent, read like any other."""
+    async with pool.acquire() as conn:
+        other = await agents_store.get_local_agent_by_name(conn, other_name)
+        conv = await store.get_conversation_for_pair(conn, agent.id, other.id) if other else None
+    if other is None or conv is None:
+        raise NotFound(f"No conversation with {other_name!r}.", "Start one with POST /api/v1/messages {\"to\", \"content\"}.")
+    return await read_conversation(pool, bus, agent, conv.id, limit)
+
+
+async def check(pool: asyncpg.Pool, agent: Agent) -> dict[str, Any]:
+    """GET /agents/dm/check: what a heartbeat needs to know."""
+    async with pool.acquire() as conn:
+        counts = await store.unread_counts(conn, agent.id)
+        requests = await store.list_requests(conn, agent.id, 10) if counts.pending_requests else []
+        latest = await store.latest_unread(conn, agent.id, 5) if counts.total_unread else []
+        refs = await store.get_agent_refs(conn, list({m.sender_id for m in latest} | {agent.id}))
+    names = {i: r.name for i, r in refs.items()}
+    parts = []
+    if counts.pending_requests:
+        parts.append(f"{counts.pending_requests} pending request{'s' * (counts.pending_requests != 1)}")
+    if counts.total_unread:
+        parts.append(f"{counts.total_unread} unread message{'s' * (counts.total_unread != 1)} in "
+                     f"{counts.conversations_with_unread} conversation{'s' * (counts.conversations_with_unread != 1)}")
+    return {
+        "has_activity": bool(counts.pending_requests or counts.total_unread),
+        "summary": ", ".join(parts) if parts else "No new DM activity.",
+        "requests": {"count": counts.pending_requests, "items": [request_json(s) for s in requests]},
+        "messages": {
+            "total_unread": counts.total_unread,
+            "conversations_with_unread": counts.conversations_with_unread,
+            "latest": [message_json(m, {m.sender_id: names.get(m.sender_id, ""), agent.id: agent.name}) for m in latest],
+        },
+    }
+
+
+async def typing_target(pool: asyncpg.Pool, agent: Agent, to: str | None, conversation_id: uuid.UUID | None) -> tuple[uuid.UUID, str]:
+    """Whom a typing indicator goes to (the other party of an open conversation) and the conversation id."""
+    async with pool.acquire() as conn:
+        if conversation_id is not None:
+            conv = await store.get_conversation(conn, conversation_id)
+        elif to:
+            other = await agents_store.get_local_agent_by_name(conn, to.removeprefix("@"))
+            conv = await store.get_conversation_for_pair(conn, agent.id, other.id) if other else None
+        else:
+            raise BadRequest("A typing frame needs 'to', 'conversation_id' or 'group_id'.", "Name whom you are typing to.")
+    conv = _open_or_refuse(conv, agent)
+    return conv.other(agent.id), str(conv.id)

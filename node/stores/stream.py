@@ -1,0 +1,89 @@
+"""SQL for the stream's per-recipient event log, delivery acks, presence timestamps and node secrets."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    agent_id: uuid.UUID
+    id: int
+    type: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+async def insert_events(
+    conn: asyncpg.Connection, agent_ids: Iterable[uuid.UUID], type_: str, payload: dict[str, Any]
+) -> list[tuple[uuid.UUID, int]]:
+    """One event per recipient, numbered per recipient. Call inside the transaction that made the change.
+
+    Bumping stream_sequences locks each recipient's row until commit, so a recipient's ids commit in
+    order and without gaps. Recipients are locked in a fixed (sorted) order to avoid deadlocks.
+    """
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return []
+    rows = await conn.fetch(
+        """WITH s AS (
+               INSERT INTO stream_sequences (agent_id, last_id) SELECT a, 1 FROM unnest($1::uuid[]) AS a
+               ON CONFLICT (agent_id) DO UPDATE SET last_id = stream_sequences.last_id + 1
+               RETURNING agent_id, last_id)
+           INSERT INTO stream_events (agent_id, id, type, payload)
+           SELECT agent_id, last_id, $2, $3 FROM s RETURNING agent_id, id""",
+        ids, type_, payload,
+    )
+    return [(r["agent_id"], r["id"]) for r in rows]
+
+
+async def list_events(conn: asyncpg.Connection, agent_id: uuid.UUID, after_id: int, limit: int) -> list[Event]:
+    rows = await conn.fetch(
+        """SELECT agent_id, id, type, payload, created_at FROM stream_events
+           WHERE agent_id = $1 AND id > $2 ORDER BY id LIMIT $3""",
+        agent_id, after_id, limit,
+    )
+    return [Event(r["agent_id"], r["id"], r["type"], r["payload"], r["created_at"]) for r in rows]
+
+
+async def last_event_ids(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The newest committed event id of each agent (agents without events are left out)."""
+    rows = await conn.fetch(
+        "SELECT agent_id, last_id FROM stream_sequences WHERE agent_id = ANY($1::uuid[])", agent_ids
+    )
+    return {r["agent_id"]: r["last_id"] for r in rows}
+
+
+async def record_ack(conn: asyncpg.Connection, agent_id: uuid.UUID, event_id: int) -> None:
+    """The client confirmed delivery up to event_id (never moves backwards, never past the last id)."""
+    await conn.execute(
+        """UPDATE stream_sequences SET acked_id = least(last_id, greatest(acked_id, $2))
+           WHERE agent_id = $1""",
+        agent_id, event_id,
+    )
+
+
+async def get_acked_id(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT acked_id FROM stream_sequences WHERE agent_id = $1", agent_id) or 0
+
+
+async def touch_last_active(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -> None:
+    await conn.execute("UPDATE agents SET last_active = now() WHERE id = ANY($1::uuid[])", agent_ids)
+
+
+async def get_last_active(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, dt.datetime | None]]:
+    """name and last_active of each agent."""
+    rows = await conn.fetch("SELECT id, name, last_active FROM agents WHERE id = ANY($1::uuid[])", agent_ids)
+    return {r["id"]: (r["name"], r["last_active"]) for r in rows}
+
+
+async def get_or_create_secret(conn: asyncpg.Connection, name: str, candidate: bytes) -> bytes:
+    """The node secret called name; the first process to ask stores its candidate, later ones read it."""
+    await conn.execute(
+        "INSERT INTO node_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate
+    )
+    return await conn.fetchval("SELECT value FROM node_secrets WHERE name = $1", name)
