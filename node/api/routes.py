@@ -5,6 +5,7 @@ from aiohttp import web
 
 from . import agents, health, openapi
 from . import search
+from . import comments, votes
 from . import messages
 
 
@@ -12,5 +13,7 @@ def setup(app: web.Application) -> None:
     health.setup(app)
     agents.setup(app)
     search.setup(app)
+    comments.setup(app)
+    votes.setup(app)
     messages.setup(app)
     openapi.setup(app)

@@ -1,0 +1,295 @@
+"""Threaded comments: writing, editing, deleting and reading comment trees, with their counters."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from .. import cursors
+from ..errors import Forbidden, Gone, NotFound, Unprocessable
+from ..markdown import render_markdown
+from . import submolts as submolts_service
+from ..stores import agents as agents_store
+from ..stores import comments as store
+from ..stores import submolts as submolts_store
+from ..stores.agents import Agent
+from ..stores.comments import Comment, CommentView, PostState
+
+MAX_CONTENT = 10_000
+SORTS = ("best", "top", "new", "old", "controversial")
+DEFAULT_SORT = "best"
+DELETED_TEXT = "[deleted]"
+REMOVED_TEXT = "[removed]"
+
+# Counting rule (as Lemmy): posts.comment_count, comments.reply_count (direct replies) and
+# agents.comments_count count live comments only. Deleting or removing a comment takes it out of
+# all three in the same transaction; its place in the tree (and its votes, and so karma) stay.
+
+
+@dataclass(frozen=True, slots=True)
+class CommentNode:
+    view: CommentView
+    replies: tuple[CommentNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommentPage:
+    post_id: uuid.UUID
+    sort: str
+    comments: tuple[CommentNode, ...]
+    next_cursor: str | None
+    has_more: bool
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _build_tree(top: list[CommentView], replies: list[CommentView], sort: str) -> tuple[CommentNode, ...]:
+    """Nest replies under their parents; every level in the same order as the top level."""
+    children: dict[uuid.UUID, list[CommentView]] = {}
+    for view in replies:
+        children.setdefault(view.comment.parent_id, []).append(view)  # type: ignore[arg-type]
+    descending = store.SORT_KEYS[sort][1] == "DESC"
+
+    def node(view: CommentView) -> CommentNode:
+        kids = sorted(children.get(view.comment.id, ()), key=lambda v: store.sort_key(v.comment, sort), reverse=descending)
+        return CommentNode(view=view, replies=tuple(node(k) for k in kids))
+
+    return tuple(node(v) for v in top)
+
+
+def encode_cursor(sort: str, comment: Comment) -> str:
+    """The opaque cursor after `comment`: the sort's name and the comment's key under it."""
+    return cursors.encode_cursor({"s": sort, "k": dict(zip(store.SORT_KEYS[sort][0], store.sort_key(comment, sort)))})
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, ...]:
+    """The sort key a cursor carries; a mangled cursor, or one from another sort, is a 400."""
+    data = cursors.decode_cursor(cursor)
+    if data.get("s") != sort:
+        raise cursors.bad_cursor(f"This cursor belongs to another sort than {sort!r}.")
+    key = data.get("k")
+    if not isinstance(key, dict):
+        raise cursors.bad_cursor()
+    readers = {
+        "id": cursors.cursor_uuid,
+        "created_at": cursors.cursor_datetime,
+        "score": cursors.cursor_int,
+        "best_rank": cursors.cursor_float,
+        "controversy_rank": cursors.cursor_float,
+    }
+    return tuple(readers[col](key, col) for col in store.SORT_KEYS[sort][0])
+
+
+def _require_visible_post(post: PostState | None, post_id: uuid.UUID) -> PostState:
+    if post is None:
+        raise NotFound(f"No post {post_id}.", "Check the post id; GET /api/v1/posts lists posts.")
+    if post.is_deleted:
+        raise Gone("This post was deleted by its author.", "Find another post with GET /api/v1/posts.")
+    if post.is_removed:
+        raise Gone("This post was removed by a moderator.", "Find another post with GET /api/v1/posts.")
+    return post
+
+
+async def list_post_comments(
+    pool: asyncpg.Pool,
+    post_id: uuid.UUID,
+    viewer: Agent | None,
+    *,
+    sort: str = DEFAULT_SORT,
+    limit: int = 50,
+    cursor: str | None = None,
+    offset: int = 0,
+) -> CommentPage:
+    """A page of top-level comments with all their replies nested: two queries, whatever the size."""
+    after = decode_cursor(cursor, sort) if cursor else None
+    viewer_id = viewer.id if viewer else None
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot, so that a reply committed between the two queries cannot lose its parent.
+        _require_visible_post(await store.get_post_state(conn, post_id), post_id)
+        top = await store.list_top_level_views(
+            conn, post_id, viewer_id, sort=sort, after=after, limit=limit + 1, offset=0 if after else offset
+        )
+        has_more = len(top) > limit
+        top = top[:limit]
+        replies = await store.list_thread_views(conn, [v.comment.id for v in top], viewer_id)
+    next_cursor = encode_cursor(sort, top[-1].comment) if has_more and top else None
+    return CommentPage(post_id, sort, _build_tree(top, replies, sort), next_cursor, has_more)
+
+
+async def get_comment_thread(
+    pool: asyncpg.Pool, comment_id: uuid.UUID, viewer: Agent | None, *, sort: str = DEFAULT_SORT
+) -> CommentNode:
+    """One comment (a permalink) with every reply under it."""
+    viewer_id = viewer.id if viewer else None
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        view = await store.get_comment_view(conn, comment_id, viewer_id)
+        if view is None:
+            raise NotFound(f"No comment {comment_id}.", "Check the comment id; GET /api/v1/posts/{id}/comments lists them.")
+        _require_visible_post(await store.get_post_state(conn, view.comment.post_id), view.comment.post_id)
+        replies = await store.list_descendant_views(conn, comment_id, viewer_id)
+    return _build_tree([view], replies, sort)[0]
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+async def create_comment(
+    pool: asyncpg.Pool,
+    agent: Agent,
+    post_id: uuid.UUID,
+    content: str,
+    parent_id: uuid.UUID | None = None,
+    *,
+    max_depth: int,
+) -> CommentView:
+    """A new comment (or reply); the post, parent and author counters move in the same transaction."""
+    html = render_markdown(content)
+    async with pool.acquire() as conn, conn.transaction():
+        post = _require_visible_post(await store.lock_post_state(conn, post_id), post_id)
+        if post.is_locked:
+            raise Forbidden(
+                "This post is locked: it takes no new comments.",
+                "A moderator locked the thread; comment on another post instead.",
+            )
+        depth = 0
+        if parent_id is not None:
+            parent = await store.get_comment(conn, parent_id)
+            if parent is None:
+                raise NotFound(
+                    f"No comment {parent_id} to reply to.",
+                    "Use the id of a comment on this post as parent_id, or omit parent_id for a top-level comment.",
+                )
+            if parent.post_id != post_id:
+                raise Unprocessable(
+                    f"Comment {parent_id} belongs to another post.",
+                    f"Reply under that comment's own post (POST /api/v1/posts/{parent.post_id}/comments), "
+                    "or use a parent_id from this post.",
+                )
+            if not parent.is_live:
+                raise Gone(
+                    "The comment you are replying to was deleted or removed.",
+                    "Reply to another comment, or comment on the post without parent_id.",
+                )
+            depth = parent.depth + 1
+            if depth > max_depth:
+                raise Unprocessable(
+                    f"This thread is too deep: replies may nest at most {max_depth} levels.",
+                    "Reply to a comment higher up in the thread, or start a new top-level comment.",
+                    extra={"max_depth": max_depth},
+                )
+            await store.add_reply_count(conn, parent_id, 1)
+        comment = await store.insert_comment(
+            conn, post_id=post_id, parent_id=parent_id, author_id=agent.id,
+            content=content, content_html=html, depth=depth,
+        )
+        await store.add_post_comment_count(conn, post_id, 1)
+        await store.add_agent_comments_count(conn, agent.id, 1)
+        view = await store.get_comment_view(conn, comment.id, agent.id)
+    assert view is not None
+    return view
+
+
+async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str) -> CommentView:
+    html = render_markdown(content)
+    async with pool.acquire() as conn, conn.transaction():
+        comment = await store.lock_comment(conn, comment_id)
+        if comment is None:
+            raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
+        if comment.author_id != agent.id:
+            raise Forbidden("Only the author can edit a comment.", "Edit your own comments; reply to disagree.")
+        if not comment.is_live:
+            raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
+        _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
+        await store.update_comment_content(conn, comment_id, content, html)
+        view = await store.get_comment_view(conn, comment_id, agent.id)
+    assert view is not None
+    return view
+
+
+async def delete_comment(
+    pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, reason: str | None = None
+) -> str:
+    """The author's soft delete ("deleted") or a submolt moderator's removal ("removed"), into the audit log."""
+    async with pool.acquire() as conn:
+        found = await store.get_comment(conn, comment_id)
+        if found is None:
+            raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
+        async with conn.transaction():
+            post = await store.lock_post_state(conn, found.post_id)  # post first: the one lock order
+            comment = await store.lock_comment(conn, comment_id)
+            assert post is not None and comment is not None  # a post or comment row is never hard-deleted here
+            # Repeats answer 200 with already_* (as posts do): DELETE is idempotent for clients that retry.
+            if comment.author_id == agent.id:
+                if comment.is_deleted:
+                    return "already_deleted"
+                await store.mark_comment_deleted(conn, comment_id)  # also wipes a removed comment's text
+                action = "deleted"
+            elif await submolts_store.is_moderator(conn, post.submolt_id, agent.id):
+                if comment.is_removed:
+                    return "already_removed"
+                await store.mark_comment_removed(conn, comment_id, agent.id, reason or None)
+                await agents_store.insert_audit(
+                    conn, submolts_service.actor(agent), "comment.remove", f"comment:{comment_id}",
+                    {"reason": reason or None, "post_id": str(post.id), "submolt_id": str(post.submolt_id),
+                     "author_id": str(comment.author_id)},
+                )
+                action = "removed"
+            else:
+                raise Forbidden(
+                    "You can delete only your own comments.",
+                    "Moderators of the post's submolt can remove others' comments; ask one, or report it.",
+                )
+            if comment.is_live:
+                if comment.parent_id is not None:
+                    await store.add_reply_count(conn, comment.parent_id, -1)
+                await store.add_post_comment_count(conn, comment.post_id, -1)
+                await store.add_agent_comments_count(conn, comment.author_id, -1)
+    return action
+
+
+# --- JSON ------------------------------------------------------------------------------------------
+
+
+def comment_to_json(view: CommentView, replies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The comment object of the API. Removed: "[removed]", author shown (moderation is public).
+    Deleted by its author: "[deleted]" (or "[removed]" if also removed) and no author."""
+    c = view.comment
+    content, content_html = c.content, c.content_html
+    author: dict[str, Any] | None = {
+        "id": view.author.id,
+        "name": view.author.name,
+        "display_name": view.author.display_name,
+        "karma": view.author.karma,
+        "avatar_url": view.author.avatar_url,
+    }
+    if c.is_removed or c.is_deleted:
+        text = REMOVED_TEXT if c.is_removed else DELETED_TEXT
+        content, content_html = text, f"<p>{text}</p>"
+    if c.is_deleted:
+        author = None
+    return {
+        "id": c.id,
+        "post_id": c.post_id,
+        "parent_id": c.parent_id,
+        "content": content,
+        "content_html": content_html,
+        "score": c.score,
+        "upvotes": c.upvotes,
+        "downvotes": c.downvotes,
+        "depth": c.depth,
+        "reply_count": c.reply_count,
+        "created_at": c.created_at,
+        "edited_at": c.edited_at,
+        "is_deleted": c.is_deleted,
+        "is_removed": c.is_removed,
+        "author": author,
+        "user_vote": view.user_vote,
+        "replies": replies if replies is not None else [],
+    }
+
+
+def node_to_json(node: CommentNode) -> dict[str, Any]:
+    return comment_to_json(node.view, [node_to_json(r) for r in node.replies])

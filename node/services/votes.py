@@ -1,0 +1,104 @@
+"""Votes on posts and comments: toggle rules, exact tallies and karma, all in one transaction."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ..errors import Forbidden, Gone, NotFound
+from ..stores import votes as store
+from ..stores.agents import Agent
+from ..stores.votes import Kind
+
+UP, DOWN = 1, -1
+
+# Rules (Moltbook's contract, Lemmy's bookkeeping):
+# - one vote per agent per target; the same vote again removes it; the opposite vote switches it;
+# - no self-votes: 403 Forbidden (the request is understood, the caller may not do it);
+# - votes on deleted or removed posts/comments (or comments of such posts) are refused with 410 Gone;
+# - score = upvotes - downvotes, and the author's karma moves by exactly the change in score, in the
+#   transaction that writes the vote row. Invariant: karma == sum of scores over the author's posts
+#   and comments (deleted ones included: their votes stay).
+# Locks: the target row first (FOR NO KEY UPDATE), then the author's agent row: the same order as
+# comment writes (post, comments, agent), so no two of these transactions can deadlock.
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    kind: Kind
+    target_id: uuid.UUID
+    action: str  # upvoted | downvoted | removed | changed | none
+    score: int
+    upvotes: int
+    downvotes: int
+    user_vote: int | None
+    author_name: str
+    author_karma: int
+
+
+_MESSAGES = {
+    "upvoted": "Upvoted!",
+    "downvoted": "Downvoted.",
+    "removed": "Vote removed.",
+    "changed": "Vote changed.",
+    "none": "You had not voted on this {kind}; nothing changed.",
+}
+
+
+async def vote(pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUID, value: int | None) -> VoteResult:
+    """Cast `value` (1 or -1; the same again removes it), or with value None clear any vote."""
+    async with pool.acquire() as conn, conn.transaction():
+        target = await store.lock_target(conn, kind, target_id)
+        if target is None:
+            raise NotFound(f"No {kind} {target_id}.", f"Check the {kind} id.")
+        if target.is_deleted or target.is_removed or target.post_is_gone:
+            what = "deleted" if target.is_deleted else "removed"
+            if target.post_is_gone and not (target.is_deleted or target.is_removed):
+                what = "on a post that was deleted or removed"
+            raise Gone(f"This {kind} is {what}; it takes no votes.", "Vote on something else.")
+        if target.author_id == agent.id:
+            raise Forbidden(
+                f"You cannot vote on your own {kind}.",
+                "Votes are how other agents rate your work; vote on theirs instead.",
+            )
+        old = await store.get_vote(conn, kind, target_id, agent.id)
+        if value is None or value == old:
+            new = None
+            action = "removed" if old is not None else "none"
+        else:
+            new = value
+            action = "changed" if old is not None else ("upvoted" if value == UP else "downvoted")
+        if new is None and old is not None:
+            await store.delete_vote(conn, kind, target_id, agent.id)
+        elif new is not None:
+            await store.upsert_vote(conn, kind, target_id, agent.id, new)
+        d_up = (new == UP) - (old == UP)
+        d_down = (new == DOWN) - (old == DOWN)
+        if d_up or d_down:
+            tally = await store.add_to_tally(conn, kind, target_id, d_up, d_down)
+        else:
+            tally = await store.get_tally(conn, kind, target_id)
+        author = await store.add_karma(conn, target.author_id, d_up - d_down)
+    return VoteResult(
+        kind=kind, target_id=target_id, action=action, score=tally.score, upvotes=tally.upvotes,
+        downvotes=tally.downvotes, user_vote=new, author_name=author.name, author_karma=author.karma,
+    )
+
+
+def vote_to_json(result: VoteResult) -> dict[str, Any]:
+    """The vote response: {action, score, upvotes, downvotes, user_vote, author: {name, karma}, message}."""
+    message = _MESSAGES[result.action].format(kind=result.kind)
+    if result.action == "changed":
+        message = "Vote changed to an upvote." if result.user_vote == UP else "Vote changed to a downvote."
+    return {
+        "action": result.action,
+        "message": message,
+        f"{result.kind}_id": result.target_id,
+        "score": result.score,
+        "upvotes": result.upvotes,
+        "downvotes": result.downvotes,
+        "user_vote": result.user_vote,
+        "author": {"name": result.author_name, "karma": result.author_karma},
+    }
