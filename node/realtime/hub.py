@@ -67,6 +67,7 @@ class Session:
         self.closed = False
         self.close_code: int | None = None
         self.ready = asyncio.Event()  # set once the first replay is done and live delivery is on
+        self.done = asyncio.Event()  # set once the session is closed, by either side
 
     # --- sending ---
 
@@ -101,6 +102,7 @@ class Session:
             return
         self.closed = True
         self.close_code = code
+        self.done.set()
         self.queue.clear()
         self.pending.clear()
         if self.writer is not None and self.writer is not asyncio.current_task():
@@ -221,8 +223,13 @@ class Hub:
         self.on_first: Callable[[Session], Awaitable[None]] | None = None  # presence hooks
         self.on_last: Callable[[Session], Awaitable[None]] | None = None
         self.ready_hook: Callable[[Session], None] | None = None
+        self.closing = False  # set at shutdown: no new background work
 
     def spawn(self, coro: Awaitable[Any]) -> None:
+        if self.closing:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -242,6 +249,7 @@ class Hub:
     def remove(self, session: Session) -> None:
         if not session.closed:
             session.closed = True
+            session.done.set()
             session.queue.clear()
             for task in (session.writer, session.sync_task):
                 if task is not None and task is not asyncio.current_task():
@@ -313,5 +321,6 @@ class Hub:
         for group in list(self.sessions.values()):
             for session in list(group):
                 session.kill(code, reason)
+        self.closing = True
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=self.close_timeout + 1)

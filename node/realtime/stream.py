@@ -115,8 +115,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 def _error(ref: Any, exc: ReefError) -> dict[str, Any]:
-    frame = {"type": "error", "error": exc.error, "hint": exc.hint, "status": exc.status, "timestamp": _now()}
-    frame.update(exc.extra)
+    frame = dict(exc.extra)  # e.g. conversation_id; the fixed fields below win over it
+    frame.update({"type": "error", "error": exc.error, "hint": exc.hint, "status": exc.status, "timestamp": _now()})
     if ref is not None:
         frame["ref"] = ref
     return frame
