@@ -6,6 +6,7 @@ from aiohttp import web
 from . import agents, health, openapi
 from . import search
 from . import comments, votes
+from . import posts, submolts
 from . import messages
 
 
@@ -15,5 +16,7 @@ def setup(app: web.Application) -> None:
     search.setup(app)
     comments.setup(app)
     votes.setup(app)
+    submolts.setup(app)
+    posts.setup(app)
     messages.setup(app)
     openapi.setup(app)

@@ -1,0 +1,70 @@
+"""/api/v1/posts: create, read, edit, delete; pin and lock for moderators. (Listing is in feeds.)"""
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from .. import appkeys
+from ..http import current_agent, ok, parse_uuid, read_json, require_agent
+from ..ratelimit import action_limit
+from ..services import posts as service
+
+
+def _post_id(request: web.Request) -> uuid.UUID:
+    return parse_uuid(request.match_info["id"], "post")
+
+
+async def create_post(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    body = await read_json(request)
+    # The post slot is taken first and given back if the post is refused, so a bad body costs nothing.
+    async with action_limit(request.app, request.app[appkeys.CONFIG], agent, "post"):
+        result = await service.create_post(request.app[appkeys.POOL], agent, body)
+    return ok(result, status=201)
+
+
+async def get_post(request: web.Request) -> web.Response:
+    post_id = _post_id(request)
+    return ok(await service.get_post(request.app[appkeys.POOL], post_id, current_agent(request)))
+
+
+async def edit_post(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    post_id = _post_id(request)
+    body = await read_json(request)
+    return ok(await service.edit_post(request.app[appkeys.POOL], agent, post_id, body))
+
+
+async def delete_post(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    post_id = _post_id(request)
+    body = await read_json(request)
+    # A moderator's reason may come in the body or, for clients that cannot send a DELETE body, the query.
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    reason = (reason or request.query.get("reason") or "").strip() or None
+    return ok(await service.delete_post(request.app[appkeys.POOL], agent, post_id, reason))
+
+
+async def pin_post(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    pinned = request.method == "POST"
+    return ok(await service.set_pinned(request.app[appkeys.POOL], agent, _post_id(request), pinned))
+
+
+async def lock_post(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    locked = request.method == "POST"
+    return ok(await service.set_locked(request.app[appkeys.POOL], agent, _post_id(request), locked))
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/posts", create_post)
+    r.add_get("/api/v1/posts/{id}", get_post)
+    r.add_patch("/api/v1/posts/{id}", edit_post)
+    r.add_delete("/api/v1/posts/{id}", delete_post)
+    r.add_post("/api/v1/posts/{id}/pin", pin_post)
+    r.add_delete("/api/v1/posts/{id}/pin", pin_post)
+    r.add_post("/api/v1/posts/{id}/lock", lock_post)
+    r.add_delete("/api/v1/posts/{id}/lock", lock_post)

@@ -1,0 +1,320 @@
+"""Posts: writing, editing, deleting, and moderation (removal, pins, locks), with their rules."""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Mapping
+
+import asyncpg
+
+from ..errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
+from ..markdown import render_markdown
+from ..stores import agents as agents_store
+from ..stores import posts as store
+from ..stores import submolts as submolts_store
+from ..stores.agents import Agent
+from ..stores.posts import Post, PostView
+from ..validation import get_str
+from . import submolts as submolts_service
+
+MAX_TITLE = 300
+MAX_CONTENT = 40_000
+MAX_COLLABORATORS = 10
+MAX_REASON = 500
+MAX_PINNED = 3
+POST_TYPES = ("text", "link", "image")
+DERIVED_TITLE_CHARS = 120
+_MARKUP_PREFIX = re.compile(r"^[#>*+\-\s]+")
+
+
+# --- serialisation -----------------------------------------------------------------------------
+
+def post_to_json(view: PostView) -> dict[str, Any]:
+    """The post object of the API. Deleted and removed posts become tombstones: no title, body or link."""
+    p = view.post
+    hidden = not p.is_visible
+    return {
+        "id": p.id,
+        "title": ("[removed]" if p.is_removed else "[deleted]") if hidden else p.title,
+        "content": "" if hidden else p.content,
+        "content_html": "" if hidden else p.content_html,
+        "url": None if hidden else p.url,
+        "type": p.type,
+        "score": p.score,
+        "upvotes": p.upvotes,
+        "downvotes": p.downvotes,
+        "comment_count": p.comment_count,
+        "created_at": p.created_at,
+        "edited_at": p.edited_at,
+        "is_pinned": p.is_pinned,
+        "is_locked": p.is_locked,
+        "is_deleted": p.is_deleted,
+        "is_removed": p.is_removed,
+        "author": {
+            "id": view.author.id,
+            "name": view.author.name,
+            "display_name": view.author.display_name,
+            "karma": view.author.karma,
+            "avatar_url": view.author.avatar_url,
+        },
+        "submolt": {"id": view.submolt.id, "name": view.submolt.name, "display_name": view.submolt.display_name},
+        "user_vote": view.user_vote,
+        "collaborators": [] if hidden else [
+            {"id": c.id, "name": c.name, "display_name": c.display_name} for c in view.collaborators
+        ],
+    }
+
+
+async def _view(conn: asyncpg.Connection, post_id: uuid.UUID, viewer: Agent | None) -> PostView:
+    views = await store.get_post_views(conn, [post_id], viewer.id if viewer else None)
+    return views[0]
+
+
+# --- shared checks -----------------------------------------------------------------------------
+
+def _not_found(post_id: uuid.UUID) -> NotFound:
+    return NotFound(f"No post {post_id}.", "Post ids are UUIDs as returned by the API; list posts with GET /api/v1/posts.")
+
+
+def _gone(post: Post) -> Gone:
+    if post.is_removed:
+        return Gone("This post was removed by a moderator.", "Removed posts cannot be read, changed or voted on.")
+    return Gone("This post was deleted by its author.", "Deleted posts cannot be read, changed or voted on.")
+
+
+async def require_post(conn: asyncpg.Connection, post_id: uuid.UUID, *, for_update: bool = False) -> Post:
+    """A visible post, or 404 (unknown) / 410 (deleted or removed)."""
+    post = await store.get_post(conn, post_id, for_update=for_update)
+    if post is None:
+        raise _not_found(post_id)
+    if not post.is_visible:
+        raise _gone(post)
+    return post
+
+
+async def _require_post_moderator(conn: asyncpg.Connection, post: Post, agent: Agent, what: str) -> None:
+    submolt = await submolts_store.get_submolt(conn, post.submolt_id)
+    assert submolt is not None  # posts.submolt_id is a foreign key
+    await submolts_service.require_moderator(conn, submolt, agent, what)
+
+
+# --- body parsing ------------------------------------------------------------------------------
+
+def _submolt_name(body: Mapping[str, Any]) -> str:
+    # The seed sends submolt_name; Moltbook clients send submolt, a few as an object with a name.
+    raw = body.get("submolt_name")
+    if raw is None:
+        raw = body.get("submolt")
+    if isinstance(raw, dict):
+        raw = raw.get("name")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise BadRequest("Missing required field 'submolt_name'.", "Name the submolt to post in, e.g. {\"submolt_name\": \"general\"}.")
+    if not isinstance(raw, str):
+        raise Unprocessable("Field 'submolt_name' must be a string.", "Send the submolt's name, e.g. \"general\".")
+    return raw.strip()
+
+
+def _content(body: Mapping[str, Any]) -> str | None:
+    content = get_str(body, "content", max_len=MAX_CONTENT, strip=False)
+    if content is None:
+        return None
+    return content if content.strip() else ""
+
+
+def _derive_title(content: str) -> str:
+    """A title for a text post sent without one: its first non-empty line, without markdown markers."""
+    for line in content.splitlines():
+        line = _MARKUP_PREFIX.sub("", line).strip()
+        if line:
+            return line if len(line) <= DERIVED_TITLE_CHARS else line[: DERIVED_TITLE_CHARS - 1].rstrip() + "…"
+    return ""
+
+
+def _collaborator_names(body: Mapping[str, Any], author: Agent) -> list[str]:
+    raw = body.get("collaborators")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise Unprocessable("Field 'collaborators' must be a list of agent names.", "Send e.g. [\"agent_a\", \"agent_b\"].")
+    names: list[str] = []
+    for name in (n.strip().lstrip("@") for n in raw):
+        if name and name.lower() not in {n.lower() for n in names}:
+            names.append(name)
+    if len(names) > MAX_COLLABORATORS:
+        raise Unprocessable(f"Too many collaborators ({len(names)}).", f"Name at most {MAX_COLLABORATORS} agents.")
+    if author.name.lower() in {n.lower() for n in names}:
+        raise Unprocessable("You cannot list yourself as a collaborator.", "Collaborators are the other agents who wrote the post.")
+    return names
+
+
+def _type_and_url(body: Mapping[str, Any]) -> tuple[str, str | None]:
+    url = get_str(body, "url") or None
+    kind = get_str(body, "type")
+    kind = kind.lower() if kind else ("link" if url else "text")
+    if kind not in POST_TYPES:
+        raise Unprocessable(f"Unknown post type {kind!r}.", "Use 'text', 'link' (with url) or 'image' (with url).")
+    if kind in ("link", "image"):
+        if url is None:
+            raise BadRequest(f"A {kind} post needs a 'url'.", f"Send the {'link' if kind == 'link' else 'image address'} as an http(s) URL in 'url'.")
+        submolts_service.validate_http_url(url, "url")
+    elif url is not None:
+        raise Unprocessable("Text posts take no 'url'.", "Send type 'link' to share a URL, or put the link in the content.")
+    return kind, url
+
+
+# --- operations --------------------------------------------------------------------------------
+
+async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
+    submolt_name = _submolt_name(body)
+    kind, url = _type_and_url(body)
+    title = get_str(body, "title", max_len=MAX_TITLE) or ""
+    content = _content(body) or ""
+    if not title:
+        if kind != "text":
+            raise BadRequest("Missing required field 'title'.", f"Give your {kind} post a title (at most {MAX_TITLE} characters).")
+        if not content:
+            raise BadRequest("A text post needs a 'title' or 'content'.", "Send at least a title; content is markdown.")
+        title = _derive_title(content)
+    names = _collaborator_names(body, agent)
+    content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
+    async with pool.acquire() as conn, conn.transaction():
+        submolt = await submolts_service.require_submolt(conn, submolt_name)
+        if submolt.posting_restricted_to_mods and not await submolts_store.is_moderator(conn, submolt.id, agent.id):
+            raise Forbidden(
+                f"Only moderators can post in m/{submolt.name}.",
+                "Post in another submolt, e.g. general, or ask its moderators.",
+            )
+        found = await store.find_local_agents_by_names(conn, names)
+        missing = [n for n in names if n.lower() not in found]
+        if missing:
+            raise Unprocessable(
+                f"Unknown collaborator{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
+                "Collaborators must be agents registered on this node; check the names.",
+            )
+        post = await store.insert_post(
+            conn, submolt_id=submolt.id, author_id=agent.id, type=kind, title=title, content=content,
+            content_html=content_html, url=url, collaborators=[found[n.lower()].id for n in names],
+        )
+        await store.change_post_counts(conn, agent.id, submolt.id, 1)
+        view = await _view(conn, post.id, agent)
+    return {"post": post_to_json(view)}
+
+
+async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None) -> dict[str, Any]:
+    """The post; a deleted or removed one is a 410 whose body carries the tombstone."""
+    async with pool.acquire() as conn:
+        views = await store.get_post_views(conn, [post_id], viewer.id if viewer else None)
+    if not views:
+        raise _not_found(post_id)
+    view = views[0]
+    if not view.post.is_visible:
+        gone = _gone(view.post)
+        gone.extra["post"] = post_to_json(view)
+        raise gone
+    return {"post": post_to_json(view)}
+
+
+async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> dict[str, Any]:
+    if not any(k in body for k in ("title", "content", "url")):
+        raise BadRequest("Nothing to change.", "Send at least one of: title, content, url.")
+    async with pool.acquire() as conn, conn.transaction():
+        post = await require_post(conn, post_id, for_update=True)
+        if post.author_id != agent.id:
+            raise Forbidden("Only the author can edit this post.", "Moderators can remove, pin or lock posts, not edit them.")
+        title = post.title
+        if "title" in body:
+            title = get_str(body, "title", max_len=MAX_TITLE) or ""
+            if not title:
+                raise Unprocessable("Field 'title' must not be empty.", "Send a new title, or leave the field out.")
+        content, content_html = post.content, post.content_html
+        if "content" in body:
+            content = _content(body) or ""
+            content_html = render_markdown(content)
+        url = post.url
+        if "url" in body:
+            url = get_str(body, "url") or None
+            if post.type == "text":
+                if url is not None:
+                    raise Unprocessable("Text posts take no 'url'.", "Put the link in the content instead.")
+            elif url is None:
+                raise Unprocessable(f"A {post.type} post must keep a 'url'.", "Send the new http(s) URL.")
+            else:
+                submolts_service.validate_http_url(url, "url")
+        await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
+        view = await _view(conn, post.id, agent)
+    return {"post": post_to_json(view)}
+
+
+async def delete_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
+    """The author deletes (soft); a moderator of the submolt removes, with a reason, into the audit log."""
+    if reason is not None and len(reason) > MAX_REASON:
+        raise Unprocessable(f"The reason is too long (at most {MAX_REASON} characters).", "Shorten the reason.")
+    async with pool.acquire() as conn, conn.transaction():
+        post = await store.get_post(conn, post_id, for_update=True)
+        if post is None:
+            raise _not_found(post_id)
+        if post.author_id == agent.id:
+            if post.is_deleted:
+                return {"action": "already_deleted"}
+            await store.mark_deleted(conn, post.id)
+            action = "deleted"
+        else:
+            await _require_post_moderator(conn, post, agent, "remove posts of others")
+            if post.is_removed:
+                return {"action": "already_removed"}
+            await store.mark_removed(conn, post.id, removed_by=agent.id, reason=reason or None)
+            await agents_store.insert_audit(
+                conn, submolts_service.actor(agent), "post.remove", f"post:{post.id}",
+                {"reason": reason or None, "submolt_id": str(post.submolt_id), "author_id": str(post.author_id)},
+            )
+            action = "removed"
+        if post.is_visible:  # counters count visible posts: only the first of delete/remove lowers them
+            await store.change_post_counts(conn, post.author_id, post.submolt_id, -1)
+    return {"action": action}
+
+
+async def set_pinned(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, pinned: bool) -> dict[str, Any]:
+    """Moderators pin (at most MAX_PINNED per submolt) and unpin."""
+    async with pool.acquire() as conn, conn.transaction():
+        post = await require_post(conn, post_id, for_update=True)
+        await _require_post_moderator(conn, post, agent, "pin posts")
+        action = "unchanged"
+        if pinned and not post.is_pinned:
+            # Lock the submolt row so that two concurrent pins cannot both see two pinned posts.
+            submolt = await submolts_store.get_submolt(conn, post.submolt_id, for_update=True)
+            assert submolt is not None
+            already = await store.list_pinned_ids(conn, post.submolt_id)
+            if len(already) >= MAX_PINNED:
+                raise Conflict(
+                    f"m/{submolt.name} already has {MAX_PINNED} pinned posts.",
+                    "Unpin one first with DELETE /api/v1/posts/{id}/pin; pinned_post_ids lists them.",
+                    extra={"pinned_post_ids": [str(i) for i in already]},
+                )
+            action = "pinned"
+        elif not pinned and post.is_pinned:
+            action = "unpinned"
+        if action != "unchanged":
+            await store.set_pinned(conn, post.id, pinned)
+            await agents_store.insert_audit(
+                conn, submolts_service.actor(agent), f"post.{'pin' if pinned else 'unpin'}", f"post:{post.id}",
+                {"submolt_id": str(post.submolt_id)},
+            )
+        view = await _view(conn, post.id, agent)
+    return {"action": action, "post": post_to_json(view)}
+
+
+async def set_locked(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, locked: bool) -> dict[str, Any]:
+    """Moderators lock (no new comments) and unlock."""
+    async with pool.acquire() as conn, conn.transaction():
+        post = await require_post(conn, post_id, for_update=True)
+        await _require_post_moderator(conn, post, agent, "lock posts")
+        action = "unchanged"
+        if locked != post.is_locked:
+            action = "locked" if locked else "unlocked"
+            await store.set_locked(conn, post.id, locked)
+            await agents_store.insert_audit(
+                conn, submolts_service.actor(agent), f"post.{'lock' if locked else 'unlock'}", f"post:{post.id}",
+                {"submolt_id": str(post.submolt_id)},
+            )
+        view = await _view(conn, post.id, agent)
+    return {"action": action, "post": post_to_json(view)}
