@@ -1,0 +1,619 @@
+"""The embedded default database: a private PostgreSQL cluster in the data dir, reachable only by Unix socket."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import importlib.util
+import logging
+import os
+import pwd
+import re
+import shutil
+import signal
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import quote
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+PORT = 5432  # only names the socket file: the cluster listens on no TCP port
+ROLE = "reef"
+DATABASE = "reef"
+SOCKET_NAME = f".s.PGSQL.{PORT}"
+MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes, NUL included
+MIN_MAJOR = 12
+SERVER_USER = "postgres"
+UNSHARE = "unshare"
+START_TIMEOUT = 300  # crash recovery of a large cluster can take minutes
+STOP_TIMEOUT = 60
+LOCK_TIMEOUT = 600
+INSTALL_HINT = (
+    "Install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install "
+    "postgresql-server; macOS: brew install postgresql), or pip install 'reef[embedded]' for bundled "
+    "binaries, or set [database] url to use an existing PostgreSQL server."
+)
+
+
+class EmbeddedPostgresError(Exception):
+    """The embedded cluster cannot be used; the message says what is wrong and what to install or do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Binaries:
+    bindir: Path
+    major: int
+    source: str
+
+    def exe(self, name: str) -> str:
+        return str(self.bindir / name)
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """How server commands run: as we are, as another user, or inside a user namespace."""
+
+    mode: str
+    uid: int  # the owner the cluster's files must have, as seen from the node
+    gid: int
+    prefix: tuple[str, ...] = ()
+    user: int | None = None  # switch to this uid (and group, groups) in the child
+    group: int | None = None
+    groups: tuple[int, ...] = ()
+
+
+# -- subprocesses and processes ------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    # PG* variables (PGPORT, PGDATA, PGHOST...) would silently change what the tools do.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+async def _exec(
+    argv: Sequence[str], runner: Runner | None = None, *, cwd: Path | None = None,
+    new_session: bool = False, timeout: float = 60,
+) -> tuple[int, str]:
+    """Run a command off the event loop; returns (exit status, stdout+stderr)."""
+    kwargs: dict = {}
+    if runner is not None and runner.user is not None:
+        kwargs = {"user": runner.user, "group": runner.group, "extra_groups": list(runner.groups)}
+    full = [*(runner.prefix if runner else ()), *map(str, argv)]
+    proc = await asyncio.create_subprocess_exec(
+        *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, cwd=cwd, env=_env(), start_new_session=new_session, **kwargs,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state == "Z":  # exited; our own child when reef runs as PID 1 in a container
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def _is_postgres_in(pid: int, data_real: str, unknown: bool = True) -> bool:
+    """Whether pid is a live PostgreSQL process of the cluster in data_real (postgres chdirs to its data dir).
+
+    unknown is the answer when we may not look (another user's process, no /proc)."""
+    if not os.path.isdir("/proc"):
+        return unknown and _proc_alive(pid)
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return unknown and _proc_alive(pid)
+    return comm in ("postgres", "postmaster") and cwd == data_real and _proc_alive(pid)
+
+
+async def _wait_gone(pid: int, timeout: float) -> bool:
+    # The process is not our child (pg_ctl started it), so there is nothing to wait on but its pid.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _proc_alive(pid):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- finding the server binaries -----------------------------------------------------------------
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", path)) or (0,)
+
+
+def pgserver_bindir() -> Path | None:
+    """The bindir of the pip-installable pgserver package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+
+async def default_bindirs() -> list[tuple[str, Path]]:
+    """Where to look, in order: pg_config --bindir, packaged versions (newest first), PATH, pgserver."""
+    found: list[tuple[str, Path]] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            rc, out = await _exec([pg_config, "--bindir"], timeout=15)
+            if rc == 0 and out.strip():
+                found.append(("pg_config --bindir", Path(out.strip().splitlines()[-1])))
+        except (OSError, asyncio.TimeoutError):
+            pass
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin"):
+        for path in sorted(Path("/").glob(pattern.lstrip("/")), key=lambda p: _version_key(str(p)), reverse=True):
+            found.append((pattern, path))
+    for name in ("pg_ctl", "initdb", "postgres"):
+        exe = shutil.which(name)
+        if exe:
+            found.append(("PATH", Path(os.path.realpath(exe)).parent))
+    bundled = pgserver_bindir()
+    if bundled is not None:
+        found.append(("pgserver package", bundled))
+    return found
+
+
+async def find_binaries(candidates: Sequence[tuple[str, Path]], want_major: int | None = None) -> Binaries:
+    """The first bindir with initdb, pg_ctl and postgres (of want_major, when an existing cluster needs it)."""
+    seen: set[str] = set()
+    usable: list[Binaries] = []
+    for source, bindir in candidates:
+        real = os.path.realpath(bindir)
+        if real in seen or not all(os.access(os.path.join(real, n), os.X_OK) for n in ("initdb", "pg_ctl", "postgres")):
+            continue
+        seen.add(real)
+        try:
+            rc, out = await _exec([os.path.join(real, "pg_ctl"), "--version"], timeout=15)
+        except (OSError, asyncio.TimeoutError):
+            continue
+        m = re.search(r"\(PostgreSQL\) (\d+)", out)
+        if rc != 0 or not m or int(m.group(1)) < MIN_MAJOR:
+            continue
+        found = Binaries(Path(real), int(m.group(1)), source)
+        if want_major is None or found.major == want_major:
+            return found
+        usable.append(found)
+    if usable:
+        have = ", ".join(f"{b.major} ({b.bindir})" for b in usable)
+        raise EmbeddedPostgresError(
+            f"The embedded cluster was created by PostgreSQL {want_major}, but only PostgreSQL {have} was found. "
+            f"Install PostgreSQL {want_major} (Debian/Ubuntu: apt-get install postgresql-{want_major}), "
+            "or upgrade the cluster with pg_upgrade."
+        )
+    looked = ", ".join(str(p) for _, p in candidates) or "nowhere"
+    raise EmbeddedPostgresError(
+        f"No PostgreSQL {MIN_MAJOR}+ server binaries (initdb, pg_ctl, postgres) found; looked in: {looked}. {INSTALL_HINT}"
+    )
+
+
+# -- choosing who runs the server ----------------------------------------------------------------
+
+
+def _describe(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"{path} ({exc.strerror})"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return f"{path} (owner {owner}, mode {stat.S_IMODE(st.st_mode):04o})"
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> int:
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.lchown(path, uid, gid)
+                changed += 1
+    st = os.lstat(root)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(root, uid, gid)
+        changed += 1
+    return changed
+
+
+# -- the cluster ---------------------------------------------------------------------------------
+
+
+class EmbeddedPostgres:
+    """A private cluster: <directory>/data (PGDATA), <directory>/log, the socket in <directory>."""
+
+    def __init__(self, directory: Path, run_as: str | None = None, *, bindirs: Sequence[Path] | None = None) -> None:
+        self.directory = Path(os.path.abspath(directory))
+        self.data = self.directory / "data"
+        self.log_dir = self.directory / "log"
+        self.run_as = run_as or None
+        self._bindirs = None if bindirs is None else [("given", Path(p)) for p in bindirs]
+        self._users_fd: int | None = None  # shared flock held while this object uses the cluster
+        self.mode: str | None = None  # how the server was started by us, for logs and tests
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{ROLE}@/{DATABASE}?host={quote(str(self.directory), safe='/')}&port={PORT}"
+
+    def server_pid(self) -> int | None:
+        """The pid of a live postmaster for this cluster, from postmaster.pid, or None."""
+        info = self._pidfile()
+        if not info:
+            return None
+        try:
+            pid = int(info[0])
+        except ValueError:
+            return None
+        return pid if _is_postgres_in(pid, os.path.realpath(self.data)) else None
+
+    def _pidfile(self) -> list[str]:
+        try:
+            return (self.data / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        except PermissionError as exc:
+            raise EmbeddedPostgresError(
+                f"Cannot read {exc.filename}: it belongs to another user. Run reef as the owner of "
+                f"{self.directory}, or as root."
+            ) from None
+
+    def _ready(self) -> bool:
+        info = self._pidfile()
+        return len(info) >= 8 and info[7].strip() == "ready" and self.server_pid() is not None
+
+    async def start(self) -> str:
+        """Start (creating it on first use) or join the cluster; returns an asyncpg DSN over the socket."""
+        if self._users_fd is not None:
+            return self.dsn
+        sock = os.fsencode(os.path.join(self.directory, SOCKET_NAME))
+        if len(sock) > MAX_SOCKET_PATH:
+            room = MAX_SOCKET_PATH - len(f"/postgres/{SOCKET_NAME}")
+            raise EmbeddedPostgresError(
+                f"The embedded database's socket path {os.fsdecode(sock)} is {len(sock)} bytes long, but Unix "
+                f"sockets allow at most {MAX_SOCKET_PATH}. Set [node] data_dir to a shorter path (at most {room} "
+                "bytes, e.g. /var/lib/reef), or set [database] url."
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        start_fd = await self._lock("start.lock", fcntl.LOCK_EX)
+        users_fd = os.open(self.directory / "users.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        started = False
+        try:
+            # Every process using the cluster holds users.lock shared; getting it exclusively means no one else does.
+            sole = _try_flock(users_fd, fcntl.LOCK_EX)
+            pid = self.server_pid()
+            if pid and sole:
+                log.warning("embedded PostgreSQL (pid %d) was left running by a reef process that died; stopping it", pid)
+                await self._shutdown(pid)
+                pid = None
+            if pid:
+                await self._wait_ready(pid)
+                self.mode = "shared with another reef process"
+                log.info("embedded PostgreSQL in %s already runs for another reef process; sharing it", self.directory)
+            else:
+                await self._clean_after_crash()
+                binaries, runner = await self._prepare()
+                await self._start_server(binaries, runner)
+                started = True
+            await self._ensure_database()
+            fcntl.flock(users_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # never blocks: we hold start.lock
+        except BaseException:
+            if started and _try_flock(users_fd, fcntl.LOCK_EX) and (pid := self.server_pid()):
+                await self._shutdown(pid)
+            os.close(users_fd)
+            raise
+        finally:
+            os.close(start_fd)
+        self._users_fd = users_fd
+        return self.dsn
+
+    async def stop(self) -> None:
+        """Leave the cluster; the last process using it shuts it down (fast shutdown, like pg_ctl stop -m fast)."""
+        if self._users_fd is None:
+            return
+        users_fd, self._users_fd = self._users_fd, None
+        try:
+            start_fd = await self._lock("start.lock", fcntl.LOCK_EX)
+            try:
+                if _try_flock(users_fd, fcntl.LOCK_EX):
+                    pid = self.server_pid()
+                    if pid:
+                        await self._shutdown(pid)
+                else:
+                    log.info("embedded PostgreSQL in %s is still used by another reef process; leaving it running",
+                             self.directory)
+            finally:
+                os.close(start_fd)
+        finally:
+            os.close(users_fd)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    async def _lock(self, name: str, op: int) -> int:
+        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_TIMEOUT
+        while not _try_flock(fd, op):
+            if loop.time() > deadline:
+                os.close(fd)
+                raise EmbeddedPostgresError(
+                    f"Another reef process has been starting or stopping the embedded database in {self.directory} "
+                    f"for {LOCK_TIMEOUT} s; stop it, or check {self.log_dir}."
+                )
+            await asyncio.sleep(0.1)
+        return fd
+
+    async def _shutdown(self, pid: int) -> None:
+        steps = ((signal.SIGINT, STOP_TIMEOUT, "fast"), (signal.SIGQUIT, 15, "immediate"), (signal.SIGKILL, 15, "kill"))
+        for sig, wait, how in steps:
+            log.info("stopping embedded PostgreSQL (pid %d, %s shutdown)", pid, how)
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            if await _wait_gone(pid, wait):
+                log.info("embedded PostgreSQL stopped")
+                return
+            log.warning("embedded PostgreSQL (pid %d) did not stop after a %s shutdown", pid, how)
+        raise EmbeddedPostgresError(f"Could not stop PostgreSQL (pid {pid}) in {self.data}; see {self.log_dir}.")
+
+    async def _wait_ready(self, pid: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while not self._ready():
+            if not _proc_alive(pid) or loop.time() > deadline:
+                raise EmbeddedPostgresError(
+                    f"The embedded PostgreSQL started by another reef process (pid {pid}) did not become ready; "
+                    f"see {self.log_dir}."
+                )
+            await asyncio.sleep(0.1)
+
+    async def _clean_after_crash(self) -> None:
+        """No postmaster runs for this cluster: kill its leftover backends and drop a stale postmaster.pid."""
+        data_real = os.path.realpath(self.data)
+        if os.path.isdir("/proc") and os.path.isdir(data_real):
+            strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_postgres_in(int(p), data_real, unknown=False)]
+            for pid in strays:
+                log.warning("killing a leftover PostgreSQL process (pid %d) of the crashed embedded cluster", pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for pid in strays:
+                await _wait_gone(pid, 15)
+        # PostgreSQL refuses to start while the pid in a lock file is alive, even if it is now an unrelated
+        # process (pid reuse after a reboot) or the unreaped zombie of the killed postmaster.
+        for lock in (self.data / "postmaster.pid", self.directory / f"{SOCKET_NAME}.lock"):
+            if lock.exists():
+                log.warning("removing stale %s left by a PostgreSQL that is not running any more", lock)
+                lock.unlink(missing_ok=True)
+
+    async def _prepare(self) -> tuple[Binaries, Runner]:
+        """Find binaries, choose who runs the server, create the cluster on first start, write reef.conf."""
+        version_file = self.data / "PG_VERSION"
+        want = int(version_file.read_text().strip()) if version_file.exists() else None
+        binaries = await find_binaries(self._bindirs if self._bindirs is not None else await default_bindirs(), want)
+        self.log_dir.mkdir(mode=0o700, exist_ok=True)
+        runner = await self._choose_runner(binaries)
+        self.mode = runner.mode
+        if os.geteuid() == 0:
+            changed = await asyncio.to_thread(_chown_tree, self.directory, runner.uid, runner.gid)
+            if changed:
+                log.info("gave %d files in %s to uid %d for %s", changed, self.directory, runner.uid, runner.mode)
+        elif os.stat(self.directory).st_uid != runner.uid:
+            raise EmbeddedPostgresError(
+                f"{_describe(str(self.directory))} belongs to another user; PostgreSQL must run as the owner of its "
+                f"files. Run reef as that user, or chown -R {pwd.getpwuid(runner.uid).pw_name} {self.directory}."
+            )
+        os.chmod(self.directory, 0o700)
+        os.chmod(self.log_dir, 0o700)
+        if not version_file.exists():
+            await self._initdb(binaries, runner)
+        conf = self.data / "reef.conf"
+        conf.write_text(_reef_conf(self.directory, self.log_dir))
+        if os.geteuid() == 0:
+            os.chown(conf, runner.uid, runner.gid)
+        return binaries, runner
+
+    async def _initdb(self, binaries: Binaries, runner: Runner) -> None:
+        if self.data.exists():
+            raise EmbeddedPostgresError(
+                f"{self.data} exists but holds no PostgreSQL cluster (no PG_VERSION). Move it away and start again."
+            )
+        scratch = self.directory / "data.init"
+        if scratch.exists():  # an earlier initdb was interrupted
+            shutil.rmtree(scratch)
+        log.info("creating the embedded PostgreSQL %d cluster in %s (binaries from %s, %s)",
+                 binaries.major, self.data, binaries.source, binaries.bindir)
+        rc, out = await _exec(
+            [binaries.exe("initdb"), "-D", scratch, "-U", ROLE, "-E", "UTF8", "--locale=C",
+             "--auth-local=trust", "--auth-host=reject"],
+            runner, cwd=self.directory, timeout=300,
+        )
+        if rc != 0:
+            raise EmbeddedPostgresError(f"initdb failed (exit {rc}) for {scratch}:\n{out.strip()[-2000:]}")
+        with open(scratch / "postgresql.conf", "a") as fh:
+            fh.write("\n# reef's settings (socket only, logs), rewritten on every start\ninclude = 'reef.conf'\n")
+        os.rename(scratch, self.data)  # data/ exists only once initdb has finished
+
+    async def _start_server(self, binaries: Binaries, runner: Runner) -> None:
+        startup_log = self.log_dir / "startup.log"
+        log.info("starting embedded PostgreSQL %d in %s as %s", binaries.major, self.data, runner.mode)
+        rc, out = await _exec(
+            [binaries.exe("pg_ctl"), "start", "-D", self.data, "-l", startup_log, "-w", "-t", str(START_TIMEOUT), "-s"],
+            runner, cwd=self.directory, new_session=True, timeout=START_TIMEOUT + 30,
+        )
+        if rc != 0:
+            logs = sorted(self.log_dir.glob("postgresql-*.log"), key=lambda p: p.stat().st_mtime)
+            server_log = logs[-1] if logs else startup_log
+            raise EmbeddedPostgresError(
+                f"PostgreSQL did not start in {self.data} (pg_ctl exit {rc}): {out.strip()}\n"
+                f"Last lines of {server_log}:\n{_tail(server_log)}\nMore in {self.log_dir}."
+            )
+        log.info("embedded PostgreSQL ready (pid %s), socket in %s", self.server_pid(), self.directory)
+
+    async def _ensure_database(self) -> None:
+        conn = await asyncpg.connect(host=str(self.directory), port=PORT, user=ROLE, database="postgres", timeout=30)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+                await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                log.info("created database %r in the embedded cluster", DATABASE)
+        finally:
+            await conn.close()
+
+    # -- who runs the server --------------------------------------------------------------------
+
+    async def _choose_runner(self, binaries: Binaries) -> Runner:
+        """As a normal user: ourselves. As root: [database] embedded_user, else a user namespace, else postgres."""
+        euid = os.geteuid()
+        if euid != 0:
+            if self.run_as and self.run_as != pwd.getpwuid(euid).pw_name:
+                log.warning("[database] embedded_user=%r is ignored: reef does not run as root", self.run_as)
+            return Runner(f"the current user ({pwd.getpwuid(euid).pw_name})", euid, os.getegid())
+        if self.run_as:
+            runner, problem = await self._user_runner(self.run_as, binaries)
+            if runner is None:
+                raise EmbeddedPostgresError(f"[database] embedded_user = {self.run_as!r} cannot run PostgreSQL: {problem}")
+            return runner
+        problems: list[str] = []
+        runner, problem = await self._namespace_runner(binaries)
+        if runner is not None:
+            return runner
+        problems.append(f"user namespace: {problem}")
+        runner, problem = await self._user_runner(SERVER_USER, binaries)
+        if runner is not None:
+            return runner
+        problems.append(f"user {SERVER_USER}: {problem}")
+        raise EmbeddedPostgresError(
+            "PostgreSQL refuses to run as root, and reef found no unprivileged way to run it:\n  - "
+            + "\n  - ".join(problems)
+            + f"\nSet [database] embedded_user to an unprivileged user that can reach {self.directory} (reef makes it "
+            "the owner of that directory), run reef as a normal user, or set [database] url."
+        )
+
+    async def _user_runner(self, name: str, binaries: Binaries) -> tuple[Runner | None, str]:
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            return None, f"there is no user {name!r} (create one, e.g. useradd --system {name})"
+        if pw.pw_uid == 0:
+            return None, f"{name!r} is root; PostgreSQL needs an unprivileged user"
+        runner = Runner(f"user {name}", pw.pw_uid, pw.pw_gid, user=pw.pw_uid, group=pw.pw_gid,
+                        groups=tuple(os.getgrouplist(name, pw.pw_gid)))
+        # Ask the kernel, as that user, which directory on the way it cannot enter (mode bits, ACLs, mounts).
+        parents = [str(p) for p in reversed(self.directory.parents)]
+        exes = [binaries.exe(n) for n in ("initdb", "pg_ctl", "postgres")]
+        script = 'for p in "$@"; do [ -x "$p" ] || { printf "%s" "$p"; exit 1; }; done'
+        rc, blocked = await _exec(["/bin/sh", "-c", script, "sh", *parents, *exes], runner, cwd=Path("/"), timeout=30)
+        if rc == 0:
+            return runner, ""
+        if blocked in exes:
+            return None, (f"it cannot execute {blocked}; install PostgreSQL system-wide (apt-get install postgresql) "
+                          "or make those binaries readable by it")
+        return None, (
+            f"it cannot enter {_describe(blocked)} on the way to {self.directory}. Let it through (chmod o+x {blocked}, "
+            f"or setfacl -m u:{name}:x {blocked}), or set [node] data_dir to a directory it can reach, e.g. /var/lib/reef"
+        )
+
+    async def _namespace_runner(self, binaries: Binaries) -> tuple[Runner | None, str]:
+        # Inside a user namespace mapping one unprivileged uid to root, PostgreSQL sees a non-root user that owns
+        # the (root-owned) cluster, and can reach it even under /root.
+        unshare = shutil.which(UNSHARE)
+        if unshare is None:
+            return None, "unshare (util-linux) is not installed"
+        inner = next((p for p in _unprivileged_users()), None)
+        if inner is None:
+            return None, "no unprivileged user exists to map to"
+        prefix = (unshare, "--user", f"--map-user={inner.pw_uid}", f"--map-group={inner.pw_gid}", "--")
+        runner = Runner(f"a user namespace (unshare, as {inner.pw_name})", os.geteuid(), os.getegid(), prefix=prefix)
+        # The cluster dir itself is given to root (the mapped user) afterwards; the way to it must be open.
+        check = '[ "$(id -u)" != 0 ] && [ -x "$1" ] && [ -x "$2" ]'
+        try:
+            rc, out = await _exec(["/bin/sh", "-c", check, "sh", self.directory.parent, binaries.exe("postgres")],
+                                  runner, cwd=Path("/"), timeout=30)
+        except OSError as exc:
+            return None, f"unshare failed: {exc}"
+        if rc != 0:
+            return None, f"unshare --user does not work here ({out.strip() or f'exit {rc}'})"
+        return runner, ""
+
+
+def _unprivileged_users() -> list[pwd.struct_passwd]:
+    # 65534 (nobody) is also the uid that unmapped owners show as inside a namespace: never map to it.
+    preferred = []
+    for name in (SERVER_USER, "daemon"):
+        try:
+            preferred.append(pwd.getpwnam(name))
+        except KeyError:
+            pass
+    return [pw for pw in (*preferred, *pwd.getpwall()) if 0 < pw.pw_uid < 65534]
+
+
+def _try_flock(fd: int, op: int) -> bool:
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _reef_conf(directory: Path, log_dir: Path) -> str:
+    def q(value: object) -> str:
+        return "'" + str(value).replace("'", "''") + "'"
+
+    return "\n".join([
+        "# Written by reef on every start. Put your own settings in postgresql.conf.",
+        "listen_addresses = ''  # no TCP: only the Unix socket below",
+        f"port = {PORT}",
+        f"unix_socket_directories = {q(directory)}",
+        "unix_socket_permissions = 0700",
+        "logging_collector = on",
+        f"log_directory = {q(log_dir)}",
+        "log_filename = 'postgresql-%a.log'  # one file per weekday, overwritten a week later",
+        "log_truncate_on_rotation = on",
+        "log_rotation_age = 1d",
+        "log_rotation_size = 100MB",
+        "",
+    ])
