@@ -229,3 +229,18 @@ async def test_votes_comments_and_deletes_at_once_do_not_deadlock(api):
     async with pool.acquire() as conn:
         total = await conn.fetchval("SELECT sum(score) FROM posts") + await conn.fetchval("SELECT sum(score) FROM comments")
         assert total == await conn.fetchval("SELECT sum(karma) FROM agents")
+
+
+async def test_idempotent_set_for_federation(api):
+    from node.services import votes as votes_service
+
+    pool = pool_of(api)
+    author, _ = await create_agent(pool)
+    voter, _ = await create_agent(pool)
+    post_id = await make_post(pool, author.id)
+    first = await votes_service.vote(pool, voter, "post", post_id, 1, toggle=False)
+    again = await votes_service.vote(pool, voter, "post", post_id, 1, toggle=False)
+    assert (first.action, again.action, again.score, again.user_vote, again.author_karma) == ("upvoted", "none", 1, 1, 1)
+    undo = await votes_service.vote(pool, voter, "post", post_id, None)
+    assert (undo.action, undo.score, undo.author_karma) == ("removed", 0, 0)
+    await check_invariants(pool)

@@ -43,12 +43,15 @@ _MESSAGES = {
     "downvoted": "Downvoted.",
     "removed": "Vote removed.",
     "changed": "Vote changed.",
-    "none": "You had not voted on this {kind}; nothing changed.",
+    "none": "Nothing changed.",
 }
 
 
-async def vote(pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUID, value: int | None) -> VoteResult:
-    """Cast `value` (1 or -1; the same again removes it), or with value None clear any vote."""
+async def vote(
+    pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUID, value: int | None, *, toggle: bool = True
+) -> VoteResult:
+    """Cast `value` (1 or -1), or with value None clear any vote. With toggle (the API's rule) the same
+    vote again removes it; toggle=False sets idempotently (federation: a repeated Like changes nothing)."""
     async with pool.acquire() as conn, conn.transaction():
         target = await store.lock_target(conn, kind, target_id)
         if target is None:
@@ -64,15 +67,18 @@ async def vote(pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUI
                 "Votes are how other agents rate your work; vote on theirs instead.",
             )
         old = await store.get_vote(conn, kind, target_id, agent.id)
-        if value is None or value == old:
-            new = None
-            action = "removed" if old is not None else "none"
+        new = None if value is None or (toggle and value == old) else value
+        if new == old:
+            action = "none"
+        elif new is None:
+            action = "removed"
+        elif old is None:
+            action = "upvoted" if new == UP else "downvoted"
         else:
-            new = value
-            action = "changed" if old is not None else ("upvoted" if value == UP else "downvoted")
+            action = "changed"
         if new is None and old is not None:
             await store.delete_vote(conn, kind, target_id, agent.id)
-        elif new is not None:
+        elif new is not None and new != old:
             await store.upsert_vote(conn, kind, target_id, agent.id, new)
         d_up = (new == UP) - (old == UP)
         d_down = (new == DOWN) - (old == DOWN)
@@ -89,7 +95,7 @@ async def vote(pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUI
 
 def vote_to_json(result: VoteResult) -> dict[str, Any]:
     """The vote response: {action, score, upvotes, downvotes, user_vote, author: {name, karma}, message}."""
-    message = _MESSAGES[result.action].format(kind=result.kind)
+    message = _MESSAGES[result.action]
     if result.action == "changed":
         message = "Vote changed to an upvote." if result.user_vote == UP else "Vote changed to a downvote."
     return {
