@@ -182,13 +182,15 @@ async def test_simultaneous_registrations_of_one_name(client):
 async def test_unique_violation_at_insert_is_409_not_500(client, database_url):
     """The name is free when checked but taken at insert (another transaction): 409."""
     other = await asyncpg.connect(database_url)
+    # A connection outside any transaction: pg_stat_activity is a per-transaction snapshot.
+    watcher = await asyncpg.connect(database_url)
     try:
         tx = other.transaction()
         await tx.start()
         await other.execute("INSERT INTO agents (name, display_name) VALUES ('Racer', 'Racer')")
         task = asyncio.ensure_future(register(client, "racer"))
         # wait until the registration's INSERT is blocked on our uncommitted row
-        while not await other.fetchval(
+        while not await watcher.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ):
             assert not task.done(), await task.result().text()
@@ -196,6 +198,7 @@ async def test_unique_violation_at_insert_is_409_not_500(client, database_url):
         await tx.commit()
         await assert_error(await task, 409, "taken")
     finally:
+        await watcher.close()
         await other.close()
 
 

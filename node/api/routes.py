@@ -7,6 +7,7 @@ from . import agents, health, openapi
 from . import search
 from . import comments, votes
 from . import posts, submolts
+from . import feeds, follows
 from . import messages
 
 
@@ -18,5 +19,7 @@ def setup(app: web.Application) -> None:
     votes.setup(app)
     submolts.setup(app)
     posts.setup(app)
+    feeds.setup(app)
+    follows.setup(app)
     messages.setup(app)
     openapi.setup(app)

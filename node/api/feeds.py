@@ -1,0 +1,73 @@
+"""GET /api/v1/posts, /submolts/{name}/feed and /feed; the background task that refreshes rising ranks."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator, Mapping
+
+from aiohttp import web
+
+from .. import appkeys
+from ..http import current_agent, ok, require_agent
+from ..services import feeds as service
+from ..validation import query_choice, query_int
+
+RISING_TASK = web.AppKey("rising_refresh_task", asyncio.Task)
+
+
+def paging_args(query: Mapping[str, str]) -> dict[str, Any]:
+    """limit (1..100, clamped), cursor, and offset (0..10000) from a query string."""
+    return {
+        "limit": query_int(query, "limit", default=service.DEFAULT_LIMIT, minimum=1, maximum=service.MAX_LIMIT),
+        "cursor": query.get("cursor") or None,
+        "offset": query_int(query, "offset", default=0, minimum=0, maximum=service.MAX_OFFSET, clamp=False),
+    }
+
+
+def _feed_args(query: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "sort": query_choice(query, "sort", service.SORTS, "hot"),
+        "t": query_choice(query, "t", tuple(service.WINDOWS), "all"),
+        **paging_args(query),
+    }
+
+
+async def list_posts(request: web.Request) -> web.Response:
+    q = request.query
+    return ok(await service.list_posts(
+        request.app[appkeys.POOL], current_agent(request), submolt=q.get("submolt") or None, **_feed_args(q)
+    ))
+
+
+async def submolt_feed(request: web.Request) -> web.Response:
+    return ok(await service.list_submolt_feed(
+        request.app[appkeys.POOL], current_agent(request), request.match_info["name"], **_feed_args(request.query)
+    ))
+
+
+async def personal_feed(request: web.Request) -> web.Response:
+    agent = require_agent(request)
+    q = request.query
+    return ok(await service.list_personal_feed(
+        request.app[appkeys.POOL], agent, feed_filter=query_choice(q, "filter", service.FILTERS, "all"), **_feed_args(q)
+    ))
+
+
+async def _rising_refresher(app: web.Application) -> AsyncIterator[None]:
+    """Runs after the database context (registered later), so the pool exists; stopped before it closes."""
+    task = asyncio.create_task(service.run_rising_refresh(app[appkeys.POOL]), name="rising-refresh")
+    app[RISING_TASK] = task
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/posts", list_posts, name="posts_list")
+    r.add_get("/api/v1/submolts/{name}/feed", submolt_feed, name="submolt_feed")
+    r.add_get("/api/v1/feed", personal_feed, name="personal_feed")
+    app.cleanup_ctx.append(_rising_refresher)

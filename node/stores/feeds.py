@@ -1,0 +1,209 @@
+"""SQL for feeds: ordered post ids and their sort keys, paged by keyset (migration 0006 has the indexes).
+
+Each sort orders by a key and the post id, both descending, and the next page starts strictly after the
+last row: new (created_at, id), hot (hot_rank, id), top (score, id) within a created_at window, rising
+(rising_rank, id) over posts younger than 48 hours. Rising lists posts with momentum (rising_rank > 0)
+first, then fresh posts without any (rank 0) by (created_at, id); one UNION ALL query serves both parts.
+
+EXPLAIN findings (PostgreSQL 15, 100k visible posts in 50 submolts, 2k agents, ANALYZEd; a first page
+and a deep page with a keyset bound, limit 26):
+- new:    Index Scan using posts_new_idx, Index Cond: ROW(created_at, id) < ROW($c, $i); Limit; no Sort.
+          per submolt: Index Scan using posts_submolt_new_idx, Index Cond: submolt_id = $s AND ROW(...).
+- hot:    Index Scan using posts_hot_idx (per submolt posts_submolt_hot_idx), keyset in Index Cond.
+- top:    t=all: Index Scan using posts_top_idx. t=hour/day: Index Scan on posts_new_idx for the window,
+          then a top-N heapsort of that window's rows only (the planner's choice; the window is small).
+- rising: Append of two Limits: Index Scan using posts_rising_idx (rank > 0 part, Filter created_at),
+          and Index Scan using posts_new_idx bounded by created_at > now - 48 h (rank 0 part), then a
+          top-N sort of at most 2 x (limit + offset) rows.
+- personal (subscribed submolts + followed agents): Index Scan on the global sort index with hashed
+          SubPlans on subscriptions / follows as a Filter; no Sort. A reader of only quiet submolts
+          makes this walk further down the index; a per-source LATERAL merge is the next step if needed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+SORTS = ("hot", "new", "top", "rising")
+RISING_WINDOW = dt.timedelta(hours=48)
+
+_VISIBLE = "NOT p.is_deleted AND NOT p.is_removed"
+# column holding each sort's key; rising's fresh part pages by created_at like new.
+_KEY = {"new": "p.created_at", "hot": "p.hot_rank", "top": "p.score", "rising": "p.rising_rank"}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """A post's place in a feed: its id and every sort key (the cursor is built from these)."""
+
+    id: uuid.UUID
+    created_at: dt.datetime
+    score: int
+    hot_rank: float
+    rising_rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which posts a feed draws from. All None: every visible post on the node.
+
+    submolt_id: one submolt. reader_id: the personal feed of that agent, i.e. posts in submolts it
+    subscribes to and posts by agents it follows (only the latter when following_only).
+    exclude_pinned: leave pinned posts out of the listing (they head the first page instead).
+    """
+
+    submolt_id: uuid.UUID | None = None
+    reader_id: uuid.UUID | None = None
+    following_only: bool = False
+    exclude_pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class After:
+    """Where the previous page ended: its last row's sort key and id.
+
+    For rising, fresh=True means the previous page ended in the rank-0 part, and key is a created_at.
+    """
+
+    key: Any
+    id: uuid.UUID
+    fresh: bool = False
+
+
+def _row(r: asyncpg.Record) -> FeedRow:
+    return FeedRow(
+        id=r["id"], created_at=r["created_at"], score=r["score"], hot_rank=r["hot_rank"], rising_rank=r["rising_rank"]
+    )
+
+
+class _Sql:
+    """A WHERE clause built from parts, with $n placeholders numbered as values are added."""
+
+    def __init__(self) -> None:
+        self.where: list[str] = [_VISIBLE]
+        self.args: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def scope(self, scope: Scope) -> None:
+        if scope.submolt_id is not None:
+            self.where.append(f"p.submolt_id = {self.arg(scope.submolt_id)}")
+        if scope.reader_id is not None:
+            reader = self.arg(scope.reader_id)
+            followed = f"p.author_id IN (SELECT f.followee_id FROM follows f WHERE f.follower_id = {reader})"
+            if scope.following_only:
+                self.where.append(followed)
+            else:
+                subscribed = f"p.submolt_id IN (SELECT s.submolt_id FROM subscriptions s WHERE s.agent_id = {reader})"
+                self.where.append(f"({subscribed} OR {followed})")
+        if scope.exclude_pinned:
+            self.where.append("NOT p.is_pinned")
+
+    def clause(self, *extra: str) -> str:
+        return " AND ".join([*self.where, *extra])
+
+
+_COLUMNS = "p.id, p.created_at, p.score, p.hot_rank, p.rising_rank"
+
+
+async def list_feed(
+    conn: asyncpg.Connection,
+    sort: str,
+    scope: Scope,
+    *,
+    limit: int,
+    after: After | None = None,
+    offset: int = 0,
+    since: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+) -> list[FeedRow]:
+    """Up to `limit` rows of a feed in order, after `after` (keyset) or skipping `offset` rows.
+
+    since: top's window start (created_at >= since). at: the current time for rising's 48-hour window.
+    """
+    if sort == "rising":
+        return await _list_rising(conn, scope, limit=limit, after=after, offset=offset, at=at)
+    key = _KEY[sort]
+    q = _Sql()
+    q.scope(scope)
+    if since is not None:
+        q.where.append(f"p.created_at >= {q.arg(since)}")
+    if after is not None:
+        q.where.append(f"({key}, p.id) < ({q.arg(after.key)}, {q.arg(after.id)})")
+    sql = (
+        f"SELECT {_COLUMNS} FROM posts p WHERE {q.clause()}"
+        f" ORDER BY {key} DESC, p.id DESC LIMIT {q.arg(limit)} OFFSET {q.arg(offset)}"
+    )
+    return [_row(r) for r in await conn.fetch(sql, *q.args)]
+
+
+async def _list_rising(
+    conn: asyncpg.Connection, scope: Scope, *, limit: int, after: After | None, offset: int, at: dt.datetime | None
+) -> list[FeedRow]:
+    q = _Sql()
+    q.scope(scope)
+    cutoff = q.arg((at or dt.datetime.now(dt.timezone.utc)) - RISING_WINDOW)
+    window = limit + offset
+    lim = q.arg(window)
+    momentum = [f"p.rising_rank > 0", f"(p.created_at > {cutoff}) IS TRUE"]
+    fresh = [f"p.rising_rank <= 0", f"p.created_at > {cutoff}"]
+    if after is not None and after.fresh:
+        momentum.append("false")  # the previous page already finished the momentum part
+        fresh.append(f"(p.created_at, p.id) < ({q.arg(after.key)}, {q.arg(after.id)})")
+    elif after is not None:
+        momentum.append(f"(p.rising_rank, p.id) < ({q.arg(after.key)}, {q.arg(after.id)})")
+    # Each branch is an index scan that stops after `window` rows; the outer sort sees at most 2 x window.
+    sql = f"""
+        SELECT * FROM (
+            (SELECT {_COLUMNS}, 0 AS part, p.rising_rank AS k1, NULL::timestamptz AS k2 FROM posts p
+             WHERE {q.clause(*momentum)} ORDER BY p.rising_rank DESC, p.id DESC LIMIT {lim})
+            UNION ALL
+            (SELECT {_COLUMNS}, 1 AS part, NULL::float8 AS k1, p.created_at AS k2 FROM posts p
+             WHERE {q.clause(*fresh)} ORDER BY p.created_at DESC, p.id DESC LIMIT {lim})
+        ) x
+        ORDER BY part, k1 DESC NULLS LAST, k2 DESC NULLS LAST, id DESC
+        LIMIT {q.arg(limit)} OFFSET {q.arg(offset)}"""
+    return [_row(r) for r in await conn.fetch(sql, *q.args)]
+
+
+def is_fresh(row: FeedRow) -> bool:
+    """Whether a rising row belongs to the rank-0 part (paged by created_at)."""
+    return row.rising_rank <= 0
+
+
+def sort_key(sort: str, row: FeedRow) -> Any:
+    """The value a cursor keeps for `row` under `sort`."""
+    if sort == "new" or (sort == "rising" and is_fresh(row)):
+        return row.created_at
+    return {"hot": row.hot_rank, "top": row.score, "rising": row.rising_rank}[sort]
+
+
+async def refresh_rising_ranks(conn: asyncpg.Connection, at: dt.datetime) -> int:
+    """Recompute rising_rank as of `at` where it changed: posts younger than 48 h, and posts past 48 h
+    that still carry a rank (set to 0). Returns the number of rows written."""
+    recent = await conn.execute(
+        """UPDATE posts SET rising_rank = reef_rising_rank(score, comment_count, created_at, $1)
+           WHERE created_at > $1::timestamptz - interval '48 hours'
+             AND rising_rank <> reef_rising_rank(score, comment_count, created_at, $1)""",
+        at,
+    )
+    expired = await conn.execute(
+        # Visible posts only, so that this walks posts_rising_idx (posts with a rank, i.e. the last 48 h);
+        # a deleted post's stale rank is never read: feeds skip it, and rising also checks created_at.
+        f"""UPDATE posts p SET rising_rank = 0
+            WHERE p.rising_rank > 0 AND {_VISIBLE} AND p.created_at <= $1::timestamptz - interval '48 hours'""",
+        at,
+    )
+    return int(recent.split()[-1]) + int(expired.split()[-1])
+
+
+async def try_lock_rising_refresh(conn: asyncpg.Connection) -> bool:
+    """A transaction-scoped advisory lock, so that of several node processes one refreshes at a time."""
+    # "rise" in ASCII; distinct from the migrations lock.
+    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", 0x72697365)
