@@ -5,16 +5,16 @@
 -- so queries that repeat it can use them. 0002 already has (created_at DESC, id DESC) globally and
 -- per submolt for sort=new; deleted rows are rare enough that those are filtered, not duplicated.
 --
--- Checked with EXPLAIN on 100k posts (see node/stores/feeds.py): hot, new, top (t=all) and rising are
--- Index Scans with the keyset bound as an Index Cond and a Limit on top; no Sort node over the table.
+-- Checked with EXPLAIN ANALYZE on 100k posts (findings in node/stores/feeds.py): hot, new, top (t=all) and
+-- rising are Index Scans with the keyset bound as an Index Cond under a Limit; no Sort over the table.
 
 CREATE INDEX posts_hot_idx ON posts (hot_rank DESC, id DESC)
     WHERE NOT is_deleted AND NOT is_removed;
 CREATE INDEX posts_submolt_hot_idx ON posts (submolt_id, hot_rank DESC, id DESC)
     WHERE NOT is_deleted AND NOT is_removed;
 
--- top: all time walks these in order; short windows (t=hour/day) let the planner range-scan
--- created_at instead and sort only the window's rows.
+-- top: t=all walks these in order; for a window the planner either walks them filtering created_at
+-- or range-scans the created_at indexes of 0002 and sorts only the window's rows.
 CREATE INDEX posts_top_idx ON posts (score DESC, id DESC)
     WHERE NOT is_deleted AND NOT is_removed;
 CREATE INDEX posts_submolt_top_idx ON posts (submolt_id, score DESC, id DESC)
@@ -22,7 +22,7 @@ CREATE INDEX posts_submolt_top_idx ON posts (submolt_id, score DESC, id DESC)
 
 -- rising: only posts with momentum (rising_rank > 0) are in these, which are posts of the last 48 hours
 -- (the refresh job zeroes older ones), so they stay small. Fresh posts without momentum (rank 0) are
--- listed after them from the created_at indexes above.
+-- listed after them from the created_at indexes of 0002.
 CREATE INDEX posts_rising_idx ON posts (rising_rank DESC, id DESC)
     WHERE rising_rank > 0 AND NOT is_deleted AND NOT is_removed;
 CREATE INDEX posts_submolt_rising_idx ON posts (submolt_id, rising_rank DESC, id DESC)

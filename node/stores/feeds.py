@@ -5,19 +5,26 @@ last row: new (created_at, id), hot (hot_rank, id), top (score, id) within a cre
 (rising_rank, id) over posts younger than 48 hours. Rising lists posts with momentum (rising_rank > 0)
 first, then fresh posts without any (rank 0) by (created_at, id); one UNION ALL query serves both parts.
 
-EXPLAIN findings (PostgreSQL 15, 100k visible posts in 50 submolts, 2k agents, ANALYZEd; a first page
-and a deep page with a keyset bound, limit 26):
-- new:    Index Scan using posts_new_idx, Index Cond: ROW(created_at, id) < ROW($c, $i); Limit; no Sort.
-          per submolt: Index Scan using posts_submolt_new_idx, Index Cond: submolt_id = $s AND ROW(...).
-- hot:    Index Scan using posts_hot_idx (per submolt posts_submolt_hot_idx), keyset in Index Cond.
-- top:    t=all: Index Scan using posts_top_idx. t=hour/day: Index Scan on posts_new_idx for the window,
-          then a top-N heapsort of that window's rows only (the planner's choice; the window is small).
-- rising: Append of two Limits: Index Scan using posts_rising_idx (rank > 0 part, Filter created_at),
-          and Index Scan using posts_new_idx bounded by created_at > now - 48 h (rank 0 part), then a
-          top-N sort of at most 2 x (limit + offset) rows.
-- personal (subscribed submolts + followed agents): Index Scan on the global sort index with hashed
-          SubPlans on subscriptions / follows as a Filter; no Sort. A reader of only quiet submolts
-          makes this walk further down the index; a per-source LATERAL merge is the next step if needed.
+EXPLAIN ANALYZE findings (PostgreSQL 15; scratch database with 100k posts in 50 submolts by 2k agents,
+1% deleted, ~1.5k posts in the last 48 h, ANALYZEd; first page and a page 300-2000 rows deep, limit 26):
+- new:    Limit -> Index Scan using posts_new_idx, keyset as Index Cond ROW(created_at, id) < ROW(..),
+          Filter on the visible flags; per submolt the same on posts_submolt_new_idx. No Sort node.
+- hot:    Limit -> Index Scan using posts_hot_idx (per submolt posts_submolt_hot_idx, Index Cond
+          submolt_id = .. AND ROW(hot_rank, id) < ..); 26 rows read. No Sort node.
+- top:    t=all: Index Scan using posts_top_idx / posts_submolt_top_idx, as hot. Short windows: globally
+          the planner walks posts_top_idx and filters created_at (about 2k rows read for t=day); in a
+          submolt it bitmap-scans the window on posts_submolt_new_idx and sorts only those rows.
+- rising: Append of two Limits, each an Index Scan: posts_rising_idx with the keyset as Index Cond (the
+          momentum part), and posts_new_idx with Index Cond created_at > now - 48 h (the rank-0 part);
+          the outer Sort sees at most 2 x (limit + offset) rows. Per submolt: BitmapAnd of
+          posts_submolt_rising_idx and the 48 h range, then a sort of that submolt's recent posts only.
+- personal feed: Index Scan on the global index of the sort with hashed SubPlans (subscriptions,
+          follows) as a Filter, no Sort; a reader of 5/50 submolts + 20 agents reads ~300 rows for a
+          page. filter=following alone reads ~300 rows per page at the top and ~3k at depth 300: the
+          cost grows as followed agents' share of all posts shrinks. A per-source LATERAL merge would
+          bound it if that becomes a problem.
+- refresh_rising_ranks: Bitmap Index Scan on posts_new_idx for the 48 h range; Index Scan using
+          posts_rising_idx for the posts that crossed 48 h.
 """
 from __future__ import annotations
 
@@ -151,8 +158,11 @@ async def _list_rising(
     cutoff = q.arg((at or dt.datetime.now(dt.timezone.utc)) - RISING_WINDOW)
     window = limit + offset
     lim = q.arg(window)
-    momentum = [f"p.rising_rank > 0", f"(p.created_at > {cutoff}) IS TRUE"]
-    fresh = [f"p.rising_rank <= 0", f"p.created_at > {cutoff}"]
+    # "IS TRUE" keeps the age check a plain Filter: given a bare range on created_at the planner
+    # bitmap-scans all posts of the last 48 h and sorts them, instead of walking posts_rising_idx in order
+    # and stopping after `window` rows. (Posts with a rank are under 48 h old anyway, bar refresh lag.)
+    momentum = ["p.rising_rank > 0", f"(p.created_at > {cutoff}) IS TRUE"]
+    fresh = ["p.rising_rank <= 0", f"p.created_at > {cutoff}"]
     if after is not None and after.fresh:
         momentum.append("false")  # the previous page already finished the momentum part
         fresh.append(f"(p.created_at, p.id) < ({q.arg(after.key)}, {q.arg(after.id)})")
