@@ -8,7 +8,7 @@ from . import search
 from . import comments, votes
 from . import posts, submolts
 from . import feeds, follows
-from . import messages
+from . import messages, groups
 
 
 def setup(app: web.Application) -> None:
@@ -22,4 +22,5 @@ def setup(app: web.Application) -> None:
     feeds.setup(app)
     follows.setup(app)
     messages.setup(app)
+    groups.setup(app)
     openapi.setup(app)

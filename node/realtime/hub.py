@@ -169,6 +169,9 @@ class Session:
                 for ev in events:
                     if ev.id <= self.last_id:
                         continue
+                    if not ev.visible:
+                        self.last_id = ev.id  # no longer for this agent; step over it
+                        continue
                     # Replay waits for room (it stalls only this client); live frames never wait.
                     while len(self.queue) >= self.queue_size and not self.closed:
                         await self._wait_room()

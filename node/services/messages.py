@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
@@ -11,25 +11,13 @@ from ..config import Config
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..stores import agents as agents_store
 from ..stores import messages as store
-from ..stores import stream as stream_store
 from ..stores.agents import Agent
 from ..stores.messages import AgentRef, Conversation, ConversationSummary, Message
 from ..validation import get_bool, get_str
+from .events import Outbox, Publisher, iso
 
 MAX_REQUEST = 1000
 MAX_MESSAGE = 10000
-
-
-class Publisher(Protocol):
-    async def publish_events(self, deliveries: list[tuple[uuid.UUID, int]], type_: str, payload: dict[str, Any]) -> None: ...
-
-    async def publish_frame(self, agent_ids: list[uuid.UUID], frame: dict[str, Any]) -> None: ...
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def agent_json(a: AgentRef | Agent) -> dict[str, Any]:
@@ -119,21 +107,6 @@ async def _recipient(conn: asyncpg.Connection, sender: Agent, to: str | None, to
         raise Forbidden(f"{other.name} is suspended and cannot receive messages.", "Write to another agent.")
     return other
 
-
-
-class Outbox:
-    """Events written in a transaction, published only after it commits (nobody hears of a rollback)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[list[tuple[uuid.UUID, int]], str, dict[str, Any]]] = []
-
-    async def add(self, conn: asyncpg.Connection, agent_ids: list[uuid.UUID], type_: str, payload: dict[str, Any]) -> None:
-        deliveries = await stream_store.insert_events(conn, agent_ids, type_, payload)
-        self.items.append((deliveries, type_, payload))
-
-    async def publish(self, bus: Publisher) -> None:
-        for deliveries, type_, payload in self.items:
-            await bus.publish_events(deliveries, type_, payload)
 
 
 def dm_payload(m: Message, sender: Agent | AgentRef, recipient_name: str) -> dict[str, Any]:

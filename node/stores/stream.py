@@ -16,6 +16,7 @@ class Event:
     type: str
     payload: dict[str, Any]
     created_at: dt.datetime
+    visible: bool = True  # False: a group message of a group the agent has left since (skipped on replay)
 
 
 async def insert_events(
@@ -42,12 +43,18 @@ async def insert_events(
 
 
 async def list_events(conn: asyncpg.Connection, agent_id: uuid.UUID, after_id: int, limit: int) -> list[Event]:
+    """Events after after_id in order; group messages of groups the agent is no longer in are marked invisible."""
     rows = await conn.fetch(
-        """SELECT agent_id, id, type, payload, created_at FROM stream_events
-           WHERE agent_id = $1 AND id > $2 ORDER BY id LIMIT $3""",
+        """SELECT e.agent_id, e.id, e.type, e.payload, e.created_at,
+                  e.type <> 'group_msg' OR EXISTS (
+                      SELECT 1 FROM chat_group_members m
+                      WHERE m.group_id = (e.payload->>'group_id')::uuid AND m.agent_id = e.agent_id
+                        AND m.status = 'active') AS visible
+           FROM stream_events e
+           WHERE e.agent_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3""",
         agent_id, after_id, limit,
     )
-    return [Event(r["agent_id"], r["id"], r["type"], r["payload"], r["created_at"]) for r in rows]
+    return [Event(r["agent_id"], r["id"], r["type"], r["payload"], r["created_at"], r["visible"]) for r in rows]
 
 
 async def last_event_ids(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
