@@ -126,6 +126,27 @@ async def test_hot_orders_by_score_and_age(client):
     assert await ids(client, "/api/v1/posts?sort=hot") == [strong_old, fresh, weak_recent, negative]
 
 
+async def test_hot_ties_break_by_id_and_page_exactly(client):
+    pool, sub, a = await world(client)
+    same_time = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)
+    tied = sorted([await make_post(pool, sub, a.id, score=7, created_at=same_time) for _ in range(5)], reverse=True)
+    assert len(set(await pool.fetchval("SELECT array_agg(DISTINCT hot_rank) FROM posts"))) == 1
+    assert await walk(client, "/api/v1/posts?sort=hot", 2) == tied
+
+
+async def test_a_vote_through_the_api_moves_a_post_in_hot(client):
+    pool, sub, a = await world(client)
+    _, voter_key = await create_agent(pool, "voter")
+    # An hour of age weighs 0.08 in hot; score 1 -> 2 adds log10(2) = 0.3, so this one vote decides.
+    older = await make_post(pool, sub, a.id, score=1, age=dt.timedelta(hours=1))
+    newer = await make_post(pool, sub, a.id, score=0)
+    assert await ids(client, "/api/v1/posts?sort=hot") == [newer, older]
+    resp = await client.post(f"/api/v1/posts/{older}/upvote", headers=auth(voter_key))
+    assert resp.status == 200, await resp.json()
+    assert await ids(client, "/api/v1/posts?sort=hot") == [older, newer]
+    assert (await get(client, "/api/v1/posts?sort=top"))["posts"][0]["score"] == 2
+
+
 async def test_top_orders_by_score_within_each_window(client):
     pool, sub, a = await world(client)
     ages = {"hour": dt.timedelta(minutes=30), "day": dt.timedelta(hours=5), "week": dt.timedelta(days=3),
