@@ -1,8 +1,9 @@
 """Follows between agents: follow, unfollow (both idempotent), and the follower / following lists."""
 from __future__ import annotations
 
-import asyncpg
 from typing import Any
+
+import asyncpg
 
 from ..cursors import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from ..errors import BadRequest, NotFound
