@@ -30,7 +30,7 @@ def free_port() -> int:
 class Node:
     """`python -m node run` on a free port, logging to a file."""
 
-    def __init__(self, tmp: Path, name: str, database_url: str, redis_url: str) -> None:
+    def __init__(self, tmp: Path, name: str, database_url: str, redis_url: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}.log"
@@ -44,6 +44,7 @@ class Node:
             "REEF_LOG__FORMAT": "json",
             "REEF_LIMITS__REQUESTS_PER_MINUTE": "10000",
         })
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "node", "run"], cwd=REPO, env=env,
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
