@@ -77,6 +77,21 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationConfig:
+    enabled: bool = True
+    mode: str = "open"
+    allow: tuple[str, ...] = ()
+    block: tuple[str, ...] = ()
+    authorized_fetch: bool = False
+    allow_private_addresses: bool = False
+    signature_window_seconds: int = 3600
+    fetch_timeout_seconds: int = 10
+    max_document_bytes: int = 1_000_000
+    delivery_concurrency_per_host: int = 4
+    delivery_timeout_seconds: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"
@@ -89,6 +104,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -111,6 +127,7 @@ _SECTIONS = tuple(f.name for f in dataclasses.fields(Config))
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("log", "level"): ("debug", "info", "warning", "error"),
     ("log", "format"): ("auto", "json", "text"),
+    ("federation", "mode"): ("open", "allowlist"),
 }
 
 
@@ -194,6 +211,19 @@ def _validate(cfg: Config) -> None:
     for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")
+    for key in ("signature_window_seconds", "fetch_timeout_seconds", "max_document_bytes",
+                "delivery_concurrency_per_host", "delivery_timeout_seconds"):
+        if getattr(cfg.federation, key) <= 0:
+            raise ConfigError(
+                f"Invalid value for [federation] {key}: it must be positive.", f"Set {key} to a number above 0."
+            )
+    for key in ("allow", "block"):
+        for host in getattr(cfg.federation, key):
+            if not host or "/" in host or "@" in host or any(c.isspace() for c in host):
+                raise ConfigError(
+                    f"Invalid host {host!r} in [federation] {key}.",
+                    'List hosts as host or host:port, e.g. block = ["spam.example", "127.0.0.1:8081"].',
+                )
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(
             "Invalid [database] pool_min/pool_max.", "Use 1 <= pool_min <= pool_max."
