@@ -99,6 +99,8 @@ async def _exec(
 
 
 def _proc_alive(pid: int) -> bool:
+    if pid <= 0:  # kill(0 or -1, ...) would reach whole process groups, never one process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -123,6 +125,8 @@ def _is_postgres_in(pid: int, data_real: str, unknown: bool = True) -> bool:
     """Whether pid is a live PostgreSQL process of the cluster in data_real (postgres chdirs to its data dir).
 
     unknown is the answer when we may not look (another user's process, no /proc)."""
+    if pid <= 0:
+        return False
     if not os.path.isdir("/proc"):
         return unknown and _proc_alive(pid)
     try:
@@ -148,7 +152,9 @@ async def _wait_gone(pid: int, timeout: float) -> bool:
 
 def _tail(path: Path, lines: int = 15) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            return "\n".join(fh.read().decode(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
@@ -317,6 +323,12 @@ class EmbeddedPostgres:
                 "bytes, e.g. /var/lib/reef), or set [database] url."
             )
         self.directory.mkdir(parents=True, exist_ok=True)
+        euid = os.geteuid()
+        if euid != 0 and os.stat(self.directory).st_uid != euid:
+            raise EmbeddedPostgresError(
+                f"{_describe(str(self.directory))} belongs to another user, and PostgreSQL must run as the owner of "
+                f"its files. Run reef as that user, or chown -R {pwd.getpwuid(euid).pw_name} {self.directory}."
+            )
         start_fd = await self._lock("start.lock", fcntl.LOCK_EX)
         users_fd = os.open(self.directory / "users.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         started = False
@@ -442,11 +454,6 @@ class EmbeddedPostgres:
             changed = await asyncio.to_thread(_chown_tree, self.directory, runner.uid, runner.gid)
             if changed:
                 log.info("gave %d files in %s to uid %d for %s", changed, self.directory, runner.uid, runner.mode)
-        elif os.stat(self.directory).st_uid != runner.uid:
-            raise EmbeddedPostgresError(
-                f"{_describe(str(self.directory))} belongs to another user; PostgreSQL must run as the owner of its "
-                f"files. Run reef as that user, or chown -R {pwd.getpwuid(runner.uid).pw_name} {self.directory}."
-            )
         os.chmod(self.directory, 0o700)
         os.chmod(self.log_dir, 0o700)
         if not version_file.exists():
@@ -486,8 +493,9 @@ class EmbeddedPostgres:
             runner, cwd=self.directory, new_session=True, timeout=START_TIMEOUT + 30,
         )
         if rc != 0:
-            logs = sorted(self.log_dir.glob("postgresql-*.log"), key=lambda p: p.stat().st_mtime)
-            server_log = logs[-1] if logs else startup_log
+            # Errors before the logging collector starts land in startup.log, later ones in postgresql-*.log.
+            logs = [startup_log, *self.log_dir.glob("postgresql-*.log")]
+            server_log = max((p for p in logs if p.exists()), key=lambda p: p.stat().st_mtime, default=startup_log)
             raise EmbeddedPostgresError(
                 f"PostgreSQL did not start in {self.data} (pg_ctl exit {rc}): {out.strip()}\n"
                 f"Last lines of {server_log}:\n{_tail(server_log)}\nMore in {self.log_dir}."
