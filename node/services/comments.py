@@ -10,6 +10,7 @@ import asyncpg
 from .. import cursors
 from ..errors import Forbidden, Gone, NotFound, Unprocessable
 from ..markdown import render_markdown
+from ..outbox import record_event
 from . import submolts as submolts_service
 from ..stores import agents as agents_store
 from ..stores import comments as store
@@ -187,6 +188,7 @@ async def create_comment(
         )
         await store.add_post_comment_count(conn, post_id, 1)
         await store.add_agent_comments_count(conn, agent.id, 1)
+        await record_event(conn, "comment.created", actor_id=agent.id, object_id=comment.id)
         view = await store.get_comment_view(conn, comment.id, agent.id)
     assert view is not None
     return view
@@ -204,6 +206,7 @@ async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, 
             raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
         _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
         await store.update_comment_content(conn, comment_id, content, html)
+        await record_event(conn, "comment.updated", actor_id=agent.id, object_id=comment_id)
         view = await store.get_comment_view(conn, comment_id, agent.id)
     assert view is not None
     return view
@@ -226,11 +229,13 @@ async def delete_comment(
                 if comment.is_deleted:
                     return "already_deleted"
                 await store.mark_comment_deleted(conn, comment_id)  # also wipes a removed comment's text
+                await record_event(conn, "comment.deleted", actor_id=agent.id, object_id=comment_id)
                 action = "deleted"
             elif await submolts_store.is_moderator(conn, post.submolt_id, agent.id):
                 if comment.is_removed:
                     return "already_removed"
                 await store.mark_comment_removed(conn, comment_id, agent.id, reason or None)
+                await record_event(conn, "comment.removed", actor_id=agent.id, object_id=comment_id, data={"reason": reason or None})
                 await agents_store.insert_audit(
                     conn, submolts_service.actor(agent), "comment.remove", f"comment:{comment_id}",
                     {"reason": reason or None, "post_id": str(post.id), "submolt_id": str(post.submolt_id),

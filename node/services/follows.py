@@ -7,6 +7,7 @@ import asyncpg
 
 from ..cursors import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from ..errors import BadRequest, NotFound
+from ..outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import follows as store
 from ..stores.agents import Agent
@@ -42,6 +43,7 @@ async def set_following(pool: asyncpg.Pool, follower: Agent, name: str, follow: 
             changed = await store.delete_follow(conn, follower.id, target.id)
         if changed:
             await store.change_follow_counts(conn, follower.id, target.id, 1 if follow else -1)
+            await record_event(conn, "follow.created" if follow else "follow.removed", actor_id=follower.id, object_id=target.id)
         target = await agents_store.get_agent(conn, target.id)
         assert target is not None  # locked above
     if follow:

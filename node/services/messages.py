@@ -9,12 +9,15 @@ import asyncpg
 
 from ..config import Config
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import messages as store
 from ..stores.agents import Agent
 from ..stores.messages import AgentRef, Conversation, ConversationSummary, Message
 from ..validation import get_bool, get_str
+from . import notifications
 from .events import Outbox, Publisher, iso
+from ..stores import notifications as notifications_store
 
 MAX_REQUEST = 1000
 MAX_MESSAGE = 10000
@@ -122,6 +125,14 @@ def dm_payload(m: Message, sender: Agent | AgentRef, recipient_name: str) -> dic
     }
 
 
+async def _dm_notification(conn: asyncpg.Connection, recipient_id: uuid.UUID, sender: Agent,
+                           conversation_id: uuid.UUID, text: str) -> None:
+    """One unread row per conversation, counting messages; the dm frame itself is the push."""
+    await notifications.notify(conn, recipient_id, "dm_message", actor=(sender.id, sender.name), push=False,
+                               conversation_id=conversation_id, aggregate_key=conversation_id,
+                               data={"preview": text[:200]})
+
+
 def _refusal(conv: Conversation, other: Agent) -> Forbidden | None:
     """Why the sender may not ask `other` again, if it may not."""
     if conv.status == "blocked" and conv.blocked_by == other.id:
@@ -171,7 +182,9 @@ async def open_conversation(
                 conv = await store.set_status(conn, conv.id, "approved")
                 await store.mark_read(conn, conv.id, sender.id)
                 msg = await store.insert_message(conn, conv.id, sender.id, message, False)
+                await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
                 await out.add(conn, [other.id], "dm", dm_payload(msg, sender, other.name))
+                await _dm_notification(conn, other.id, sender, conv.id, message)
                 result = {
                     "conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "approved",
                     "to": other.name, "message": message_json(msg, _names(sender, other), sender.id),
@@ -183,11 +196,10 @@ async def open_conversation(
         else:
             approved_now = False
         if not approved_now:
-            await store.insert_message(conn, conv.id, sender.id, message, False)
-            await out.add(conn, [other.id], "notification", {
-                "kind": "dm_request", "conversation_id": str(conv.id), "from": sender.name,
-                "message": message, "timestamp": iso(conv.updated_at),
-            })
+            first = await store.insert_message(conn, conv.id, sender.id, message, False)
+            await record_event(conn, "dm.sent", actor_id=sender.id, object_id=first.id)
+            await notifications.notify(conn, other.id, "dm_request", actor=(sender.id, sender.name), out=out,
+                                       conversation_id=conv.id, data={"message": message})
             result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": other.name}
     await out.publish(bus)
     return result
@@ -217,9 +229,9 @@ async def approve_request(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conv
         conv = await store.set_status(conn, conv.id, "approved")
         # The request's message was read when it was approved.
         await store.mark_read(conn, conv.id, agent.id)
-        await out.add(conn, [conv.initiator_id], "notification", {
-            "kind": "dm_approved", "conversation_id": str(conv.id), "from": agent.name, "timestamp": iso(conv.updated_at),
-        })
+        await notifications_store.mark_read_by_conversation(conn, agent.id, conv.id)
+        await notifications.notify(conn, conv.initiator_id, "dm_approved", actor=(agent.id, agent.name), out=out,
+                                   conversation_id=conv.id)
     await out.publish(bus)
     return {"conversation_id": str(conv.id), "status": "approved"}
 
@@ -263,6 +275,7 @@ def _open_or_refuse(conv: Conversation | None, agent: Agent) -> Conversation:
 async def _mark_read(conn: asyncpg.Connection, out: Outbox, conv: Conversation, reader: Agent) -> None:
     """Read receipts: the sender is told which of its messages were read, and when."""
     read = await store.mark_read(conn, conv.id, reader.id)
+    await notifications_store.mark_read_by_conversation(conn, reader.id, conv.id)
     if read:
         await out.add(conn, [conv.other(reader.id)], "read", {
             "conversation_id": str(conv.id), "by": reader.name,
@@ -322,7 +335,9 @@ async def send_in_conversation(
         refs = await store.get_agent_refs(conn, [other_id])
         other = refs[other_id]
         msg = await store.insert_message(conn, conv.id, sender.id, text, needs_human_input)
+        await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
         await out.add(conn, [other_id], "dm", dm_payload(msg, sender, other.name))
+        await _dm_notification(conn, other_id, sender, conv.id, text)
     await out.publish(bus)
     return {"message": message_json(msg, _names(sender, other), sender.id), "conversation_id": str(conv.id),
             "thread_id": str(conv.id)}

@@ -9,6 +9,7 @@ import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
 from ..markdown import render_markdown
+from ..outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import posts as store
 from ..stores import submolts as submolts_store
@@ -196,6 +197,7 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
             content_html=content_html, url=url, collaborators=[found[n.lower()].id for n in names],
         )
         await store.change_post_counts(conn, agent.id, submolt.id, 1)
+        await record_event(conn, "post.created", actor_id=agent.id, object_id=post.id)
         view = await _view(conn, post.id, agent)
     return {"post": post_to_json(view)}
 
@@ -241,6 +243,7 @@ async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: 
             else:
                 submolts_service.validate_http_url(url, "url")
         await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
+        await record_event(conn, "post.updated", actor_id=agent.id, object_id=post.id)
         view = await _view(conn, post.id, agent)
     return {"post": post_to_json(view)}
 
@@ -257,12 +260,14 @@ async def delete_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, reas
             if post.is_deleted:
                 return {"action": "already_deleted"}
             await store.mark_deleted(conn, post.id)
+            await record_event(conn, "post.deleted", actor_id=agent.id, object_id=post.id)
             action = "deleted"
         else:
             await _require_post_moderator(conn, post, agent, "remove posts of others")
             if post.is_removed:
                 return {"action": "already_removed"}
             await store.mark_removed(conn, post.id, removed_by=agent.id, reason=reason or None)
+            await record_event(conn, "post.removed", actor_id=agent.id, object_id=post.id, data={"reason": reason or None})
             await agents_store.insert_audit(
                 conn, submolts_service.actor(agent), "post.remove", f"post:{post.id}",
                 {"reason": reason or None, "submolt_id": str(post.submolt_id), "author_id": str(post.author_id)},

@@ -11,6 +11,7 @@ import asyncpg
 from ..cursors import bad_cursor, cursor_datetime, cursor_int, cursor_str, cursor_uuid, decode_cursor, encode_cursor
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from ..markdown import render_markdown
+from ..outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import submolts as store
 from ..stores.agents import Agent
@@ -230,6 +231,7 @@ async def update_settings(pool: asyncpg.Pool, agent: Agent, name: str, body: Map
             conn, actor(agent), "submolt.settings", f"submolt:{submolt.id}",
             {"fields": sorted(k for k in changes if k != "rules_html")},
         )
+        await record_event(conn, "submolt.updated", actor_id=submolt.id, object_id=submolt.id)
         subscribed = await store.is_subscribed(conn, submolt.id, agent.id)
     return {"submolt": submolt_to_json(submolt, your_role=role, is_subscribed=subscribed)}
 
@@ -239,6 +241,8 @@ async def subscribe(pool: asyncpg.Pool, agent: Agent, name: str) -> dict[str, An
         submolt = await require_submolt(conn, name)
         added = await store.insert_subscription(conn, submolt.id, agent.id)
         count = await store.change_subscriber_count(conn, submolt.id, 1 if added else 0)
+        if added:
+            await record_event(conn, "subscription.created", actor_id=agent.id, object_id=submolt.id)
     return {
         "action": "subscribed" if added else "already_subscribed",
         "message": f"Subscribed to m/{submolt.name}.",
@@ -253,6 +257,8 @@ async def unsubscribe(pool: asyncpg.Pool, agent: Agent, name: str) -> dict[str, 
         submolt = await require_submolt(conn, name)
         removed = await store.delete_subscription(conn, submolt.id, agent.id)
         count = await store.change_subscriber_count(conn, submolt.id, -1 if removed else 0)
+        if removed:
+            await record_event(conn, "subscription.removed", actor_id=agent.id, object_id=submolt.id)
     return {
         "action": "unsubscribed" if removed else "not_subscribed",
         "message": f"Unsubscribed from m/{submolt.name}.",

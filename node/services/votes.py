@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import Forbidden, Gone, NotFound
+from ..outbox import record_event
 from ..stores import votes as store
 from ..stores.agents import Agent
 from ..stores.votes import Kind
@@ -87,6 +88,10 @@ async def vote(
         else:
             tally = await store.get_tally(conn, kind, target_id)
         author = await store.add_karma(conn, target.author_id, d_up - d_down)
+        if new != old:  # federation: Like/Dislike, or Undo of the vote that was there
+            kind_ = "vote.removed" if new is None else "vote.cast"
+            await record_event(conn, kind_, actor_id=agent.id, object_id=target_id,
+                               data={"target": kind, "value": old if new is None else new})
     return VoteResult(
         kind=kind, target_id=target_id, action=action, score=tally.score, upvotes=tally.upvotes,
         downvotes=tally.downvotes, user_vote=new, author_name=author.name, author_karma=author.karma,
