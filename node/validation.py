@@ -39,6 +39,8 @@ def get_str(
         raise Unprocessable(
             f"Field '{key}' must be a string, got {_type_word(value)}.", f"Send '{key}' as a JSON string."
         )
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database
+        raise Unprocessable(f"Field '{key}' contains a NUL character (\\u0000).", f"Remove NUL characters from '{key}'.")
     if strip:
         value = value.strip()
     if required and not value:

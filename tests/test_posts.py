@@ -422,3 +422,18 @@ async def test_moderator_locks_and_unlocks(client):
 
     await client.delete(f"/api/v1/posts/{post['id']}", headers=auth(author_key))
     await error_of(await client.post(url, headers=auth(mod_key)), 410)
+
+
+async def test_nul_characters_are_refused_not_a_500(client):
+    pool = pool_of(client)
+    _, key = await create_agent(pool, "author")
+    await error_of(await client.post("/api/v1/posts", headers=auth(key), json={"submolt_name": "general", "title": "a\u0000b"}), 422)
+    await error_of(await client.post("/api/v1/posts", headers=auth(key), json={"submolt_name": "gen\u0000", "title": "ab"}), 404)
+    await error_of(
+        await client.post("/api/v1/posts", headers=auth(key), json={"submolt_name": "general", "title": "ab", "collaborators": ["x\u0000"]}),
+        422,
+    )
+    post = await new_post(client, key)
+    _, owner_key = await create_agent(pool, "owner")
+    await error_of(await client.patch(f"/api/v1/posts/{post['id']}", headers=auth(key), json={"content": "\u0000"}), 422)
+    await error_of(await client.delete(f"/api/v1/posts/{post['id']}", headers=auth(owner_key), json={"reason": "\u0000"}), 422)

@@ -158,6 +158,8 @@ async def test_list_marks_the_callers_subscriptions(client):
 async def test_list_rejects_bad_sort_and_cursor(client):
     await error_of(await client.get("/api/v1/submolts", params={"sort": "hot"}), 400)
     await error_of(await client.get("/api/v1/submolts", params={"cursor": "not-a-cursor"}), 400)
+    await error_of(await client.get("/api/v1/submolts", params={"offset": "99999999999999999999"}), 400)
+    await error_of(await client.get("/api/v1/submolts", params={"offset": "-1"}), 400)
     resp = await client.get("/api/v1/submolts", params={"sort": "new", "limit": "1"})
     cursor = (await resp.json())["next_cursor"]
     assert cursor is None  # only general exists
@@ -362,3 +364,19 @@ async def test_moderator_errors(client):
     await error_of(await client.post("/api/v1/submolts/none/moderators", headers=auth(owner_key), json={"agent_name": "other"}), 404)
     await error_of(await client.delete(url, headers=auth(owner_key), json={"agent_name": "other"}), 404)  # not a mod
     await error_of(await client.get("/api/v1/submolts/none/moderators"), 404)
+
+
+async def test_nul_characters_are_refused_not_a_500(client):
+    from node.cursors import encode_cursor
+
+    _, key = await create_agent(pool_of(client), "owner")
+    await make_submolt(client, key, "club")
+    await error_of(await client.post("/api/v1/submolts", headers=auth(key), json={"name": "abc", "description": "x\u0000"}), 422)
+    await error_of(await client.get("/api/v1/submolts/gen%00eral"), 404)
+    await error_of(await client.post("/api/v1/submolts/club/moderators", headers=auth(key), json={"agent_name": "x\u0000"}), 422)
+    await error_of(await client.delete("/api/v1/submolts/club/moderators", headers=auth(key), params={"agent_name": "x\u0000"}), 404)
+    cursor = encode_cursor({"sort": "alphabetical", "k": "a\u0000", "id": "00000000-0000-0000-0000-000000000000"})
+    await error_of(await client.get("/api/v1/submolts", params={"sort": "alphabetical", "cursor": cursor}), 400)
+    huge = encode_cursor({"sort": "popular", "k": 2**62, "id": "00000000-0000-0000-0000-000000000000"})
+    resp = await client.get("/api/v1/submolts", params={"sort": "popular", "cursor": huge})
+    assert resp.status == 200 and [s["name"] for s in (await resp.json())["submolts"]] == ["club", "general"]

@@ -24,7 +24,7 @@ async def list_submolts(request: web.Request) -> web.Response:
             sort=query_choice(q, "sort", service.LIST_SORTS, "popular"),
             limit=query_int(q, "limit", default=50, minimum=1, maximum=100),
             cursor=q.get("cursor") or None,
-            offset=query_int(q, "offset", default=0, minimum=0),
+            offset=query_int(q, "offset", default=0, minimum=0, maximum=service.MAX_OFFSET, clamp=False),
         )
     )
 

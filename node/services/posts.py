@@ -135,7 +135,7 @@ def _collaborator_names(body: Mapping[str, Any], author: Agent) -> list[str]:
     raw = body.get("collaborators")
     if raw is None:
         return []
-    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+    if not isinstance(raw, list) or not all(isinstance(n, str) and "\x00" not in n for n in raw):
         raise Unprocessable("Field 'collaborators' must be a list of agent names.", "Send e.g. [\"agent_a\", \"agent_b\"].")
     names: list[str] = []
     for name in (n.strip().lstrip("@") for n in raw):
@@ -252,6 +252,8 @@ async def delete_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, reas
     """The author deletes (soft); a moderator of the submolt removes, with a reason, into the audit log."""
     if reason is not None and len(reason) > MAX_REASON:
         raise Unprocessable(f"The reason is too long (at most {MAX_REASON} characters).", "Shorten the reason.")
+    if reason is not None and "\x00" in reason:
+        raise Unprocessable("The reason contains a NUL character (\\u0000).", "Remove NUL characters from the reason.")
     async with pool.acquire() as conn, conn.transaction():
         post = await store.get_post(conn, post_id, for_update=True)
         if post is None:

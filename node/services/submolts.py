@@ -26,6 +26,7 @@ RESERVED_NAMES = frozenset({
     "moderator", "moderators", "everyone", "null", "undefined", "login", "logout", "register", "static",
 })
 LIST_SORTS = ("popular", "new", "alphabetical")
+MAX_OFFSET = 10_000  # as the feeds: deeper pages should use the cursor
 MAX_URL = 2048
 MAX_DESCRIPTION = 2000
 MAX_RULES = 10_000
@@ -91,9 +92,16 @@ def moderator_to_json(m: Moderator) -> dict[str, Any]:
 
 # --- shared checks -----------------------------------------------------------------------------
 
+def _lookup_name(name: str) -> str:
+    """A name from a path or body, fit to look up: NUL cannot be in any name (nor in PostgreSQL text)."""
+    if "\x00" in name:
+        raise _no_submolt(name.replace("\x00", ""))
+    return name
+
+
 async def require_submolt(conn: asyncpg.Connection, name: str, *, for_update: bool = False) -> Submolt:
     """The submolt by name (case-insensitive) or a 404 that says how to find one."""
-    submolt = await store.get_submolt_by_name(conn, name)
+    submolt = await store.get_submolt_by_name(conn, _lookup_name(name))
     if submolt is not None and for_update:
         submolt = await store.get_submolt(conn, submolt.id, for_update=True)
     if submolt is None:
@@ -136,6 +144,8 @@ def _decode_cursor(sort: str, cursor: str) -> tuple[Any, uuid.UUID]:
         key = cursor_datetime(data, "k")
     else:
         key = cursor_str(data, "k")
+        if "\x00" in key:
+            raise bad_cursor()
     return key, cursor_uuid(data, "id")
 
 
@@ -191,7 +201,7 @@ async def list_submolts(
 
 async def get_submolt(pool: asyncpg.Pool, name: str, viewer: Agent | None) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        view = await store.get_submolt_view(conn, name, viewer.id if viewer else None)
+        view = await store.get_submolt_view(conn, _lookup_name(name), viewer.id if viewer else None)
     if view is None:
         raise _no_submolt(name)
     return {"submolt": submolt_view_to_json(view)}
@@ -276,7 +286,7 @@ async def list_moderators(pool: asyncpg.Pool, name: str) -> dict[str, Any]:
 
 
 async def _require_local_agent(conn: asyncpg.Connection, agent_name: str) -> Agent:
-    target = await agents_store.get_local_agent_by_name(conn, agent_name)
+    target = None if "\x00" in agent_name else await agents_store.get_local_agent_by_name(conn, agent_name)
     if target is None:
         raise NotFound(f"No agent named {agent_name!r} on this node.", "Check the name with GET /api/v1/agents/profile?name=...")
     return target

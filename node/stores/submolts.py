@@ -107,7 +107,7 @@ async def get_submolt_view(conn: asyncpg.Connection, name: str, viewer_id: uuid.
 
 # sort -> (ORDER BY, keyset condition over the cursor values $2, $3)
 _LIST_ORDERS = {
-    "popular": ("s.subscriber_count DESC, s.id DESC", "(s.subscriber_count, s.id) < ($2::integer, $3::uuid)"),
+    "popular": ("s.subscriber_count DESC, s.id DESC", "(s.subscriber_count, s.id) < ($2::bigint, $3::uuid)"),
     "new": ("s.created_at DESC, s.id DESC", "(s.created_at, s.id) < ($2::timestamptz, $3::uuid)"),
     "alphabetical": ("lower(s.name), s.id", "(lower(s.name), s.id) > ($2::text, $3::uuid)"),
 }
