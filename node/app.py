@@ -35,8 +35,10 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_rate_limiter)
 
+    from . import metrics
     from .api import routes
 
+    metrics.setup(app)
     routes.setup(app)
     return app
 

@@ -18,3 +18,4 @@ REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis, or None when not config
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 RATE_LIMITER = web.AppKey("rate_limiter", Any)
 STARTED_AT = web.AppKey("started_at", float)
+METRICS = web.AppKey("metrics", Any)  # node.metrics.Metrics

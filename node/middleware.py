@@ -14,6 +14,7 @@ from .auth import presented_key, resolve_agent
 from .errors import ReefError
 from .http import AGENT, dumps
 from .logs import request_id_var
+from .metrics import route_label
 from .stores import agents as agents_store
 
 log = logging.getLogger("reef.access")
@@ -75,6 +76,9 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         return response
     finally:
         agent = request.get(AGENT)
+        metrics = request.app.get(appkeys.METRICS)
+        if metrics is not None:
+            metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
         log.info(
             "%s %s %s",
             request.method,
@@ -96,6 +100,9 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve a presented API key to request[AGENT]; a bad key is a 401 on any route."""
     request[AGENT] = None
+    if not request.path.startswith("/api/"):
+        # Keys belong to the Agent API; /metrics, ActivityPub and the web site authenticate their own way.
+        return await handler(request)
     key = presented_key(request)
     if key is not None:
         pool = request.app[appkeys.POOL]
