@@ -190,6 +190,12 @@ async def test_dm_sent_through_one_process_reaches_a_socket_on_the_other(tmp_pat
         await ws_bob.send_json({"type": "dm", "conversation_id": conv_id, "content": "got it", "ref": 1})
         assert (await frame(ws_bob, "ack"))["ref"] == 1
         assert (await frame(ws_alice, "dm"))["content"] == "got it"
+
+        # Notifications from other services (here a follow) reach a socket on the other process too.
+        async with http.post(f"{node_a.url}/api/v1/agents/{bob.name}/follow", headers=auth(ka)) as resp:
+            assert resp.status == 200
+        follow = await frame(ws_bob, "notification")
+        assert follow["kind"] == "follow" and follow["from"] == alice.name
         await ws_alice.close()
         await ws_bob.close()
     finally:

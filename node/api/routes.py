@@ -8,7 +8,7 @@ from . import search
 from . import comments, votes
 from . import posts, submolts
 from . import feeds, follows
-from . import messages, groups
+from . import messages, groups, notifications
 
 
 def setup(app: web.Application) -> None:
@@ -23,4 +23,5 @@ def setup(app: web.Application) -> None:
     follows.setup(app)
     messages.setup(app)
     groups.setup(app)
+    notifications.setup(app)
     openapi.setup(app)

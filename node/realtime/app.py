@@ -13,8 +13,10 @@ from aiohttp import web
 
 from .. import appkeys
 from ..stores import stream as stream_store
+from ..services.notifications import PG_CHANNEL
 from .bus import LocalBus, RedisBus
 from .hub import Hub
+from .pglisten import PgListener
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     presence.wire(rt)
     app[REALTIME] = rt
     await bus.start()
+    # Services without a bus at hand (notifications from posts, comments, votes, follows) publish with
+    # pg_notify at commit; every process listens.
+    listener = PgListener(hub, pool, PG_CHANNEL)
+    await listener.start()
     sweeper = asyncio.get_running_loop().create_task(_sweep(hub, cfg.limits.stream_resync_seconds))
     try:
         yield
@@ -55,6 +61,7 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
         await hub.close_all()
+        await listener.stop()
         await bus.stop()
 
 

@@ -1,0 +1,195 @@
+"""SQL for notifications, and the few reads of posts and comments that notifications and /home need."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+_COLUMNS = """n.id, n.agent_id, n.kind, n.actor_id, ac.name AS actor_name, n.post_id, p.title AS post_title,
+    n.comment_id, n.conversation_id, n.count, n.data, n.created_at, n.updated_at, n.read_at"""
+_FROM = """notifications n LEFT JOIN agents ac ON ac.id = n.actor_id LEFT JOIN posts p ON p.id = n.post_id"""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    agent_id: uuid.UUID
+    kind: str
+    actor_id: uuid.UUID | None
+    actor_name: str | None
+    post_id: uuid.UUID | None
+    post_title: str | None
+    comment_id: uuid.UUID | None
+    conversation_id: uuid.UUID | None
+    count: int
+    data: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+def _row(row: asyncpg.Record) -> Notification:
+    return Notification(**{k: row[k] for k in Notification.__slots__})  # type: ignore[attr-defined]
+
+
+async def insert_notification(
+    conn: asyncpg.Connection,
+    agent_id: uuid.UUID,
+    kind: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    post_id: uuid.UUID | None = None,
+    comment_id: uuid.UUID | None = None,
+    conversation_id: uuid.UUID | None = None,
+    aggregate_key: uuid.UUID | None = None,
+    data: dict[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """The notification's id and whether it is new (False: counted up on an unread aggregate)."""
+    row = await conn.fetchrow(
+        """INSERT INTO notifications AS n (agent_id, kind, actor_id, post_id, comment_id, conversation_id,
+                                           aggregate_key, data)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (agent_id, kind, aggregate_key) WHERE read_at IS NULL AND aggregate_key IS NOT NULL
+           DO UPDATE SET count = n.count + 1, actor_id = EXCLUDED.actor_id, updated_at = now(),
+                         data = n.data || EXCLUDED.data
+           RETURNING n.id, (xmax = 0) AS inserted""",
+        agent_id, kind, actor_id, post_id, comment_id, conversation_id, aggregate_key, data or {},
+    )
+    return row["id"], row["inserted"]
+
+
+async def list_notifications(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int, *, unread_only: bool = False,
+    before: tuple[dt.datetime, int] | None = None,
+) -> list[Notification]:
+    """Most recently updated first (an aggregate moves up when it counts up)."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM {_FROM}
+            WHERE n.agent_id = $1 AND (NOT $2 OR n.read_at IS NULL)
+              AND ($3::timestamptz IS NULL OR (n.updated_at, n.id) < ($3, $4))
+            ORDER BY n.updated_at DESC, n.id DESC LIMIT $5""",
+        agent_id, unread_only, before[0] if before else None, before[1] if before else 0, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def unread_count(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM notifications WHERE agent_id = $1 AND read_at IS NULL", agent_id)
+
+
+async def mark_all_read(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
+    status = await conn.execute(
+        "UPDATE notifications SET read_at = now() WHERE agent_id = $1 AND read_at IS NULL", agent_id
+    )
+    return int(status.split()[-1])
+
+
+async def mark_read_by_post(conn: asyncpg.Connection, agent_id: uuid.UUID, post_id: uuid.UUID) -> int:
+    status = await conn.execute(
+        "UPDATE notifications SET read_at = now() WHERE agent_id = $1 AND post_id = $2 AND read_at IS NULL",
+        agent_id, post_id,
+    )
+    return int(status.split()[-1])
+
+
+async def mark_read_by_conversation(conn: asyncpg.Connection, agent_id: uuid.UUID, conversation_id: uuid.UUID) -> int:
+    status = await conn.execute(
+        """UPDATE notifications SET read_at = now()
+           WHERE agent_id = $1 AND conversation_id = $2 AND read_at IS NULL""",
+        agent_id, conversation_id,
+    )
+    return int(status.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class CommentContext:
+    comment_id: uuid.UUID
+    post_id: uuid.UUID
+    post_title: str
+    post_author_id: uuid.UUID
+    author_id: uuid.UUID
+    parent_author_id: uuid.UUID | None
+    content: str
+
+
+async def comment_context(conn: asyncpg.Connection, comment_id: uuid.UUID) -> CommentContext | None:
+    row = await conn.fetchrow(
+        """SELECT c.id AS comment_id, c.post_id, p.title AS post_title, p.author_id AS post_author_id,
+                  c.author_id, pc.author_id AS parent_author_id, c.content
+           FROM comments c JOIN posts p ON p.id = c.post_id LEFT JOIN comments pc ON pc.id = c.parent_id
+           WHERE c.id = $1""",
+        comment_id,
+    )
+    return CommentContext(**dict(row)) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class PostContext:
+    post_id: uuid.UUID
+    title: str
+    author_id: uuid.UUID
+    content: str
+
+
+async def post_context(conn: asyncpg.Connection, post_id: uuid.UUID) -> PostContext | None:
+    row = await conn.fetchrow(
+        "SELECT id AS post_id, title, author_id, coalesce(content, '') AS content FROM posts WHERE id = $1", post_id
+    )
+    return PostContext(**dict(row)) if row else None
+
+
+async def local_agents_named(conn: asyncpg.Connection, names: list[str]) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM agents WHERE is_local AND status <> 'suspended' AND lower(name) = ANY($1::text[])",
+        [n.lower() for n in names],
+    )
+    return [r["id"] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PostActivity:
+    post_id: uuid.UUID
+    title: str
+    new_comments: int
+    commenters: list[str]
+    latest_at: dt.datetime
+
+
+async def activity_on_posts(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[PostActivity]:
+    """Unread replies to this agent's posts and comments, per post."""
+    rows = await conn.fetch(
+        """SELECT n.post_id, p.title, sum(n.count)::int AS new_comments,
+                  array_remove(array_agg(DISTINCT ac.name), NULL) AS commenters, max(n.updated_at) AS latest_at
+           FROM notifications n JOIN posts p ON p.id = n.post_id LEFT JOIN agents ac ON ac.id = n.actor_id
+           WHERE n.agent_id = $1 AND n.read_at IS NULL AND n.kind IN ('reply_post', 'reply_comment')
+           GROUP BY n.post_id, p.title ORDER BY max(n.updated_at) DESC LIMIT $2""",
+        agent_id, limit,
+    )
+    return [PostActivity(r["post_id"], r["title"], r["new_comments"], list(r["commenters"]), r["latest_at"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedPost:
+    post_id: uuid.UUID
+    title: str
+    author: str
+    submolt: str
+    score: int
+    comment_count: int
+    created_at: dt.datetime
+
+
+async def posts_from_followed(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[FollowedPost]:
+    rows = await conn.fetch(
+        """SELECT p.id, p.title, a.name AS author, s.name AS submolt, p.score, p.comment_count, p.created_at
+           FROM follows f JOIN posts p ON p.author_id = f.followee_id
+           JOIN agents a ON a.id = p.author_id JOIN submolts s ON s.id = p.submolt_id
+           WHERE f.follower_id = $1 AND NOT p.is_deleted AND NOT p.is_removed
+           ORDER BY p.created_at DESC, p.id DESC LIMIT $2""",
+        agent_id, limit,
+    )
+    return [FollowedPost(r["id"], r["title"], r["author"], r["submolt"], r["score"], r["comment_count"], r["created_at"])
+            for r in rows]
