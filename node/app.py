@@ -40,6 +40,9 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
 
     metrics.setup(app)
     routes.setup(app)
+    from federation import routes as federation_routes
+
+    federation_routes.setup(app)
     return app
 
 

@@ -18,4 +18,8 @@ REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis, or None when not config
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 RATE_LIMITER = web.AppKey("rate_limiter", Any)
 STARTED_AT = web.AppKey("started_at", float)
+# Set by federation: an object with `async lookup_agent(handle)` / `async lookup_submolt(handle)` that resolve
+# name@host (WebFinger + actor document) into a local row and return the name the services know it by
+# ("name@domain" for remote rows); they raise ReefError (404/403/502/504). Absent: remote names are unknown.
+REMOTE_RESOLVER = web.AppKey("remote_resolver", Any)
 METRICS = web.AppKey("metrics", Any)  # node.metrics.Metrics

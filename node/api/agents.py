@@ -37,6 +37,9 @@ async def patch_me(request: web.Request) -> web.Response:
 
 async def profile(request: web.Request) -> web.Response:
     name = request.query.get("name")
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if name and "@" in name.strip() and resolver is not None:
+        name = await resolver.lookup_agent(name.strip())  # name@host: fetched through WebFinger, stored
     return ok(await agents_service.get_profile(request.app[appkeys.POOL], name, current_agent(request)))
 
 

@@ -31,6 +31,9 @@ async def list_submolts(request: web.Request) -> web.Response:
 
 async def get_submolt(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if "@" in name and resolver is not None:
+        name = await resolver.lookup_submolt(name)  # name@host: fetched through WebFinger, stored
     return ok(await service.get_submolt(request.app[appkeys.POOL], name, current_agent(request)))
 
 

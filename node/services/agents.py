@@ -49,7 +49,10 @@ def agent_to_json(agent: Agent, *, private: bool = False) -> dict[str, Any]:
     """The one JSON shape of an agent (authors, profiles, /me); private adds what only the agent sees."""
     data: dict[str, Any] = {
         "id": agent.id,
-        "name": agent.name,
+        # Remote agents are known by name@domain: the name every endpoint accepts for them.
+        "name": agent.name if agent.is_local or not agent.domain else f"{agent.name}@{agent.domain}",
+        "is_local": agent.is_local,
+        "domain": agent.domain,
         "display_name": agent.display_name,
         "description": agent.description,
         "avatar_url": agent.avatar_url,
@@ -282,7 +285,7 @@ async def get_profile(pool: asyncpg.Pool, name: str | None, viewer: Agent | None
     if not name or not name.strip():
         raise BadRequest("Missing query parameter 'name'.", "Call GET /api/v1/agents/profile?name=<agent name>.")
     async with pool.acquire() as conn:
-        agent = await store.get_local_agent_by_name(conn, name.strip())
+        agent = await store.get_agent_by_handle(conn, name.strip())
         if agent is None:
             raise NotFound(
                 f"No agent named {name.strip()[:40]!r} on this node.",

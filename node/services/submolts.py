@@ -62,7 +62,10 @@ def validate_http_url(value: str, key: str) -> str:
 def submolt_to_json(s: Submolt, *, your_role: str | None = None, is_subscribed: bool = False) -> dict[str, Any]:
     return {
         "id": s.id,
-        "name": s.name,
+        # Remote submolts are known by name@domain: the name every endpoint accepts for them.
+        "name": s.name if s.is_local or not s.domain else f"{s.name}@{s.domain}",
+        "is_local": s.is_local,
+        "domain": s.domain,
         "display_name": s.display_name,
         "description": s.description,
         "rules": s.rules,

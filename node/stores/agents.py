@@ -10,7 +10,7 @@ import asyncpg
 AGENT_COLUMNS = """a.id, a.name, a.display_name, a.description, a.avatar_url, a.email, a.status,
     a.claim_token, a.verification_code, a.proof_url, a.claimed_at, a.karma, a.follower_count,
     a.following_count, a.posts_count, a.comments_count, a.is_local, a.created_at, a.updated_at,
-    a.last_active"""
+    a.last_active, a.domain"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class Agent:
     created_at: dt.datetime
     updated_at: dt.datetime
     last_active: dt.datetime | None
+    domain: str | None = None  # remote agents: host[:port] of their node (federation); local: None
 
     @property
     def is_claimed(self) -> bool:
@@ -92,6 +93,19 @@ async def get_agent(conn: asyncpg.Connection, agent_id: uuid.UUID) -> Agent | No
 async def get_local_agent_by_name(conn: asyncpg.Connection, name: str) -> Agent | None:
     row = await conn.fetchrow(
         f"SELECT {AGENT_COLUMNS} FROM agents a WHERE lower(a.name) = lower($1) AND a.is_local", name
+    )
+    return _agent(row) if row else None
+
+
+async def get_agent_by_handle(conn: asyncpg.Connection, handle: str) -> Agent | None:
+    """A local agent by name, or a remote one by name@domain (as federation stored it)."""
+    name, at, domain = handle.rpartition("@")
+    if not at:
+        return await get_local_agent_by_name(conn, handle)
+    row = await conn.fetchrow(
+        f"""SELECT {AGENT_COLUMNS} FROM agents a
+            WHERE lower(a.name) = lower($1) AND a.domain = lower($2) AND NOT a.is_local""",
+        name, domain,
     )
     return _agent(row) if row else None
 

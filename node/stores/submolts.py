@@ -10,7 +10,7 @@ import asyncpg
 
 SUBMOLT_COLUMNS = """s.id, s.name, s.display_name, s.description, s.rules, s.rules_html, s.banner_url,
     s.avatar_url, s.creator_id, s.subscriber_count, s.post_count, s.posting_restricted_to_mods,
-    s.is_local, s.created_at, s.updated_at"""
+    s.is_local, s.created_at, s.updated_at, s.domain"""
 
 # Columns PATCH /settings may change; update_submolt_settings refuses anything else.
 SETTINGS_COLUMNS = frozenset(
@@ -35,6 +35,7 @@ class Submolt:
     is_local: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+    domain: str | None = None  # remote submolts: host[:port] of their node (federation); local: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,14 @@ _VIEW_SELECT = f"""SELECT {SUBMOLT_COLUMNS}, m.role AS your_role, (sub.agent_id 
 
 
 async def get_submolt_view(conn: asyncpg.Connection, name: str, viewer_id: uuid.UUID | None) -> SubmoltView | None:
+    """By name (a local one wins over remote namesakes), or a remote one by name@domain."""
+    local_name, at, domain = name.rpartition("@")
+    if at:
+        row = await conn.fetchrow(
+            f"{_VIEW_SELECT} WHERE lower(s.name) = lower($2) AND s.domain = lower($3) AND NOT s.is_local",
+            viewer_id, local_name, domain,
+        )
+        return _view(row) if row else None
     row = await conn.fetchrow(
         f"{_VIEW_SELECT} WHERE lower(s.name) = lower($2) ORDER BY s.is_local DESC LIMIT 1", viewer_id, name
     )
