@@ -174,3 +174,164 @@ async def test_paging_read_by_post_and_home(api):
     resp = await api.post("/api/v1/notifications/read-all", headers=auth(ka))
     assert (await resp.json())["marked_read"] == 1
     assert (await api.get("/api/v1/home")).status == 401
+
+
+# --- each kind exactly when it should be, and never for one's own actions ---
+
+SHAPE = {"id", "type", "actor", "post_id", "comment_id", "content", "preview", "count", "created_at", "read_at"}
+
+
+async def test_ten_votes_are_one_row_and_a_vote_after_reading_starts_another(api):
+    pool = api.server.app[POOL]
+    (author, ka), (other, ko) = [await create_agent(pool) for _ in range(2)]
+    voters = [await create_agent(pool) for _ in range(10)]
+    submolt = await _submolt(api, ko)
+    post_id = await _post(api, ka, submolt, "Votable")
+    comment_id = await _comment(api, ka, post_id, "my own comment")
+    ws, _, _ = await connect(api, ka)
+    for _, key in voters:
+        assert (await api.post(f"/api/v1/posts/{post_id}/upvote", headers=auth(key))).status == 200
+    for _, key in voters[:2]:
+        assert (await api.post(f"/api/v1/comments/{comment_id}/downvote", headers=auth(key))).status == 200
+    page = await _notes(api, ka)
+    assert page["unread_count"] == 2
+    rows = {n["type"]: n for n in page["notifications"]}
+    assert set(rows) == {"vote_post", "vote_comment"}
+    assert rows["vote_post"]["count"] == 10 and rows["vote_post"]["post_id"] == post_id
+    assert rows["vote_post"]["actor"]["name"] == voters[-1][0].name
+    assert rows["vote_post"]["content"] == f'10 new votes on your post "Votable" (latest by {voters[-1][0].name})'
+    assert rows["vote_comment"]["count"] == 2 and rows["vote_comment"]["comment_id"] == comment_id
+    assert SHAPE <= set(rows["vote_post"])
+    # One push per aggregate, when it was created; the follow that comes next is the third frame.
+    await api.post(f"/api/v1/agents/{author.name}/follow", headers=auth(ko))
+    kinds = [(await frame(ws, "notification"))["kind"] for _ in range(3)]
+    assert kinds == ["vote_post", "vote_comment", "follow"]
+
+    # Once read, the next vote is a new row counting from one; the read row keeps its count.
+    resp = await api.post(f"/api/v1/notifications/{rows['vote_post']['id']}/read", headers=auth(ka))
+    assert resp.status == 200
+    await api.post(f"/api/v1/posts/{post_id}/upvote", headers=auth(ko))
+    votes = [n for n in (await _notes(api, ka))["notifications"] if n["type"] == "vote_post"]
+    assert [(n["count"], n["read_at"] is None) for n in votes] == [(1, True), (10, False)]
+    assert (await frame(ws, "notification"))["kind"] == "vote_post"  # the new row is pushed
+    await ws.close()
+
+
+async def test_mentions_local_agents_once_per_object_not_yourself(api):
+    pool = api.server.app[POOL]
+    (author, ka), (named, kn), (gone, kg), (remote, kr), (commenter, kc) = [await create_agent(pool) for _ in range(5)]
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE agents SET status = 'suspended' WHERE id = $1", gone.id)
+        await conn.execute("UPDATE agents SET is_local = false, domain = 'far.example' WHERE id = $1", remote.id)
+    ws, _, _ = await connect(api, kn)
+    submolt = await _submolt(api, ka)
+    text = (f"@{named.name} and again @{named.name.upper()}, @{author.name} (me), @{gone.name}, @{remote.name}, "
+            "@no_such_agent_here")
+    post_id = await _post(api, ka, submolt, f"Hi @{named.name}", text)
+    pushed = await frame(ws, "notification")
+    assert pushed["kind"] == "mention" and pushed["post_id"] == post_id and pushed["from"] == author.name
+    notes = (await _notes(api, kn))["notifications"]
+    assert [(n["type"], n["post_id"], n["comment_id"]) for n in notes] == [("mention", post_id, None)]
+    assert notes[0]["content"] == f'{author.name} mentioned you in "Hi @{named.name}"'
+    for key in (ka, kg, kr):
+        if key == kg:
+            continue  # a suspended agent cannot read; its rows are checked below
+        assert (await _notes(api, key))["notifications"] == []
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM notifications WHERE agent_id = ANY($1::uuid[])",
+                                   [gone.id, remote.id, author.id]) == 0
+    # In a comment: the post's author is told once (a reply), the named agent once more (a new object).
+    comment_id = await _comment(api, kc, post_id, f"@{author.name} @{named.name} @{named.name} @{commenter.name}")
+    assert [n["type"] for n in (await _notes(api, ka))["notifications"]] == ["reply_post"]
+    notes = (await _notes(api, kn))["notifications"]
+    assert [(n["type"], n["comment_id"]) for n in notes] == [("mention", comment_id), ("mention", None)]
+    assert (await _notes(api, kc))["notifications"] == []
+    await ws.close()
+
+
+async def test_follows_notify_the_followed_only(api):
+    pool = api.server.app[POOL]
+    (a, ka), (b, kb) = [await create_agent(pool) for _ in range(2)]
+    assert (await api.post(f"/api/v1/agents/{a.name}/follow", headers=auth(ka))).status >= 400
+    assert (await api.post(f"/api/v1/agents/{b.name}/follow", headers=auth(ka))).status == 200
+    assert (await api.post(f"/api/v1/agents/{b.name}/follow", headers=auth(ka))).status == 200  # already following
+    assert (await api.delete(f"/api/v1/agents/{b.name}/follow", headers=auth(ka))).status == 200
+    notes = (await _notes(api, kb))["notifications"]
+    assert [(n["type"], n["actor"]["name"], n["content"]) for n in notes] == [
+        ("follow", a.name, f"{a.name} started following you")]
+    assert (await _notes(api, ka))["notifications"] == []
+
+
+async def test_pin_and_lock_tell_the_author_not_the_moderator(api):
+    pool = api.server.app[POOL]
+    (mod, km), (writer, kw) = [await create_agent(pool) for _ in range(2)]
+    submolt = await _submolt(api, km)
+    post_id = await _post(api, kw, submolt, "Good one")
+    own = await _post(api, km, submolt, "Mod's own")
+    ws, _, _ = await connect(api, kw)
+    for path in (f"{post_id}/pin", f"{post_id}/lock", f"{own}/pin", f"{own}/lock"):
+        assert (await api.post(f"/api/v1/posts/{path}", headers=auth(km))).status == 200, path
+    for path in (f"{post_id}/pin", f"{post_id}/lock"):  # undoing tells nobody
+        assert (await api.delete(f"/api/v1/posts/{path}", headers=auth(km))).status == 200, path
+    pushed = [await frame(ws, "notification"), await frame(ws, "notification")]
+    assert [(f["kind"], f["action"]) for f in pushed] == [("moderation", "post_pinned"), ("moderation", "post_locked")]
+    notes = (await _notes(api, kw))["notifications"]
+    assert [(n["action"], n["post_id"], n["actor"]["name"]) for n in notes] == [
+        ("post_locked", post_id, mod.name), ("post_pinned", post_id, mod.name)]
+    assert notes[0]["content"] == f'A moderator ({mod.name}) locked your post (no new comments) "Good one"'
+    assert (await _notes(api, km))["notifications"] == []
+    # A non-moderator cannot pin: no notification either.
+    (_, kx) = await create_agent(pool)
+    assert (await api.post(f"/api/v1/posts/{post_id}/pin", headers=auth(kx))).status == 403
+    assert len((await _notes(api, kw))["notifications"]) == 2
+    await ws.close()
+
+
+async def test_read_one(api):
+    pool = api.server.app[POOL]
+    (a, ka), (b, kb) = [await create_agent(pool) for _ in range(2)]
+    await api.post(f"/api/v1/agents/{b.name}/follow", headers=auth(ka))
+    await api.post(f"/api/v1/agents/{a.name}/follow", headers=auth(kb))
+    [note] = (await _notes(api, kb))["notifications"]
+    # Not yours, not a number, too big, unknown: all the same 404.
+    for bad in (note["id"], "abc", "9" * 40, "999999"):
+        headers = auth(ka) if bad == note["id"] else auth(kb)
+        resp = await api.post(f"/api/v1/notifications/{bad}/read", headers=headers)
+        assert resp.status == 404, bad
+        assert (await resp.json())["hint"]
+    assert (await _notes(api, kb))["unread_count"] == 1
+    first = await (await api.post(f"/api/v1/notifications/{note['id']}/read", headers=auth(kb))).json()
+    assert first["success"] and first["id"] == note["id"] and first["read_at"]
+    again = await (await api.post(f"/api/v1/notifications/{note['id']}/read", headers=auth(kb))).json()
+    assert again["read_at"] == first["read_at"]
+    page = await _notes(api, kb)
+    assert page["unread_count"] == 0 and page["notifications"][0]["read_at"] == first["read_at"]
+    assert (await _notes(api, kb, unread="true"))["notifications"] == []
+    assert (await _notes(api, ka))["unread_count"] == 1  # the other agent's row is untouched
+    assert (await api.post(f"/api/v1/notifications/{note['id']}/read")).status == 401
+
+
+async def test_cursor_pages_unread_with_raw_cursor_in_the_url(api):
+    pool = api.server.app[POOL]
+    (a, ka), *followers = [await create_agent(pool) for _ in range(9)]
+    for _, key in followers:
+        await api.post(f"/api/v1/agents/{a.name}/follow", headers=auth(key))
+    [oldest] = [n for n in (await _notes(api, ka, limit=100))["notifications"] if n["actor"]["name"] == followers[0][0].name]
+    await api.post(f"/api/v1/notifications/{oldest['id']}/read", headers=auth(ka))
+    names, url = [], "/api/v1/notifications?unread=true&limit=3"
+    pages = 0
+    while True:
+        resp = await api.get(url, headers=auth(ka))
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        pages += 1
+        names += [n["actor"]["name"] for n in page["notifications"]]
+        assert page["unread_count"] == 7
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            break
+        url = f"/api/v1/notifications?unread=true&limit=3&cursor={page['next_cursor']}"  # not URL-encoded on purpose
+    assert pages == 3
+    assert names == [agent.name for agent, _ in reversed(followers[1:])]  # newest first, no repeats, the read one left out
+    resp = await api.get("/api/v1/notifications?cursor=eyJ2IjoxfQ", headers=auth(ka))  # a cursor without its keys
+    assert resp.status == 400

@@ -1,11 +1,10 @@
-"""/api/v1/notifications (list, read-all, read-by-post) and /api/v1/home (the heartbeat dashboard)."""
+"""/api/v1/notifications: list, read-all, read-by-post, read one."""
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import appkeys
 from ..http import ok, parse_uuid, require_agent
-from ..services import home as home_service
 from ..services import notifications as service
 from ..validation import query_int
 
@@ -28,9 +27,9 @@ async def read_by_post(request: web.Request) -> web.Response:
     return ok(await service.read_by_post(request.app[appkeys.POOL], agent.id, post_id))
 
 
-async def home(request: web.Request) -> web.Response:
+async def read_one(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    return ok(await home_service.home(request.app[appkeys.POOL], request.app[appkeys.CONFIG], agent))
+    return ok(await service.read_one(request.app[appkeys.POOL], agent.id, request.match_info["id"]))
 
 
 def setup(app: web.Application) -> None:
@@ -38,4 +37,4 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/notifications", list_notifications, name="notifications")
     r.add_post("/api/v1/notifications/read-all", read_all, name="notifications_read_all")
     r.add_post("/api/v1/notifications/read-by-post/{id}", read_by_post, name="notifications_read_by_post")
-    r.add_get("/api/v1/home", home, name="home")
+    r.add_post("/api/v1/notifications/{id}/read", read_one, name="notifications_read_one")

@@ -9,6 +9,7 @@ from . import comments, votes
 from . import posts, submolts
 from . import feeds, follows
 from . import messages, groups, notifications
+from . import home
 
 
 def setup(app: web.Application) -> None:
@@ -24,4 +25,5 @@ def setup(app: web.Application) -> None:
     messages.setup(app)
     groups.setup(app)
     notifications.setup(app)
+    home.setup(app)
     openapi.setup(app)

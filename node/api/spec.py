@@ -299,17 +299,22 @@ OPERATIONS: list[Op] = [
     Op("POST", "/api/v1/groups/{id}/messages", "Send to a group (members only); members get group_msg on the stream",
        "groups", ok=201, body={"content": REQ(d="The text (message is accepted too)", max_length=10000)},
        returns="message", errors=(403, 404)),
-    # --- notifications and home (node/api/notifications.py) ---
+    # --- notifications (node/api/notifications.py) ---
     Op("GET", "/api/v1/notifications", "Your notifications, most recent first", "notifications",
        query={"limit": _PAGING["limit"], "cursor": _PAGING["cursor"],
               "unread": S("boolean", description="true: only unread ones")},
        returns="notifications (type: reply_post, reply_comment, mention, follow, vote_post, vote_comment, dm_request, "
-               "dm_approved, dm_message, moderation; count for aggregated ones), unread_count, next_cursor, has_more",
+               "dm_approved, dm_message, moderation; content: one sentence; count for aggregated ones), unread_count, "
+               "next_cursor, has_more",
        errors=(400,)),
     Op("POST", "/api/v1/notifications/read-all", "Mark every notification read", "notifications", returns="marked_read"),
     Op("POST", "/api/v1/notifications/read-by-post/{id}", "Mark the notifications about one post read", "notifications",
        returns="marked_read, post_id", errors=(404,)),
-    Op("GET", "/api/v1/home", "Your heartbeat dashboard", "notifications",
-       returns="your_account, notifications, activity_on_your_posts, your_direct_messages, "
-               "posts_from_accounts_you_follow, what_to_do_next"),
+    Op("POST", "/api/v1/notifications/{id}/read", "Mark one notification read", "notifications",
+       returns="id, read_at", errors=(404,)),
+    # --- home (node/api/home.py) ---
+    Op("GET", "/api/v1/home", "Your heartbeat dashboard: start every check-in here", "notifications",
+       returns="your_account (with unread_notification_count), notifications {unread_count, latest}, "
+               "activity_on_your_posts, your_direct_messages, posts_from_accounts_you_follow, explore, "
+               "what_to_do_next (plain sentences, most urgent first), quick_links"),
 ]

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import BadRequest
+from .. import cursors
+from ..errors import NotFound
 from ..stores import notifications as store
 from ..stores import stream as stream_store
 from ..stores.notifications import Notification
@@ -170,10 +171,13 @@ async def _moderation(conn: asyncpg.Connection, kind: str, actor: tuple[uuid.UUI
 
 def notification_json(n: Notification) -> dict[str, Any]:
     out = {
-        "id": str(n.id), "type": n.kind, "kind": n.kind, "actor": {"id": str(n.actor_id), "name": n.actor_name} if n.actor_id else None,
+        "id": str(n.id), "type": n.kind, "kind": n.kind,
+        "actor": {"id": str(n.actor_id), "name": n.actor_name, "display_name": n.actor_display_name or n.actor_name}
+        if n.actor_id else None,
         "post_id": str(n.post_id) if n.post_id else None, "post_title": n.post_title,
         "comment_id": str(n.comment_id) if n.comment_id else None,
         "conversation_id": str(n.conversation_id) if n.conversation_id else None,
+        "content": describe(n), "preview": n.data.get("preview") or n.data.get("message"),
         "count": n.count, "is_read": n.read_at is not None, "read_at": iso(n.read_at),
         "created_at": iso(n.created_at), "updated_at": iso(n.updated_at),
     }
@@ -181,14 +185,44 @@ def notification_json(n: Notification) -> dict[str, Any]:
     return out
 
 
+_MODERATION = {"post_removed": "removed your post", "comment_removed": "removed your comment on",
+               "post_pinned": "pinned your post", "post_locked": "locked your post (no new comments)"}
+
+
+def describe(n: Notification) -> str:
+    """One plain sentence for an agent's heartbeat (LLM agents read it as is)."""
+    who = n.actor_name or "Someone"
+    title = f'"{n.post_title or n.data.get("title") or ""}"'
+    times = "s" * (n.count != 1)
+    if n.kind == "reply_post":
+        return f"{who} commented on your post {title}"
+    if n.kind == "reply_comment":
+        return f"{who} replied to your comment on {title}"
+    if n.kind == "mention":
+        return f"{who} mentioned you in {title}"
+    if n.kind == "follow":
+        return f"{who} started following you"
+    if n.kind in ("vote_post", "vote_comment"):
+        what = "post" if n.kind == "vote_post" else "comment on"
+        return f"{n.count} new vote{times} on your {what} {title} (latest by {who})"
+    if n.kind == "dm_request":
+        return f"{who} asked to start a conversation with you"
+    if n.kind == "dm_approved":
+        return f"{who} approved your conversation request"
+    if n.kind == "dm_message":
+        return f"{n.count} new message{times} from {who}"
+    if n.kind == "moderation":
+        action = _MODERATION.get(str(n.data.get("action")), "moderated your content in")
+        reason = n.data.get("reason")
+        return f"A moderator ({who}) {action} {title}" + (f": {reason}" if reason else "")
+    return f"{n.kind} from {who}"
+
+
 def _cursor(raw: str | None) -> tuple[dt.datetime, int] | None:
     if not raw:
         return None
-    try:
-        when, _, ident = raw.partition("_")
-        return dt.datetime.fromisoformat(when), int(ident)
-    except ValueError:
-        raise BadRequest("Invalid cursor.", "Pass next_cursor from the previous page unchanged.") from None
+    data = cursors.decode_cursor(raw)
+    return cursors.cursor_datetime(data, "t"), cursors.cursor_int(data, "id")
 
 
 async def list_for(pool: asyncpg.Pool, agent_id: uuid.UUID, limit: int, cursor: str | None, unread_only: bool) -> dict[str, Any]:
@@ -203,7 +237,7 @@ async def list_for(pool: asyncpg.Pool, agent_id: uuid.UUID, limit: int, cursor: 
         "notifications": [notification_json(n) for n in rows],
         "unread_count": unread,
         "has_more": more,
-        "next_cursor": f"{last.updated_at.isoformat()}_{last.id}" if more and last else None,
+        "next_cursor": cursors.encode_cursor({"t": last.updated_at, "id": last.id}) if more and last else None,
     }
 
 
@@ -215,3 +249,23 @@ async def read_all(pool: asyncpg.Pool, agent_id: uuid.UUID) -> dict[str, Any]:
 async def read_by_post(pool: asyncpg.Pool, agent_id: uuid.UUID, post_id: uuid.UUID) -> dict[str, Any]:
     async with pool.acquire() as conn:
         return {"marked_read": await store.mark_read_by_post(conn, agent_id, post_id), "post_id": str(post_id)}
+
+
+async def read_one(pool: asyncpg.Pool, agent_id: uuid.UUID, notification_id: str) -> dict[str, Any]:
+    """Mark one notification read (reading it again keeps the first read_at)."""
+    missing = NotFound("No such notification.", "List yours with GET /api/v1/notifications; use an id from there.")
+    if not notification_id.isdigit() or len(notification_id) > 18:
+        raise missing
+    async with pool.acquire() as conn:
+        read_at = await store.mark_read_one(conn, agent_id, int(notification_id))
+    if read_at is None:
+        raise missing
+    return {"id": notification_id, "read_at": iso(read_at)}
+
+
+async def post_moderated(conn: asyncpg.Connection, moderator: tuple[uuid.UUID, str], author_id: uuid.UUID,
+                         post_id: uuid.UUID, title: str, action: str) -> None:
+    """A moderator pinned or locked a post: its author is told (call inside the moderation's transaction)."""
+    if author_id != moderator[0]:
+        await notify(conn, author_id, "moderation", actor=moderator, post_id=post_id,
+                     data={"action": action, "title": title})

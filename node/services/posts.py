@@ -16,6 +16,7 @@ from ..stores import submolts as submolts_store
 from ..stores.agents import Agent
 from ..stores.posts import Post, PostView
 from ..validation import get_str
+from . import bans, notifications
 from . import submolts as submolts_service
 
 MAX_TITLE = 300
@@ -180,6 +181,7 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
         submolt = await submolts_service.require_submolt(conn, submolt_name)
+        await bans.require_not_banned(conn, submolt.id, agent.id)
         if submolt.posting_restricted_to_mods and not await submolts_store.is_moderator(conn, submolt.id, agent.id):
             raise Forbidden(
                 f"Only moderators can post in m/{submolt.name}.",
@@ -302,6 +304,8 @@ async def set_pinned(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, pinne
             action = "unpinned"
         if action != "unchanged":
             await store.set_pinned(conn, post.id, pinned)
+            if pinned:
+                await notifications.post_moderated(conn, (agent.id, agent.name), post.author_id, post.id, post.title, "post_pinned")
             await agents_store.insert_audit(
                 conn, submolts_service.actor(agent), f"post.{'pin' if pinned else 'unpin'}", f"post:{post.id}",
                 {"submolt_id": str(post.submolt_id)},
@@ -319,6 +323,8 @@ async def set_locked(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, locke
         if locked != post.is_locked:
             action = "locked" if locked else "unlocked"
             await store.set_locked(conn, post.id, locked)
+            if locked:
+                await notifications.post_moderated(conn, (agent.id, agent.name), post.author_id, post.id, post.title, "post_locked")
             await agents_store.insert_audit(
                 conn, submolts_service.actor(agent), f"post.{'lock' if locked else 'unlock'}", f"post:{post.id}",
                 {"submolt_id": str(post.submolt_id)},

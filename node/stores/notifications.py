@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-_COLUMNS = """n.id, n.agent_id, n.kind, n.actor_id, ac.name AS actor_name, n.post_id, p.title AS post_title,
+_COLUMNS = """n.id, n.agent_id, n.kind, n.actor_id, ac.name AS actor_name, ac.display_name AS actor_display_name,
+    n.post_id, p.title AS post_title,
     n.comment_id, n.conversation_id, n.count, n.data, n.created_at, n.updated_at, n.read_at"""
 _FROM = """notifications n LEFT JOIN agents ac ON ac.id = n.actor_id LEFT JOIN posts p ON p.id = n.post_id"""
 
@@ -20,6 +21,7 @@ class Notification:
     kind: str
     actor_id: uuid.UUID | None
     actor_name: str | None
+    actor_display_name: str | None
     post_id: uuid.UUID | None
     post_title: str | None
     comment_id: uuid.UUID | None
@@ -95,6 +97,25 @@ async def mark_read_by_post(conn: asyncpg.Connection, agent_id: uuid.UUID, post_
     return int(status.split()[-1])
 
 
+async def mark_read_one(conn: asyncpg.Connection, agent_id: uuid.UUID, notification_id: int) -> dt.datetime | None:
+    """When the agent's notification was read (now, or earlier); None: no such notification of this agent."""
+    return await conn.fetchval(
+        """UPDATE notifications SET read_at = coalesce(read_at, now()) WHERE id = $1 AND agent_id = $2
+           RETURNING read_at""",
+        notification_id, agent_id,
+    )
+
+
+async def unread_by_kind(conn: asyncpg.Connection, agent_id: uuid.UUID) -> dict[str, tuple[int, int]]:
+    """Per kind: unread rows and the events they count (an aggregate counts several)."""
+    rows = await conn.fetch(
+        """SELECT kind, count(*)::int AS rows, sum(count)::int AS events FROM notifications
+           WHERE agent_id = $1 AND read_at IS NULL GROUP BY kind""",
+        agent_id,
+    )
+    return {r["kind"]: (r["rows"], r["events"]) for r in rows}
+
+
 async def mark_read_by_conversation(conn: asyncpg.Connection, agent_id: uuid.UUID, conversation_id: uuid.UUID) -> int:
     status = await conn.execute(
         """UPDATE notifications SET read_at = now()
@@ -156,19 +177,24 @@ class PostActivity:
     new_comments: int
     commenters: list[str]
     latest_at: dt.datetime
+    latest_comment_id: uuid.UUID | None
+    latest_preview: str | None
 
 
 async def activity_on_posts(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[PostActivity]:
-    """Unread replies to this agent's posts and comments, per post."""
+    """Unread replies to this agent's posts and comments, per post, the most recently active first."""
     rows = await conn.fetch(
         """SELECT n.post_id, p.title, sum(n.count)::int AS new_comments,
-                  array_remove(array_agg(DISTINCT ac.name), NULL) AS commenters, max(n.updated_at) AS latest_at
+                  array_remove(array_agg(DISTINCT ac.name), NULL) AS commenters, max(n.updated_at) AS latest_at,
+                  (array_agg(n.comment_id ORDER BY n.updated_at DESC, n.id DESC))[1] AS latest_comment_id,
+                  (array_agg(n.data->>'preview' ORDER BY n.updated_at DESC, n.id DESC))[1] AS latest_preview
            FROM notifications n JOIN posts p ON p.id = n.post_id LEFT JOIN agents ac ON ac.id = n.actor_id
            WHERE n.agent_id = $1 AND n.read_at IS NULL AND n.kind IN ('reply_post', 'reply_comment')
            GROUP BY n.post_id, p.title ORDER BY max(n.updated_at) DESC LIMIT $2""",
         agent_id, limit,
     )
-    return [PostActivity(r["post_id"], r["title"], r["new_comments"], list(r["commenters"]), r["latest_at"]) for r in rows]
+    return [PostActivity(r["post_id"], r["title"], r["new_comments"], list(r["commenters"]), r["latest_at"],
+                         r["latest_comment_id"], r["latest_preview"]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
