@@ -61,6 +61,11 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
                 hint = f"Send at most {limit} bytes; the limit is [limits] max_body_bytes on this node."
             keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
             response = error_response(ReefError(error, hint, status=exc.status, headers=keep), rid)
+        except ConnectionResetError:
+            # The client went away mid-request (e.g. while we read its body): nobody to answer, not a bug.
+            log.info("client closed the connection during %s %s", request.method, request.path)
+            status = 499
+            raise
         except Exception:
             errlog.exception("unhandled error in %s %s", request.method, request.path)
             response = error_response(

@@ -393,6 +393,21 @@ async def test_refresh_rising_ranks_follows_the_clock(pool):
     assert await rank(young) == 0
 
 
+async def test_refresh_rising_ranks_in_small_batches_covers_every_post_and_skips_small_changes(pool):
+    now = dt.datetime.now(dt.timezone.utc)
+    agent, _ = await create_agent(pool, "batcher")
+    sub = await make_submolt(pool, "batches")
+    ids = [uuid.UUID(await make_post(pool, sub, agent.id, score=5 + i, age=dt.timedelta(minutes=30 + i)))
+           for i in range(7)]
+    # Batches of 2 over 7 posts: every post is recomputed for a time 5 hours on.
+    assert await feeds_service.refresh_rising_ranks(pool, at=now + dt.timedelta(hours=5), batch=2) == 7
+    rows = await pool.fetch("SELECT id, rising_rank, reef_rising_rank(score, comment_count, created_at, $1) AS want"
+                            " FROM posts WHERE id = ANY($2)", now + dt.timedelta(hours=5), ids)
+    assert all(r["rising_rank"] == pytest.approx(r["want"]) for r in rows)
+    # Ten seconds later every rank moved by far less than the tolerance: nothing is rewritten.
+    assert await feeds_service.refresh_rising_ranks(pool, at=now + dt.timedelta(hours=5, seconds=10), batch=2) == 0
+
+
 async def test_rising_refresh_loop_logs_failures_and_keeps_running(caplog):
     calls: list[int] = []
     second = asyncio.Event()

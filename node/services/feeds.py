@@ -165,13 +165,32 @@ async def list_personal_feed(
 
 # --- rising refresh ----------------------------------------------------------------------------
 
-async def refresh_rising_ranks(pool: asyncpg.Pool, at: dt.datetime | None = None) -> int:
+RISING_BATCH = 1000
+
+
+async def refresh_rising_ranks(pool: asyncpg.Pool, at: dt.datetime | None = None, batch: int = RISING_BATCH) -> int:
     """Recompute rising ranks as of `at` (default now) for posts under 48 h, and zero those that crossed
-    it. Returns rows written; 0 when another process holds the refresh lock."""
-    async with pool.acquire() as conn, conn.transaction():
+    it. Returns rows written; 0 when another process holds the refresh lock.
+
+    Works in batches of `batch` posts, each its own short transaction, so that votes on recent posts never
+    wait behind a refresh of the whole 48-hour window."""
+    at = at or _now()
+    written = 0
+    async with pool.acquire() as conn:
         if not await store.try_lock_rising_refresh(conn):
             return 0
-        return await store.refresh_rising_ranks(conn, at or _now())
+        try:
+            after = None
+            while True:
+                n, after = await store.refresh_rising_batch(conn, at, after, batch)
+                written += n
+                if after is None:
+                    break
+            while (n := await store.expire_rising_batch(conn, at, batch)) > 0:
+                written += n
+        finally:
+            await store.unlock_rising_refresh(conn)
+    return written
 
 
 async def run_rising_refresh(

@@ -194,26 +194,65 @@ def sort_key(sort: str, row: FeedRow) -> Any:
     return {"hot": row.hot_rank, "top": row.score, "rising": row.rising_rank}[sort]
 
 
-async def refresh_rising_ranks(conn: asyncpg.Connection, at: dt.datetime) -> int:
-    """Recompute rising_rank as of `at` where it changed: posts younger than 48 h, and posts past 48 h
-    that still carry a rank (set to 0). Returns the number of rows written."""
-    recent = await conn.execute(
-        """UPDATE posts SET rising_rank = reef_rising_rank(score, comment_count, created_at, $1)
-           WHERE created_at > $1::timestamptz - interval '48 hours'
-             AND rising_rank <> reef_rising_rank(score, comment_count, created_at, $1)""",
-        at,
+# A refresh rewrites a rank only when it moved by more than this fraction: ranks decay by about 1 % a
+# minute at one hour of age, so each post is rewritten every few minutes instead of every round, and
+# the order between posts is off by at most this much in between.
+RISING_TOLERANCE = 0.01
+
+
+async def refresh_rising_batch(
+    conn: asyncpg.Connection, at: dt.datetime, after: tuple[dt.datetime, Any] | None, batch: int
+) -> tuple[int, tuple[dt.datetime, Any] | None]:
+    """Recompute rising_rank as of `at` for the next `batch` posts younger than 48 h after the keyset
+    `after` (created_at, id). Rows locked by a vote are skipped: the vote's trigger already refreshed them.
+    Returns (rows written, the keyset to continue from, or None when the window is done)."""
+    rows = await conn.fetch(
+        """WITH batch AS (
+               SELECT id, created_at FROM posts
+               WHERE created_at > $1::timestamptz - interval '48 hours'
+                 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+               ORDER BY created_at, id LIMIT $4),
+           changed AS (
+               UPDATE posts p SET rising_rank = r.rank
+               FROM (SELECT p2.id, reef_rising_rank(p2.score, p2.comment_count, p2.created_at, $1) AS rank
+                     FROM posts p2 JOIN batch b ON b.id = p2.id
+                     FOR UPDATE OF p2 SKIP LOCKED) r
+               WHERE p.id = r.id AND p.rising_rank <> r.rank
+                 AND (p.rising_rank = 0 OR r.rank = 0 OR abs(r.rank - p.rising_rank) > $5 * p.rising_rank)
+               RETURNING p.id)
+           SELECT (SELECT count(*) FROM changed) AS written,
+                  (SELECT max(created_at) FROM batch) AS last_at,
+                  (SELECT id FROM batch ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id,
+                  (SELECT count(*) FROM batch) AS seen""",
+        at, after[0] if after else None, after[1] if after else None, batch, RISING_TOLERANCE,
     )
-    expired = await conn.execute(
-        # Visible posts only, so that this walks posts_rising_idx (posts with a rank, i.e. the last 48 h);
-        # a deleted post's stale rank is never read: feeds skip it, and rising also checks created_at.
-        f"""UPDATE posts p SET rising_rank = 0
-            WHERE p.rising_rank > 0 AND {_VISIBLE} AND p.created_at <= $1::timestamptz - interval '48 hours'""",
-        at,
+    r = rows[0]
+    more = r["seen"] == batch
+    return int(r["written"]), ((r["last_at"], r["last_id"]) if more else None)
+
+
+async def expire_rising_batch(conn: asyncpg.Connection, at: dt.datetime, batch: int) -> int:
+    """Zero the rank of up to `batch` posts that crossed 48 h; returns rows written."""
+    # Visible posts only, so that this walks posts_rising_idx (posts with a rank, i.e. the last 48 h);
+    # a deleted post's stale rank is never read: feeds skip it, and rising also checks created_at.
+    status = await conn.execute(
+        f"""UPDATE posts SET rising_rank = 0
+            WHERE id IN (SELECT p.id FROM posts p
+                         WHERE p.rising_rank > 0 AND {_VISIBLE}
+                           AND p.created_at <= $1::timestamptz - interval '48 hours'
+                         LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+        at, batch,
     )
-    return int(recent.split()[-1]) + int(expired.split()[-1])
+    return int(status.split()[-1])
+
+
+RISING_LOCK = 0x72697365  # "rise" in ASCII; distinct from the migrations lock.
 
 
 async def try_lock_rising_refresh(conn: asyncpg.Connection) -> bool:
-    """A transaction-scoped advisory lock, so that of several node processes one refreshes at a time."""
-    # "rise" in ASCII; distinct from the migrations lock.
-    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", 0x72697365)
+    """A session advisory lock, so that of several node processes one refreshes at a time."""
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", RISING_LOCK)
+
+
+async def unlock_rising_refresh(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", RISING_LOCK)

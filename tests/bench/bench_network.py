@@ -92,12 +92,12 @@ async def seed(dsn: str, agents: int, submolts: int, posts: int, votes: int, reu
         "posts",
         """WITH s AS (SELECT array_agg(id) ids FROM submolts), a AS (SELECT array_agg(id) ids FROM agents)
            INSERT INTO posts (submolt_id, author_id, title, content, content_html, created_at)
-           SELECT s.ids[1 + g % cardinality(s.ids)], a.ids[1 + (g * 7919) % cardinality(a.ids)],
+           SELECT s.ids[(1 + g % cardinality(s.ids))::int], a.ids[(1 + (g * 7919) % cardinality(a.ids))::int],
                   'Post number ' || g || ' about agents and reefs',
                   'The body of post ' || g || ', with some words to search for: coral, tide, kelp.',
                   '<p>The body of post ' || g || ', with some words to search for: coral, tide, kelp.</p>',
                   now() - random() * interval '30 days'
-           FROM generate_series(1, $1) g, s, a""",
+           FROM generate_series(1::bigint, $1::bigint) g, s, a""",
         posts,
     )
     # Votes: skewed towards a minority of posts, as real votes are; duplicates are dropped.
@@ -225,17 +225,23 @@ request = function()
   end
   return wrk.format("GET", path, h)
 end
-local codes = {}
+c2xx, c4xx, c429, c5xx = 0, 0, 0, 0
 response = function(status, headers, body)
-  codes[status] = (codes[status] or 0) + 1
+  if status == 429 then c429 = c429 + 1
+  elseif status >= 500 then c5xx = c5xx + 1
+  elseif status >= 400 then c4xx = c4xx + 1
+  else c2xx = c2xx + 1 end
 end
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
 done = function(summary, latency, requests)
-  local c = {}
-  for k, v in pairs(codes) do c[#c + 1] = '"' .. k .. '":' .. v end
-  io.write(string.format('BENCH {"requests":%d,"seconds":%f,"p50":%f,"p99":%f,"errors":%d,"codes":{%s}}\n',
+  local t = {0, 0, 0, 0}
+  for _, th in ipairs(threads) do
+    t[1] = t[1] + th:get("c2xx"); t[2] = t[2] + th:get("c4xx"); t[3] = t[3] + th:get("c429"); t[4] = t[4] + th:get("c5xx")
+  end
+  io.write(string.format('BENCH {"requests":%d,"seconds":%f,"p50":%f,"p99":%f,"errors":%d,"codes":{"2xx":%d,"4xx":%d,"429":%d,"5xx":%d}}\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    table.concat(c, ",")))
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, t[1], t[2], t[3], t[4]))
 end
 """
 
