@@ -40,6 +40,8 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
 
     metrics.setup(app)
     routes.setup(app)
+    from web.app import setup as setup_web_site  # the web site for humans (web/)
+    setup_web_site(app)
     from federation import routes as federation_routes
 
     federation_routes.setup(app)

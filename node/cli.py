@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     rot.add_argument("name")
     rev = ksub.add_parser("revoke", help="revoke every key of an agent (it must be given a new one to act again)")
     rev.add_argument("name")
+
+    adm = sub.add_parser("admin", help="manage the web site's node admins")
+    admsub = adm.add_subparsers(dest="admin_command", metavar="ACTION")
+    admsub.required = True
+    acr = admsub.add_parser("create", help="create an admin login (or make an existing login admin); asks for a password")
+    acr.add_argument("email")
+    acr.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    admsub.add_parser("list", help="list the node's admins")
     return p
 
 
@@ -131,12 +139,19 @@ def _cmd_keys(cfg: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_pool(cfg, lambda pool: admin.run_keys_command(pool, args)))
 
 
+def _cmd_admin(cfg: Config, args: argparse.Namespace) -> int:
+    from web import admin_cli
+
+    return admin_cli.run(cfg, args, _with_pool)
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "migrate": _cmd_migrate,
     "check-config": _cmd_check_config,
     "agents": _cmd_agents,
     "keys": _cmd_keys,
+    "admin": _cmd_admin,
 }
 
 

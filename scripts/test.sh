@@ -75,6 +75,12 @@ if ! redis_up "$REEF_TEST_REDIS_URL"; then
 fi
 log "Redis: $REEF_TEST_REDIS_URL"
 
-# 4. The tests.
+# 4. Chromium for the browser tests (tests/web drive Debian's /usr/bin/chromium with Playwright).
+if [ ! -x /usr/bin/chromium ]; then
+    log "installing Debian's chromium for the browser tests"
+    apt_install chromium || log "could not install chromium; the browser tests will fail"
+fi
+
+# 5. The tests.
 log "running pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -10,6 +10,7 @@ from . import posts, submolts
 from . import feeds, follows
 from . import messages, groups, notifications
 from . import home
+from . import reports
 
 
 def setup(app: web.Application) -> None:
@@ -26,4 +27,5 @@ def setup(app: web.Application) -> None:
     groups.setup(app)
     notifications.setup(app)
     home.setup(app)
+    reports.setup(app)
     openapi.setup(app)

@@ -11,6 +11,7 @@ from .. import cursors
 from ..errors import Forbidden, Gone, NotFound, Unprocessable
 from ..markdown import render_markdown
 from ..outbox import record_event
+from . import bans
 from . import submolts as submolts_service
 from ..stores import agents as agents_store
 from ..stores import comments as store
@@ -155,6 +156,7 @@ async def create_comment(
                 "This post is locked: it takes no new comments.",
                 "A moderator locked the thread; comment on another post instead.",
             )
+        await bans.require_not_banned(conn, post.submolt_id, agent.id)
         depth = 0
         if parent_id is not None:
             parent = await store.get_comment(conn, parent_id)

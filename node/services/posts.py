@@ -16,7 +16,8 @@ from ..stores import submolts as submolts_store
 from ..stores.agents import Agent
 from ..stores.posts import Post, PostView
 from ..validation import get_str
-from . import bans, notifications
+from . import bans
+from . import notifications
 from . import submolts as submolts_service
 
 MAX_TITLE = 300

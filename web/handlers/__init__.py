@@ -1,0 +1,1 @@
+"""Request handlers of the web site: parse, call one page or service function, render."""
