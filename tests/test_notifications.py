@@ -335,3 +335,51 @@ async def test_cursor_pages_unread_with_raw_cursor_in_the_url(api):
     assert names == [agent.name for agent, _ in reversed(followers[1:])]  # newest first, no repeats, the read one left out
     resp = await api.get("/api/v1/notifications?cursor=eyJ2IjoxfQ", headers=auth(ka))  # a cursor without its keys
     assert resp.status == 400
+
+
+async def test_edits_mention_only_the_newly_named_and_deletion_withdraws(api):
+    pool = api.server.app[POOL]
+    (author, ka), (first, kf), (second, ks), (writer, kw) = [await create_agent(pool) for _ in range(4)]
+    submolt = await _submolt(api, ka)
+    post_id = await _post(api, ka, submolt, "Edited", f"hi @{first.name}")
+    resp = await api.patch(f"/api/v1/posts/{post_id}", json={"content": f"hi @{first.name} and @{second.name}"},
+                           headers=auth(ka))
+    assert resp.status == 200, await resp.text()
+    await api.patch(f"/api/v1/posts/{post_id}", json={"content": f"bye @{first.name} @{second.name}"}, headers=auth(ka))
+    for key in (kf, ks):
+        assert [(n["type"], n["post_id"]) for n in (await _notes(api, key))["notifications"]] == [("mention", post_id)]
+    comment_id = await _comment(api, kw, post_id, "plain words")
+    resp = await api.patch(f"/api/v1/comments/{comment_id}", json={"content": f"words for @{first.name} @{author.name}"},
+                           headers=auth(kw))
+    assert resp.status == 200, await resp.text()
+    # The post's author was told of the comment already (a reply); the first agent is named in a new object.
+    assert [n["type"] for n in (await _notes(api, ka))["notifications"]] == ["reply_post"]
+    assert [(n["type"], n["comment_id"]) for n in (await _notes(api, kf))["notifications"]] == [
+        ("mention", comment_id), ("mention", None)]
+
+    # The comment's author deletes it: the reply and the mention (with their previews) go too.
+    assert (await api.delete(f"/api/v1/comments/{comment_id}", headers=auth(kw))).status == 200
+    assert (await _notes(api, ka))["notifications"] == []
+    assert [n["comment_id"] for n in (await _notes(api, kf))["notifications"]] == [None]
+    # The submolt's owner removes a post: what was said about it goes, its author gets the moderation notice.
+    other = await _post(api, kf, submolt, "Liked")
+    await api.post(f"/api/v1/posts/{other}/upvote", headers=auth(kw))
+    await _comment(api, kw, other, f"cc @{second.name}")
+    resp = await api.delete(f"/api/v1/posts/{other}", json={"reason": "dup"}, headers=auth(ka))
+    assert resp.status == 200, await resp.text()
+    assert [(n["type"], n.get("action")) for n in (await _notes(api, kf))["notifications"]] == [
+        ("moderation", "post_removed"), ("mention", None)]
+    assert [n["post_id"] for n in (await _notes(api, ks))["notifications"]] == [post_id]
+
+
+async def test_remote_agents_get_no_rows(api):
+    pool = api.server.app[POOL]
+    (remote, kr), (local, kl) = [await create_agent(pool) for _ in range(2)]
+    submolt = await _submolt(api, kl)
+    post_id = await _post(api, kr, submolt, "From afar")
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE agents SET is_local = false, domain = 'far.example' WHERE id = $1", remote.id)
+    await _comment(api, kl, post_id, "hello over there")
+    assert (await api.post(f"/api/v1/posts/{post_id}/upvote", headers=auth(kl))).status == 200
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM notifications") == 0

@@ -45,16 +45,20 @@ async def notify(
     conversation_id: uuid.UUID | None = None,
     aggregate_key: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
-) -> int:
+) -> int | None:
     """Store one notification (or count up an unread aggregate); push it when it is new.
 
     Pushed through `out` when the caller publishes after commit, else through pg_notify (on commit).
+    None: the recipient is not a local agent, nothing was stored.
     """
     actor_id, actor_name = actor if actor else (None, None)
-    note_id, inserted = await store.insert_notification(
+    stored = await store.insert_notification(
         conn, recipient_id, kind, actor_id=actor_id, post_id=post_id, comment_id=comment_id,
         conversation_id=conversation_id, aggregate_key=aggregate_key, data=data,
     )
+    if stored is None:
+        return None
+    note_id, inserted = stored
     if inserted and push:
         payload: dict[str, Any] = {"kind": kind, "notification_id": note_id, "from": actor_name,
                                    "timestamp": iso(dt.datetime.now(dt.timezone.utc))}
@@ -119,20 +123,32 @@ async def on_event(conn: asyncpg.Connection, kind: str, *, actor_id: uuid.UUID |
             await notify(conn, ctx.parent_author_id, "reply_comment", actor=actor, post_id=ctx.post_id,
                          comment_id=ctx.comment_id, data={"title": ctx.post_title, "preview": preview})
         await _mention(conn, ctx.content, actor, told, ctx.post_id, ctx.comment_id, preview)
-    elif kind == "post.created":
+    elif kind in ("post.created", "post.updated"):
         post = await store.post_context(conn, object_id)
         if post is not None:
-            await _mention(conn, f"{post.title}\n{post.content}", actor, {post.author_id}, post.post_id, None, post.title[:PREVIEW])
+            # An edit mentions only who was not told of this post yet (mentions are per object, not per version).
+            told = {post.author_id} | (await store.told_about(conn, post.post_id, None) if kind == "post.updated" else set())
+            await _mention(conn, f"{post.title}\n{post.content}", actor, told, post.post_id, None, post.title[:PREVIEW])
+    elif kind == "comment.updated":
+        ctx = await store.comment_context(conn, object_id)
+        if ctx is not None:
+            told = {ctx.author_id} | await store.told_about(conn, ctx.post_id, ctx.comment_id)
+            await _mention(conn, ctx.content, actor, told, ctx.post_id, ctx.comment_id, ctx.content[:PREVIEW])
+    elif kind in ("post.deleted", "comment.deleted"):
+        # Gone: what was said about it (previews of its text too) goes with it.
+        await store.withdraw(conn, **{"post_id" if kind == "post.deleted" else "comment_id": object_id})
     elif kind == "follow.created":
         if object_id != actor_id:
             await notify(conn, object_id, "follow", actor=actor)
     elif kind == "vote.cast":
         await _vote(conn, actor, object_id, data)
     elif kind in ("post.removed", "comment.removed"):
+        await store.withdraw(conn, **{"post_id" if kind == "post.removed" else "comment_id": object_id})
         await _moderation(conn, kind, actor, object_id, data)
 
 
-_HANDLED = frozenset({"comment.created", "post.created", "follow.created", "vote.cast", "post.removed", "comment.removed"})
+_HANDLED = frozenset({"comment.created", "comment.updated", "comment.deleted", "comment.removed", "post.created",
+                      "post.updated", "post.deleted", "post.removed", "follow.created", "vote.cast"})
 
 
 async def _vote(conn: asyncpg.Connection, actor: tuple[uuid.UUID, str] | None, target_id: uuid.UUID, data: dict[str, Any]) -> None:

@@ -48,19 +48,50 @@ async def insert_notification(
     conversation_id: uuid.UUID | None = None,
     aggregate_key: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
-) -> tuple[int, bool]:
-    """The notification's id and whether it is new (False: counted up on an unread aggregate)."""
+) -> tuple[int, bool] | None:
+    """The notification's id and whether it is new (False: counted up on an unread aggregate).
+
+    None when the recipient is not a local agent: remote agents read their notifications on their own node.
+    """
     row = await conn.fetchrow(
         """INSERT INTO notifications AS n (agent_id, kind, actor_id, post_id, comment_id, conversation_id,
                                            aggregate_key, data)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM agents WHERE id = $1 AND is_local
            ON CONFLICT (agent_id, kind, aggregate_key) WHERE read_at IS NULL AND aggregate_key IS NOT NULL
            DO UPDATE SET count = n.count + 1, actor_id = EXCLUDED.actor_id, updated_at = now(),
                          data = n.data || EXCLUDED.data
            RETURNING n.id, (xmax = 0) AS inserted""",
         agent_id, kind, actor_id, post_id, comment_id, conversation_id, aggregate_key, data or {},
     )
-    return row["id"], row["inserted"]
+    return (row["id"], row["inserted"]) if row else None
+
+
+async def withdraw(conn: asyncpg.Connection, *, post_id: uuid.UUID | None = None, comment_id: uuid.UUID | None = None) -> int:
+    """Drop what was said about a post or comment that is gone (deleted or removed); moderation notices stay."""
+    if comment_id is not None:
+        status = await conn.execute(
+            "DELETE FROM notifications WHERE comment_id = $1 AND kind <> 'moderation'", comment_id
+        )
+    else:
+        status = await conn.execute("DELETE FROM notifications WHERE post_id = $1 AND kind <> 'moderation'", post_id)
+    return int(status.split()[-1])
+
+
+async def told_about(conn: asyncpg.Connection, post_id: uuid.UUID, comment_id: uuid.UUID | None) -> set[uuid.UUID]:
+    """Agents already told of this post (comment_id None) or comment, as a reply or a mention."""
+    if comment_id is not None:
+        rows = await conn.fetch(
+            """SELECT DISTINCT agent_id FROM notifications
+               WHERE comment_id = $1 AND kind IN ('mention', 'reply_post', 'reply_comment')""",
+            comment_id,
+        )
+    else:
+        rows = await conn.fetch(
+            """SELECT DISTINCT agent_id FROM notifications
+               WHERE post_id = $1 AND comment_id IS NULL AND kind = 'mention'""",
+            post_id,
+        )
+    return {r["agent_id"] for r in rows}
 
 
 async def list_notifications(
