@@ -42,9 +42,10 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     routes.setup(app)
     from web.app import setup as setup_web_site  # the web site for humans (web/)
     setup_web_site(app)
-    from federation import routes as federation_routes
+    from federation import inbox as federation_inbox, routes as federation_routes
 
     federation_routes.setup(app)
+    federation_inbox.setup(app)  # inboxes, outbox collections, federation workers
     return app
 
 

@@ -1,0 +1,295 @@
+"""Durable delivery: due rows taken with FOR UPDATE SKIP LOCKED, signed, POSTed, retried with backoff."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import aiohttp
+import asyncpg
+
+from node.config import Config
+
+from . import policy
+from . import queues
+from .fetch import AddressRefused, Fetcher, FetchRefused
+from .keys import SigningKey, signing_key_for
+from .signatures import sign_request
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """Retry policy. Defaults: 30 s doubling to 6 h, for 4 days; a host is down after 10 failures in a
+    row and then probed once an hour. Tests shrink these instead of sleeping."""
+
+    retry_base_seconds: float = 30.0
+    retry_cap_seconds: float = 6 * 3600.0
+    give_up_after_seconds: float = 4 * 86400.0
+    jitter: float = 0.2  # +-20 %, so that retries after an outage do not arrive all at once
+    down_after_failures: int = 10
+    probe_interval_seconds: float = 3600.0
+    batch_size: int = 100
+    loops: int = 2
+    poll_seconds: float = 5.0
+    stop_grace_seconds: float | None = None  # None: the delivery timeout plus 5 s
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one POST came to: delivered, retry (transient), failed (permanent) or gone (410)."""
+
+    result: str
+    status: int | None = None
+    error: str = ""
+    host_failed: bool = False  # counts towards marking the host down (no answer, or 5xx)
+    retry_after: float | None = None
+
+
+def backoff_seconds(settings: DeliverySettings, attempts: int, rand: Callable[[], float] = random.random) -> float:
+    """Delay before the next try after `attempts` failed ones: base * 2^(attempts-1), capped, jittered."""
+    raw = settings.retry_base_seconds * (2 ** max(0, min(attempts - 1, 30)))
+    jittered = raw * (1 + settings.jitter * (2 * rand() - 1))
+    return min(settings.retry_cap_seconds, jittered)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        at = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def classify(status: int, retry_after: str | None = None) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome("delivered", status)
+    if status == 410:
+        return Outcome("gone", status, "410 Gone")
+    if status in (408, 429):
+        # The host is alive and asks us to slow down: back off, but do not count it towards "down".
+        return Outcome("retry", status, f"answered {status}", retry_after=_retry_after(retry_after))
+    if 400 <= status < 500:
+        return Outcome("failed", status, f"refused with {status}")
+    return Outcome("retry", status, f"answered {status}", host_failed=status >= 500)
+
+
+class DeliveryWorker:
+    """Sends due deliveries; several loops may run in one process and several processes on one database."""
+
+    def __init__(self, pool: asyncpg.Pool, cfg: Config, fetcher: Fetcher, settings: DeliverySettings | None = None) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self.fetcher = fetcher
+        self.settings = settings or DeliverySettings()
+        self._keys: dict[str, SigningKey] = {}
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent = 0  # POSTs answered 2xx by this worker (for logs and benchmarks)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(i), name=f"reef-delivery-{i}") for i in range(self.settings.loops)]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Finish the batches in flight (their POSTs end within the delivery timeout), then stop.
+        Past the grace period the loops are cancelled and give their unfinished rows back."""
+        self._stopping = True
+        self._wake.set()
+        if not self._tasks:
+            return
+        if grace is None:
+            grace = self.settings.stop_grace_seconds
+        if grace is None:
+            grace = self.cfg.federation.delivery_timeout_seconds + 5
+        done, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _run(self, index: int) -> None:
+        while not self._stopping:
+            try:
+                count = await self.run_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("delivery loop %d: %s; retrying shortly", index, exc)
+                count = 0
+                await asyncio.sleep(1)
+            if count or self._stopping:
+                continue
+            await self._idle()
+
+    async def _idle(self) -> None:
+        async with self.pool.acquire() as conn:
+            due_in = await queues.seconds_until_delivery_due(conn)
+        timeout = self.settings.poll_seconds if due_in is None else min(self.settings.poll_seconds, due_in)
+        if timeout <= 0:
+            return
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Lease up to batch_size due deliveries, send them at once, record each outcome as it comes.
+
+        A row is marked delivered only after a 2xx. If this worker is stopped mid-way, the unfinished rows
+        are given back at once; if the process dies, they are due again when their lease runs out. Either
+        way nothing is lost (a receiver may see an activity twice; inboxes deduplicate by id)."""
+        s = self.settings
+        lease = self.cfg.federation.delivery_timeout_seconds + 30.0
+        async with self.pool.acquire() as conn:
+            due = await queues.claim_due_deliveries(
+                conn, s.batch_size, self.cfg.federation.delivery_concurrency_per_host, lease, s.probe_interval_seconds
+            )
+            if not due:
+                return 0
+            pending = {d.id for d in due}
+            host_results: dict[str, list[Outcome]] = defaultdict(list)
+            try:
+                for next_done in asyncio.as_completed([self._send_one(d) for d in due]):
+                    d, outcome = await next_done
+                    await self._record(conn, d, outcome)
+                    pending.discard(d.id)
+                    host_results[d.host].append(outcome)
+            except BaseException:
+                if pending:
+                    await asyncio.shield(self._release(sorted(pending)))
+                raise
+            came_back = await self._update_hosts(conn, host_results)
+        if came_back:
+            self.wake()
+        return len(due)
+
+    async def _release(self, ids: list[int]) -> None:
+        async with self.pool.acquire() as conn:
+            await queues.release_leases(conn, ids)
+        log.info("delivery worker stopping: %d unfinished deliveries given back", len(ids))
+
+    async def _send_one(self, d: queues.DueDelivery) -> tuple[queues.DueDelivery, Outcome]:
+        return d, await self._send(d)
+
+    async def _record(self, conn: asyncpg.Connection, d: queues.DueDelivery, o: Outcome) -> None:
+        s = self.settings
+        if o.result == "delivered":
+            self.sent += 1
+            await queues.mark_delivered(conn, d.id, o.status or 0)
+        elif o.result == "gone":
+            async with conn.transaction():
+                await queues.mark_delivery_failed(conn, d.id, o.status, o.error)
+                dropped = await queues.fail_pending_to_inbox(conn, d.inbox_url, 410, "the inbox answered 410 Gone")
+                await queues.mark_inbox_owner_gone(conn, d.inbox_url)
+            log.info("inbox %s is gone; dropped %d pending deliveries", d.inbox_url, dropped + 1)
+        elif o.result == "failed":
+            await queues.mark_delivery_failed(conn, d.id, o.status, o.error)
+            log.info("delivery %d to %s failed for good: %s", d.id, d.inbox_url, o.error)
+        else:
+            age = (dt.datetime.now(dt.timezone.utc) - d.created_at).total_seconds()
+            if age >= s.give_up_after_seconds:
+                await queues.mark_delivery_failed(
+                    conn, d.id, o.status, f"gave up after {d.attempts + 1} attempts: {o.error}"
+                )
+                return
+            delay = backoff_seconds(s, d.attempts + 1)
+            if o.retry_after is not None:
+                delay = min(s.retry_cap_seconds, max(delay, o.retry_after))
+            await queues.schedule_delivery_retry(conn, d.id, delay, o.status, o.error)
+
+    async def _update_hosts(self, conn: asyncpg.Connection, results: dict[str, list[Outcome]]) -> list[str]:
+        """Host states after a batch: any answer marks a host up (and releases its backlog if it was down);
+        failures add up to marking it down."""
+        came_back: list[str] = []
+        s = self.settings
+        async with conn.transaction():  # hosts in sorted order: concurrent workers cannot deadlock
+            for host in sorted(results):
+                outs = results[host]
+                # Any real answer (2xx, 4xx, even 429) shows the host is up; 5xx and silence count against it.
+                if any(o.status is not None and not o.host_failed for o in outs):
+                    if await queues.record_host_success(conn, host):
+                        came_back.append(host)
+                    continue
+                failures = sum(1 for o in outs if o.host_failed)
+                if failures and await queues.record_host_failures(
+                    conn, host, failures, s.down_after_failures, s.probe_interval_seconds
+                ):
+                    log.warning("peer host %s marked down after %d failures in a row", host, s.down_after_failures)
+        for host in came_back:
+            released = await queues.release_host_backlog(conn, host)
+            log.info("peer host %s is back; %d waiting deliveries are due again", host, released)
+        return came_back
+
+    # --- one POST -------------------------------------------------------------------------------
+
+    async def _signing_key(self, actor_url: str) -> SigningKey:
+        key = self._keys.get(actor_url)
+        if key is None:
+            key = await signing_key_for(self.pool, self.cfg, actor_url)
+            self._keys[actor_url] = key
+        return key
+
+    def _slot(self, host: str) -> asyncio.Semaphore:
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self.cfg.federation.delivery_concurrency_per_host)
+        return slot
+
+    async def _send(self, d: queues.DueDelivery) -> Outcome:
+        if not policy.federates_with(self.cfg, d.host):
+            return Outcome("failed", None, f"host {d.host} is refused by this node's [federation] settings")
+        try:
+            self.fetcher.check_url(d.inbox_url)
+            key = await self._signing_key(d.actor_url)
+        except FetchRefused as exc:
+            return Outcome("failed", None, str(exc))
+        except LookupError as exc:
+            return Outcome("failed", None, f"cannot sign: {exc}")
+        body = d.body_text.encode()
+        async with self._slot(d.host):
+            # Signed inside the slot, so the Date is fresh however long the queue for this host was.
+            headers = sign_request(
+                "POST", d.inbox_url, key_id=key.key_id, private_key_pem=key.private_key_pem, body=body,
+                content_type=CONTENT_TYPE, headers={"Accept": "application/activity+json, application/json"},
+            )
+            try:
+                async with asyncio.timeout(self.cfg.federation.delivery_timeout_seconds):
+                    async with self.fetcher.session.post(
+                        d.inbox_url, data=body, headers=headers, allow_redirects=False
+                    ) as resp:
+                        await resp.content.readany()  # a little of the answer, for keep-alive; never all of it
+                        return classify(resp.status, resp.headers.get("Retry-After"))
+            except TimeoutError:
+                return Outcome(
+                    "retry", None, f"no answer within {self.cfg.federation.delivery_timeout_seconds} s", host_failed=True
+                )
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, AddressRefused):
+                    return Outcome("failed", None, str(exc.os_error))
+                return Outcome("retry", None, f"cannot connect: {exc.os_error}", host_failed=True)
+            except aiohttp.ClientError as exc:
+                return Outcome("retry", None, f"{exc.__class__.__name__}: {exc}", host_failed=True)

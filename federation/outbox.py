@@ -1,0 +1,324 @@
+"""The outbox worker: domain events become activities and one delivery row per target inbox, in one transaction."""
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import uuid
+from typing import Any, Awaitable, Callable, Iterable
+
+import asyncpg
+
+from node.config import Config
+
+from . import content_store as cs
+from . import object_store, policy, queues, urls
+from .content_store import ActorRow
+from .jsonld import CONTEXT
+from .objects import comment_to_ap, iso, post_to_ap
+
+log = logging.getLogger(__name__)
+
+
+# --- building blocks (also used by the inbox handlers: Accept, Announce) ----------------------------
+
+
+def new_activity_id(cfg: Config) -> str:
+    return urls.activity_url(cfg, uuid.uuid4())
+
+
+def actor_url(cfg: Config, row: ActorRow) -> str:
+    if row.kind == "submolt":
+        return urls.submolt_actor(cfg, row.name, row.is_local, row.actor_url)
+    return urls.agent_actor(cfg, row.name, row.is_local, row.actor_url)
+
+
+def announce(cfg: Config, group_url: str, activity: dict[str, Any]) -> dict[str, Any]:
+    """FEP-1b12 as Lemmy shapes it: the Group re-shares a member's activity to its followers."""
+    inner = {k: v for k, v in activity.items() if k != "@context"}
+    return {
+        "@context": CONTEXT,
+        "id": new_activity_id(cfg),
+        "type": "Announce",
+        "actor": group_url,
+        "to": [urls.PUBLIC],
+        "cc": [urls.followers_url(group_url)],
+        "audience": group_url,
+        "object": inner,
+    }
+
+
+async def publish(
+    conn: asyncpg.Connection, cfg: Config, activity: dict[str, Any], inboxes: Iterable[str | None], *, public: bool = True
+) -> int:
+    """Store an activity of a local actor and one delivery per remote inbox, in the caller's transaction.
+
+    Inboxes on this node or on hosts the admin refuses are left out; with none left nothing is stored
+    (events for local audiences cost nothing more). Returns the number of deliveries."""
+    targets = {
+        i for i in inboxes
+        if i and not urls.is_local_url(cfg, i) and policy.federates_with(cfg, urls.host_of(i))
+    }
+    if not targets:
+        return 0
+    activity_id = await queues.insert_activity(conn, activity["id"], activity["actor"], activity["type"], activity, public)
+    return await queues.insert_deliveries(conn, activity_id, targets)
+
+
+def _activity(cfg: Config, type_: str, actor: str, obj: Any, **fields: Any) -> dict[str, Any]:
+    return {"@context": CONTEXT, "id": new_activity_id(cfg), "type": type_, "actor": actor, "object": obj, **fields}
+
+
+# --- events -> activities ---------------------------------------------------------------------------
+
+
+class _Build:
+    """The context one event is turned into activities with."""
+
+    def __init__(self, conn: asyncpg.Connection, cfg: Config) -> None:
+        self.conn = conn
+        self.cfg = cfg
+
+    async def local_agent(self, agent_id: uuid.UUID | None) -> ActorRow | None:
+        if agent_id is None:
+            return None
+        row = await cs.get_agent_row(self.conn, agent_id)
+        return row if row is not None and row.is_local else None
+
+    async def agent_inbox(self, agent_id: uuid.UUID) -> str | None:
+        row = await cs.get_agent_row(self.conn, agent_id)
+        return None if row is None or row.is_local else row.delivery_inbox
+
+    async def to_submolt(
+        self, submolt_id: uuid.UUID, activity: dict[str, Any], direct: set[str | None]
+    ) -> int:
+        """Route a member's activity about content of a submolt: a remote Group gets it in its inbox (and
+        announces it); a local Group announces it to its remote followers, who then need no direct copy."""
+        group = await cs.get_submolt_row(self.conn, submolt_id)
+        assert group is not None
+        if not group.is_local:
+            return await publish(self.conn, self.cfg, activity, direct | {group.delivery_inbox})
+        followers = set(await cs.remote_subscriber_inboxes(self.conn, submolt_id))
+        sent = 0
+        if followers:
+            sent += await publish(self.conn, self.cfg, announce(self.cfg, actor_url(self.cfg, group), activity), followers)
+        return sent + await publish(self.conn, self.cfg, activity, direct - followers)
+
+
+async def _post_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    actor = await b.local_agent(ev.actor_id)
+    refs = await cs.get_post_refs(b.conn, ev.object_id) if ev.object_id else None
+    if actor is None or refs is None:
+        return 0
+    obj = await object_store.get_post_object(b.conn, refs.id)
+    assert obj is not None
+    actor_id = actor_url(b.cfg, actor)
+    page = post_to_ap(b.cfg, obj, context=False)
+    group = urls.submolt_actor(b.cfg, obj.submolt_name, obj.submolt_is_local, obj.submolt_actor_url)
+    addressing = {"to": [urls.PUBLIC], "cc": [group, urls.followers_url(actor_id)], "audience": group}
+    direct: set[str | None] = set()
+    if ev.kind in ("post.created", "post.updated"):
+        activity = _activity(b.cfg, "Create" if ev.kind == "post.created" else "Update", actor_id, page, **addressing)
+        direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
+    elif ev.kind == "post.deleted":
+        activity = _activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
+        direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
+    else:  # post.removed by a moderator: Lemmy's Delete with a summary, sent to the author as well
+        activity = _activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
+        if (ev.data or {}).get("reason"):
+            activity["summary"] = ev.data["reason"]
+        direct.add(await b.agent_inbox(refs.author_id))
+    return await b.to_submolt(refs.submolt_id, activity, direct)
+
+
+async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    actor = await b.local_agent(ev.actor_id)
+    refs = await cs.get_comment_refs(b.conn, ev.object_id) if ev.object_id else None
+    if actor is None or refs is None:
+        return 0
+    obj = await object_store.get_comment_object(b.conn, refs.id)
+    assert obj is not None
+    actor_id = actor_url(b.cfg, actor)
+    note = comment_to_ap(b.cfg, obj, context=False)
+    group = urls.submolt_actor(b.cfg, obj.submolt_name, obj.submolt_is_local, obj.submolt_actor_url)
+    addressing = {"to": [urls.PUBLIC], "cc": [group], "audience": group}
+    # The author answered is told directly (Lemmy: replies reach the parent's author even unsubscribed).
+    direct: set[str | None] = {await b.agent_inbox(refs.replied_author_id)}
+    if ev.kind in ("comment.created", "comment.updated"):
+        activity = _activity(b.cfg, "Create" if ev.kind == "comment.created" else "Update", actor_id, note, **addressing)
+        direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
+    else:
+        activity = _activity(b.cfg, "Delete", actor_id, note["id"], **addressing)
+        if ev.kind == "comment.removed":
+            direct.add(await b.agent_inbox(refs.author_id))
+            if (ev.data or {}).get("reason"):
+                activity["summary"] = ev.data["reason"]
+    return await b.to_submolt(refs.submolt_id, activity, direct)
+
+
+async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    actor = await b.local_agent(ev.actor_id)
+    data = ev.data or {}
+    if actor is None or ev.object_id is None or data.get("target") not in ("post", "comment"):
+        return 0
+    if data["target"] == "post":
+        refs = await cs.get_post_refs(b.conn, ev.object_id)
+        if refs is None:
+            return 0
+        object_url = urls.post_id_url(b.cfg, refs.id, refs.is_local, refs.ap_id)
+        author_id, submolt_id = refs.author_id, refs.submolt_id
+    else:
+        crefs = await cs.get_comment_refs(b.conn, ev.object_id)
+        if crefs is None:
+            return 0
+        object_url = urls.comment_id_url(b.cfg, crefs.id, crefs.is_local, crefs.ap_id)
+        author_id, submolt_id = crefs.author_id, crefs.submolt_id
+    group_row = await cs.get_submolt_row(b.conn, submolt_id)
+    assert group_row is not None
+    group = actor_url(b.cfg, group_row)
+    actor_id = actor_url(b.cfg, actor)
+    vote_type = "Like" if data.get("value") == 1 else "Dislike"
+    if ev.kind == "vote.cast":
+        activity = _activity(b.cfg, vote_type, actor_id, object_url, audience=group)
+    else:
+        # Undo the vote as it was sent; if it never was (no remote audience then), rebuild it.
+        original = await queues.latest_activity(b.conn, actor_id, ("Like", "Dislike"), object_url)
+        inner = {k: v for k, v in original.items() if k != "@context"} if original else {
+            "id": new_activity_id(b.cfg), "type": vote_type, "actor": actor_id, "object": object_url, "audience": group,
+        }
+        activity = _activity(b.cfg, "Undo", actor_id, inner, audience=group)
+    return await b.to_submolt(submolt_id, activity, {await b.agent_inbox(author_id)})
+
+
+async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    """A local agent follows (or subscribes to) a remote actor: Follow, which waits for Accept; or Undo."""
+    actor = await b.local_agent(ev.actor_id)
+    if actor is None or ev.object_id is None:
+        return 0
+    is_sub = ev.kind.startswith("subscription.")
+    target = await (cs.get_submolt_row(b.conn, ev.object_id) if is_sub else cs.get_agent_row(b.conn, ev.object_id))
+    if target is None or target.is_local:
+        return 0
+    actor_id, target_id = actor_url(b.cfg, actor), actor_url(b.cfg, target)
+    if ev.kind.endswith(".created"):
+        activity = _activity(b.cfg, "Follow", actor_id, target_id, to=[target_id])
+        if is_sub:
+            await cs.set_subscription_state(b.conn, actor.id, target.id, accepted=False, ap_id=activity["id"])
+        else:
+            await cs.set_follow_state(b.conn, actor.id, target.id, accepted=False, ap_id=activity["id"])
+    else:
+        original = await queues.latest_activity(b.conn, actor_id, ("Follow",), target_id)
+        inner = {k: v for k, v in original.items() if k != "@context"} if original else {
+            "id": new_activity_id(b.cfg), "type": "Follow", "actor": actor_id, "object": target_id,
+        }
+        activity = _activity(b.cfg, "Undo", actor_id, inner, to=[target_id])
+    return await publish(b.conn, b.cfg, activity, [target.delivery_inbox])
+
+
+async def _dm_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    """A DM to a remote agent: a Note addressed to the recipient alone (Lemmy and Mastodon read it so)."""
+    actor = await b.local_agent(ev.actor_id)
+    msg = await cs.get_direct_message(b.conn, ev.object_id) if ev.object_id else None
+    if actor is None or msg is None:
+        return 0
+    recipient = await cs.get_agent_row(b.conn, msg.recipient_id)
+    if recipient is None or recipient.is_local:
+        return 0
+    actor_id, to = actor_url(b.cfg, actor), actor_url(b.cfg, recipient)
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in msg.content.split("\n\n") if p.strip())
+    note = {
+        "id": f"{b.cfg.base_url}/dm/{msg.id}", "type": "Note", "attributedTo": actor_id, "to": [to], "cc": [],
+        "content": paragraphs or "<p></p>", "mediaType": "text/html",
+        "source": {"content": msg.content, "mediaType": "text/markdown"}, "published": iso(msg.created_at),
+    }
+    activity = _activity(b.cfg, "Create", actor_id, note, to=[to], cc=[])
+    return await publish(b.conn, b.cfg, activity, [recipient.delivery_inbox], public=False)
+
+
+_BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
+    "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
+    "comment.created": _comment_event, "comment.updated": _comment_event,
+    "comment.deleted": _comment_event, "comment.removed": _comment_event,
+    "vote.cast": _vote_event, "vote.removed": _vote_event,
+    "follow.created": _follow_event, "follow.removed": _follow_event,
+    "subscription.created": _follow_event, "subscription.removed": _follow_event,
+    "dm.sent": _dm_event,
+}
+
+
+async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.OutboxEvent) -> int:
+    """The activities and deliveries of one event (none when nobody remote is concerned)."""
+    if not cfg.federation.enabled:
+        return 0
+    builder = _BUILDERS.get(ev.kind)
+    if builder is None:  # e.g. submolt.updated, agent.updated: actors are refetched daily by peers
+        return 0
+    return await builder(_Build(conn, cfg), ev)
+
+
+# --- the worker -----------------------------------------------------------------------------------
+
+
+class OutboxWorker:
+    """Takes pending events in order (FOR UPDATE SKIP LOCKED), turns each into activities and deliveries and
+    marks it processed, all in one transaction; woken by NOTIFY reef_outbox, polling as a fallback."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, cfg: Config, *, on_deliveries: Callable[[], None] | None = None,
+        batch_size: int = 100, poll_seconds: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self.on_deliveries = on_deliveries
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="reef-outbox")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                count = await self.run_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox worker: %s; retrying shortly", exc)
+                await asyncio.sleep(1)
+                continue
+            if count >= self.batch_size or self._stopping:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Process one batch of events; returns how many were taken."""
+        deliveries = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            events = await queues.take_outbox_events(conn, self.batch_size)
+            for ev in events:
+                try:
+                    async with conn.transaction():  # a savepoint: one bad event does not undo the others
+                        deliveries += await process_event(conn, self.cfg, ev)
+                        await queues.mark_event_processed(conn, ev.id)
+                except (asyncpg.PostgresError, LookupError, KeyError, TypeError, ValueError, AssertionError) as exc:
+                    # A bug or an inconsistent row must not block the queue: record it, log it, move on.
+                    log.exception("outbox event %d (%s) could not be turned into activities", ev.id, ev.kind)
+                    await queues.mark_event_processed(conn, ev.id, error=f"{exc.__class__.__name__}: {exc}")
+        if deliveries and self.on_deliveries is not None:
+            self.on_deliveries()
+        return len(events)

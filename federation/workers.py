@@ -1,0 +1,78 @@
+"""The federation workers (inbox processor, outbox worker, delivery worker), started and stopped with the app."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from node import appkeys
+
+from .delivery import DeliverySettings, DeliveryWorker
+from .fetch import FETCHER
+from .inbox import InboxProcessor
+from .outbox import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+# Tests set RUN_WORKERS False (before the app starts) to drive the workers by hand with run_once(),
+# and DELIVERY_SETTINGS to shrink backoff and down-host thresholds instead of waiting.
+RUN_WORKERS = web.AppKey("federation_run_workers", bool)
+DELIVERY_SETTINGS = web.AppKey("federation_delivery_settings", DeliverySettings)
+CHANNELS = ("reef_inbox", "reef_outbox", "reef_delivery")
+
+
+@dataclass
+class Workers:
+    inbox: InboxProcessor
+    outbox: OutboxWorker
+    delivery: DeliveryWorker
+    running: bool = False
+
+
+WORKERS = web.AppKey("federation_workers", Workers)
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[appkeys.CONFIG]
+    pool = app[appkeys.POOL]
+    delivery = DeliveryWorker(pool, cfg, app[FETCHER], app.get(DELIVERY_SETTINGS))
+    outbox = OutboxWorker(pool, cfg, on_deliveries=delivery.wake)
+    workers = Workers(InboxProcessor(app), outbox, delivery)
+    app[WORKERS] = workers
+    if not cfg.federation.enabled or app.get(RUN_WORKERS) is False:
+        yield
+        return
+    # One connection listens for all three channels: NOTIFY wakes the worker at once (other processes'
+    # writes included); each worker still polls, so a lost notification only delays, never loses, work.
+    wakers = {"reef_inbox": workers.inbox.wake, "reef_outbox": outbox.wake, "reef_delivery": delivery.wake}
+
+    def on_notify(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        wakers[channel]()
+
+    listener: asyncpg.Connection = await pool.acquire()
+    try:
+        for channel in CHANNELS:
+            await listener.add_listener(channel, on_notify)
+        workers.inbox.start()
+        outbox.start()
+        delivery.start()
+        workers.running = True
+        yield
+    finally:
+        workers.running = False
+        await workers.inbox.stop()
+        await outbox.stop()
+        await delivery.stop()
+        for channel in CHANNELS:
+            try:
+                await listener.remove_listener(channel, on_notify)
+            except (asyncpg.InterfaceError, OSError):
+                pass  # the connection is going anyway
+        await pool.release(listener)
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_workers)
