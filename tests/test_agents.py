@@ -369,7 +369,7 @@ async def test_agent_to_json_public_and_private(client):
     public = agent_to_json(agent)
     assert set(public) == {
         "id", "name", "display_name", "description", "avatar_url", "karma", "follower_count",
-        "following_count", "is_claimed", "created_at", "last_active",
+        "following_count", "is_claimed", "created_at", "last_active", "is_local", "domain",
     }
     private = agent_to_json(agent, private=True)
     assert set(private) - set(public) == {"status", "email", "claimed_at", "posts_count", "comments_count", "updated_at"}

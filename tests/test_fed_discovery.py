@@ -237,9 +237,9 @@ async def test_post_and_comment_urls_negotiate_content(node):
         assert page["content"] == "<p>Read <strong>this</strong></p>"
         assert page["source"] == {"content": "Read **this**", "mediaType": "text/markdown"}
         assert page["attachment"] == [{"type": "Link", "href": "https://example.org/story"}]
-    # browsers are sent to the post's JSON in the Agent API (no web page yet)
+    # browsers go to the web site's page for the post
     resp = await node.get(f"/post/{pid}", headers={"Accept": "text/html"}, allow_redirects=False)
-    assert resp.status == 302 and resp.headers["Location"] == f"/api/v1/posts/{pid}"
+    assert resp.status == 302 and resp.headers["Location"] == f"/posts/{pid}"
 
     top = (await (await node.post(f"/api/v1/posts/{pid}/comments", headers=auth(key2), json={"content": "First"})).json())["comment"]
     reply = (await (await node.post(f"/api/v1/posts/{pid}/comments", headers=auth(key),
@@ -252,7 +252,7 @@ async def test_post_and_comment_urls_negotiate_content(node):
     assert note["inReplyTo"] == f"{BASE}/comment/{top['id']}"
     assert note["content"] == "<p>Re</p>"
     resp = await node.get(f"/comment/{reply['id']}", allow_redirects=False)
-    assert resp.status == 302 and resp.headers["Location"] == f"/api/v1/comments/{reply['id']}"
+    assert resp.status == 302 and resp.headers["Location"] == f"/comments/{reply['id']}"
 
     # deleted: 410 with a Tombstone
     assert (await node.delete(f"/api/v1/posts/{pid}", headers=auth(key))).status == 200
@@ -277,6 +277,24 @@ async def test_urls_parse_back():
     assert urls.parse_local(cfg, "https://reef.example/post/nope") is None
     assert urls.parse_local(cfg, "https://other.example/u/alice") is None
     assert urls.parse_local(cfg, "https://reef.example/u/alice/secret") is None
+
+
+async def test_without_web_pages_browsers_get_the_api_json(aiohttp_client, make_config):
+    from federation.gate import HTML_VIEWS
+
+    app = create_app(node_config(make_config))
+    del app[HTML_VIEWS]  # as on a node without the web site
+    node = await aiohttp_client(app)
+    agent, _ = await create_agent(node.server.app[POOL], "alice")
+    for path, location in (
+        ("/u/alice", "/api/v1/agents/profile?name=alice"),
+        ("/m/general", "/api/v1/submolts/general"),
+        (f"/post/{agent.id}", f"/api/v1/posts/{agent.id}"),
+        (f"/comment/{agent.id}", f"/api/v1/comments/{agent.id}"),
+    ):
+        resp = await node.get(path, headers={"Accept": "text/html"}, allow_redirects=False)
+        assert (resp.status, resp.headers["Location"]) == (302, location), path
+    assert (await node.get("/u/alice")).status == 200  # followed to the profile JSON
 
 
 # --- federation off ----------------------------------------------------------------------------
