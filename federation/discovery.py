@@ -99,6 +99,7 @@ async def webfinger(request: web.Request) -> web.Response:
 
 async def host_meta(request: web.Request) -> web.Response:
     gate.require_enabled(request)
+    await gate.check_get(request, exempt=True)
     cfg = request.app[appkeys.CONFIG]
     template = quoteattr(f"{cfg.base_url}/.well-known/webfinger?resource={{uri}}")
     xml = (
@@ -111,6 +112,7 @@ async def host_meta(request: web.Request) -> web.Response:
 
 
 async def nodeinfo_links(request: web.Request) -> web.Response:
+    await gate.check_get(request, exempt=True)
     cfg = request.app[appkeys.CONFIG]
     return web.json_response(
         {"links": [{"rel": NODEINFO_21, "href": f"{cfg.base_url}/nodeinfo/2.1"}]},
@@ -120,6 +122,7 @@ async def nodeinfo_links(request: web.Request) -> web.Response:
 
 async def nodeinfo(request: web.Request) -> web.Response:
     """NodeInfo 2.1. Served with federation off too (protocols then empty), as Lemmy does."""
+    await gate.check_get(request, exempt=True)
     cfg = request.app[appkeys.CONFIG]
     async with request.app[appkeys.POOL].acquire() as conn:
         usage = await object_store.get_usage(conn)

@@ -203,5 +203,7 @@ async def test_blocked_hosts_get_403_on_signed_gets(aiohttp_client, make_config,
     resp = await node.get("/.well-known/webfinger", params={"resource": "acct:bob@127.0.0.1:8080"},
                           headers=alice.sign_get(base + "/.well-known/webfinger?resource=acct:bob@127.0.0.1:8080"))
     assert resp.status == 403
+    for path in ("/nodeinfo/2.1", "/.well-known/nodeinfo", "/.well-known/host-meta"):
+        assert (await node.get(path, headers=alice.sign_get(base + path))).status == 403, path
     assert (await node.get("/u/bob", headers={"Accept": AP})).status == 200  # unsigned: anyone may read
     assert peer.seen == []  # the block is decided without fetching the blocked host's key
