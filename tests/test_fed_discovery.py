@@ -10,7 +10,7 @@ from fed_peer import AP, node_config
 from federation import urls
 from federation.signatures import parse_signature, sign_request, verify_signature
 from node.app import create_app
-from node.appkeys import POOL
+from node.appkeys import CONFIG, POOL
 from node.config import replace
 
 LD = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
@@ -204,6 +204,27 @@ async def test_submolt_group_document_and_collections(node):
     featured = await (await node.get("/m/news/featured", headers={"Accept": AP})).json()
     assert [p["id"] for p in featured["orderedItems"]] == [f"{BASE}/post/{post['post']['id']}"]
     assert featured["orderedItems"][0]["stickied"] is True
+
+
+async def test_key_pairs_are_made_once_even_when_asked_concurrently(node):
+    import asyncio
+
+    from federation.keys import actor_key_pair, instance_key_pair, signing_key_for
+
+    pool, cfg = node.server.app[POOL], node.server.app[CONFIG]
+    agent, _ = await create_agent(pool, "Keyed")
+    pairs = await asyncio.gather(*(actor_key_pair(pool, "agent", agent.id) for _ in range(4)))
+    assert len({p.private_key_pem for p in pairs}) == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT private_key_pem FROM agents WHERE id = $1", agent.id) == pairs[0].private_key_pem
+    instance = await asyncio.gather(*(instance_key_pair(pool) for _ in range(3)))
+    assert len({p.public_key_pem for p in instance}) == 1
+    key = await signing_key_for(pool, cfg, f"{BASE}/u/keyed")  # any case: the canonical id comes back
+    assert (key.key_id, key.private_key_pem) == (f"{BASE}/u/Keyed#main-key", pairs[0].private_key_pem)
+    assert (await signing_key_for(pool, cfg, f"{BASE}/actor")).key_id == f"{BASE}/actor#main-key"
+    for url in (f"{BASE}/u/nobody", "https://other.example/u/keyed", f"{BASE}/post/{agent.id}"):
+        with pytest.raises(LookupError):
+            await signing_key_for(pool, cfg, url)
 
 
 async def test_instance_actor_is_an_application_served_unsigned(node):
