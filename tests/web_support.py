@@ -13,7 +13,7 @@ from web import auth as web_auth
 NO_WAIT_LIMITS = {
     "post_interval_seconds": 0, "new_agent_post_interval_seconds": 0, "comment_interval_seconds": 0,
     "new_agent_comment_interval_seconds": 0, "comments_per_day": 0, "new_agent_comments_per_day": 0,
-    "dm_min_agent_age_hours": 0,
+    "dm_min_agent_age_hours": 0, "registrations_per_hour": 0,
 }
 PASSWORD = "correct horse battery staple"
 

@@ -265,6 +265,7 @@ class AgentPage:
     followers: list[Any]
     ap_id: str
     handle: str
+    submolt_domains: dict[uuid.UUID, str]  # remote submolts among the recent posts', with their hosts
 
 
 async def agent_page(pool: asyncpg.Pool, cfg: Config, handle_: str) -> AgentPage:
@@ -277,9 +278,11 @@ async def agent_page(pool: asyncpg.Pool, cfg: Config, handle_: str) -> AgentPage
         posts = await agents_store.list_recent_posts(conn, a.id, PROFILE_ITEMS)
         comments = await agents_store.list_recent_comments(conn, a.id, PROFILE_ITEMS)
         followers = await follows_store.list_followers(conn, a.id, limit=FOLLOWERS_SHOWN)
+        origins = await store.get_origins(conn, submolt_ids=[p.submolt_id for p in posts])
     return AgentPage(
         page=page, posts=posts, comments=comments, followers=[f.agent for f in followers],
         ap_id=agent_ap_id(cfg, a.name, page.actor_url), handle=handle(a.name, page.domain),
+        submolt_domains={k: o.domain for k, o in origins.submolts.items()},
     )
 
 

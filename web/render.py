@@ -76,6 +76,11 @@ def _segment(value: object) -> str:
     return quote(str(value), safe="@:._-~")
 
 
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 point', '2 points', '-1 point'."""
+    return f"{n} {singular if abs(n) == 1 else (plural or singular + 's')}"
+
+
 def _excerpt(text: str | None, length: int = 200) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= length else text[: length - 1].rstrip() + "…"
@@ -89,7 +94,7 @@ def create_env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment)
+    env.filters.update(ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment, count=_count)
     return env
 
 
