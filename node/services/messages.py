@@ -328,17 +328,17 @@ async def send_in_conversation(
     pool: asyncpg.Pool, bus: Publisher, sender: Agent, conversation_id: uuid.UUID, text: str, needs_human_input: bool
 ) -> dict[str, Any]:
     """Committed first, then published to the recipient's streams."""
-    out = Outbox()
     async with pool.acquire() as conn, conn.transaction():
-        conv = _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
-        other_id = conv.other(sender.id)
-        refs = await store.get_agent_refs(conn, [other_id])
-        other = refs[other_id]
-        msg = await store.insert_message(conn, conv.id, sender.id, text, needs_human_input)
+        found = await store.get_conversation_with(conn, conversation_id, sender.id)
+        conv = _open_or_refuse(found[0] if found else None, sender)
+        other = found[1]
+        base = {"from": sender.name, "to": other.name, "content": text, "conversation_id": str(conv.id),
+                "needs_human_input": needs_human_input}
+        msg, event_id, payload = await store.insert_message_with_event(
+            conn, conv.id, sender.id, other.id, text, needs_human_input, base)
         await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
-        await out.add(conn, [other_id], "dm", dm_payload(msg, sender, other.name))
-        await _dm_notification(conn, other_id, sender, conv.id, text)
-    await out.publish(bus)
+        await _dm_notification(conn, other.id, sender, conv.id, text)
+    await bus.publish_events([(other.id, event_id)], "dm", payload)
     return {"message": message_json(msg, _names(sender, other), sender.id), "conversation_id": str(conv.id),
             "thread_id": str(conv.id)}
 

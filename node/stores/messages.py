@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -145,6 +146,50 @@ async def insert_message(
         conversation_id, sender_id, content, needs_human_input,
     )
     return _msg(row)
+
+
+async def get_conversation_with(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, viewer_id: uuid.UUID
+) -> tuple[Conversation, AgentRef] | None:
+    """The conversation and the other participant, in one round trip (the send path)."""
+    row = await conn.fetchrow(
+        f"""SELECT {CONVERSATION_COLUMNS}, o.id AS o_id, o.name AS o_name, o.display_name AS o_display_name,
+                   o.avatar_url AS o_avatar_url
+            FROM dm_conversations c
+            JOIN agents o ON o.id = CASE WHEN c.agent_low = $2 THEN c.agent_high ELSE c.agent_low END
+            WHERE c.id = $1""",
+        conversation_id, viewer_id,
+    )
+    if row is None:
+        return None
+    return _conv(row), AgentRef(row["o_id"], row["o_name"], row["o_display_name"], row["o_avatar_url"])
+
+
+async def insert_message_with_event(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, sender_id: uuid.UUID, recipient_id: uuid.UUID,
+    content: str, needs_human_input: bool, payload: dict[str, Any],
+) -> tuple[Message, int, dict[str, Any]]:
+    """The message and the recipient's dm event in one statement (the hot path: every round trip counts).
+
+    The event is numbered as node.stores.stream.insert_events numbers them; its payload gets the
+    message's id and timestamp. Returns the message, the event id and the stored payload.
+    """
+    row = await conn.fetchrow(
+        f"""WITH m AS (INSERT INTO dm_messages (conversation_id, sender_id, content, needs_human_input)
+                       VALUES ($1, $2, $3, $4) RETURNING *),
+                 c AS (UPDATE dm_conversations SET last_message_at = (SELECT created_at FROM m) WHERE id = $1),
+                 s AS (INSERT INTO stream_sequences (agent_id, last_id) VALUES ($5, 1)
+                       ON CONFLICT (agent_id) DO UPDATE SET last_id = stream_sequences.last_id + 1
+                       RETURNING last_id),
+                 e AS (INSERT INTO stream_events (agent_id, id, type, payload)
+                       SELECT $5, s.last_id, 'dm', $6::jsonb || jsonb_build_object(
+                           'message_id', m.id::text,
+                           'timestamp', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                       FROM s, m RETURNING id, payload)
+            SELECT {MESSAGE_COLUMNS}, e.id AS event_id, e.payload AS event_payload FROM m, e""",
+        conversation_id, sender_id, content, needs_human_input, recipient_id, payload,
+    )
+    return _msg(row), row["event_id"], row["event_payload"]
 
 
 async def list_messages(
