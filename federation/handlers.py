@@ -1,57 +1,26 @@
-"""Received activities applied through the node's services: follows, content, votes, DMs, Group announces."""
+"""Received activities applied through the node's services: follows, votes, Group announces; dispatch."""
 from __future__ import annotations
 
 import logging
 from typing import Any, Awaitable, Callable
 
-import asyncpg
-
-from node import appkeys
 from node.errors import ReefError
-from node.markdown import render_markdown
-from node.outbox import record_event
-from node.services import comments as comments_service
 from node.services import follows as follows_service
-from node.services import messages as messages_service
-from node.services import posts as posts_service
 from node.services import submolts as submolts_service
 from node.services import votes as votes_service
 from node.stores import follows as follows_store
-from node.stores import posts as posts_store
 from node.stores import submolts as submolts_store
 
 from . import content_store as cs
 from . import outbox, urls
+from .content_handlers import handle_create, handle_delete, handle_update, ensure_content
 from .inbound import (
-    Content, Inbound, Permanent, Tx, fetch_document, find_content, find_submolt, link_of, load_agent, markdown_of,
-    published_of, remote_actor, remote_agent,
+    Inbound, Permanent, Tx, announce_if_local_group, fetch_document, find_content, find_content_by_id, load_agent,
+    remote_actor, remote_agent, strip_context,
 )
-from .jsonld import first_id, get_str, get_type, has_type, ids
-from .resolve import resolve_actor
+from .jsonld import first_id, get_type
 
 log = logging.getLogger(__name__)
-
-POST_TYPES = ("Page", "Article", "Video", "Event", "Question")
-MAX_TITLE = posts_service.MAX_TITLE
-MAX_FETCH_DEPTH = 8  # replies whose parents we fetch, at most this far up a thread
-
-
-def _strip(activity: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in activity.items() if k != "@context"}
-
-
-async def _announce_if_local_group(ctx: Inbound, tx: Tx, submolt_id: Any, activity: dict[str, Any], sender_host: str) -> None:
-    """A member's activity about a local submolt's content: the Group announces it to its remote followers
-    (FEP-1b12), except back to the sender's own server, which has it already."""
-    if ctx.announced_by is not None:
-        return
-    group = await cs.get_submolt_row(tx.conn, submolt_id)
-    if group is None or not group.is_local:
-        return
-    inboxes = [i for i in await cs.remote_subscriber_inboxes(tx.conn, submolt_id) if urls.host_of(i) != sender_host]
-    if inboxes:
-        group_url = urls.submolt_url(ctx.cfg, group.name)
-        await outbox.publish(tx.conn, ctx.cfg, outbox.announce(ctx.cfg, group_url, _strip(activity)), inboxes)
 
 
 # --- Follow, Accept, Reject, Undo ---------------------------------------------------------------------
@@ -79,7 +48,7 @@ async def handle_follow(ctx: Inbound, activity: dict[str, Any]) -> None:
                 target = urls.submolt_url(ctx.cfg, result["submolt"]["name"])
         except ReefError as exc:
             raise Permanent(f"Follow refused: {exc.error}") from None
-        accept = outbox._activity(ctx.cfg, "Accept", target, _strip(activity), to=[follower.actor_url])
+        accept = outbox._activity(ctx.cfg, "Accept", target, strip_context(activity), to=[follower.actor_url])
         await outbox.publish(tx.conn, ctx.cfg, accept, [follower.shared_inbox_url or follower.inbox_url])
 
 
@@ -154,7 +123,7 @@ async def _undo_vote(ctx: Inbound, activity: dict[str, Any], inner: Any) -> None
         agent = await load_agent(tx.conn, voter)
         vote = await cs.find_vote_by_ap_id(tx.conn, first_id(inner) or "")
         if vote is not None and vote.agent_id == agent.id:
-            kind, target_id, submolt_id = vote.kind, vote.target_id, None
+            kind, target_id = vote.kind, vote.target_id
         else:
             content = await find_content(tx.conn, ctx.cfg, first_id(inner.get("object")) if isinstance(inner, dict) else None)
             if content is None:
@@ -166,15 +135,7 @@ async def _undo_vote(ctx: Inbound, activity: dict[str, Any], inner: Any) -> None
         except ReefError as exc:
             raise Permanent(f"Undo of the vote refused: {exc.error}") from None
         if content is not None:
-            await _announce_if_local_group(ctx, tx, content.submolt_id, activity, voter.domain or "")
-
-
-async def find_content_by_id(conn: asyncpg.Connection, kind: str, target_id: Any) -> Content | None:
-    if kind == "post":
-        post = await cs.get_post_refs(conn, target_id)
-        return Content("post", post, None) if post else None
-    comment = await cs.get_comment_refs(conn, target_id)
-    return Content("comment", None, comment) if comment else None
+            await announce_if_local_group(ctx, tx, content.submolt_id, activity, voter.domain or "")
 
 
 # --- votes ----------------------------------------------------------------------------------------------
@@ -193,200 +154,7 @@ async def handle_vote(ctx: Inbound, activity: dict[str, Any]) -> None:
         except ReefError as exc:
             raise Permanent(f"vote refused: {exc.error}") from None
         await cs.set_vote_ap_id(tx.conn, content.kind, content.id, agent.id, activity["id"])
-        await _announce_if_local_group(ctx, tx, content.submolt_id, activity, voter.domain or "")
-
-
-# --- Create, Update, Delete -------------------------------------------------------------------------------
-
-
-async def handle_create(ctx: Inbound, activity: dict[str, Any]) -> None:
-    obj = activity.get("object")
-    if isinstance(obj, str):
-        obj = await fetch_document(ctx, obj)
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-        raise Permanent("Create without an object")
-    author_url = first_id(obj.get("attributedTo")) or first_id(activity.get("actor"))
-    if author_url != first_id(activity.get("actor")):
-        raise Permanent("the object of a Create must be attributed to its actor")
-    if has_type(obj, "ChatMessage") or (has_type(obj, "Note") and _is_direct(ctx, obj)):
-        await handle_direct_message(ctx, activity, obj)
-        return
-    if has_type(obj, *POST_TYPES) or (has_type(obj, "Note") and not obj.get("inReplyTo")):
-        await store_post(ctx, obj, activity)
-    elif has_type(obj, "Note"):
-        await store_comment(ctx, obj, activity)
-    else:
-        raise Permanent(f"Create of {get_type(obj)!r} is not supported")
-
-
-def _is_direct(ctx: Inbound, obj: dict[str, Any]) -> bool:
-    """A Note addressed to neither Public nor any followers collection nor a Group (Mastodon's DM)."""
-    audience = ids(obj.get("to")) + ids(obj.get("cc")) + ids(obj.get("audience"))
-    if any(a in urls.PUBLIC_ALIASES or a.endswith("/followers") for a in audience):
-        return False
-    locals_ = [urls.parse_local(ctx.cfg, a) for a in audience]
-    return any(r is not None and r.kind == "agent" and r.sub is None for r in locals_) and not obj.get("audience")
-
-
-async def store_post(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any] | None) -> Content:
-    """A remote post as a posts row (is_local false, its ap_id), with the counters the posts service keeps."""
-    author = await remote_agent(ctx, first_id(obj.get("attributedTo")))
-    submolt = await find_submolt(ctx, obj)
-    if submolt is None:
-        raise Permanent(f"post {obj['id']} is not addressed to any submolt")
-    content = markdown_of(obj)[: posts_service.MAX_CONTENT]
-    title = (get_str(obj, "name") or posts_service._derive_title(content) or "(untitled)").strip()[:MAX_TITLE]
-    link = link_of(obj)
-    kind = "image" if link and has_type(obj.get("image"), "Image") else ("link" if link else "text")
-    html = render_markdown(content)
-    async with ctx.transaction() as tx:
-        existing = await cs.find_post_by_ap_id(tx.conn, obj["id"])
-        if existing is not None:
-            return Content("post", existing, None)
-        agent = await load_agent(tx.conn, author)
-        if submolt.is_local:
-            row = await submolts_store.get_submolt(tx.conn, submolt.id)
-            assert row is not None
-            if row.posting_restricted_to_mods and not await submolts_store.is_moderator(tx.conn, row.id, agent.id):
-                raise Permanent(f"only moderators may post in m/{row.name}")
-        post = await posts_store.insert_post(
-            tx.conn, submolt_id=submolt.id, author_id=agent.id, type=kind, title=title, content=content,
-            content_html=html, url=link,
-        )
-        await posts_store.change_post_counts(tx.conn, agent.id, submolt.id, 1)
-        await cs.mark_post_remote(tx.conn, post.id, obj["id"], published_of(obj))
-        await record_event(tx.conn, "post.created", actor_id=agent.id, object_id=post.id)
-        if activity is not None:
-            await _announce_if_local_group(ctx, tx, submolt.id, activity, author.domain or "")
-        refs = await cs.get_post_refs(tx.conn, post.id)
-    assert refs is not None
-    return Content("post", refs, None)
-
-
-async def store_comment(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any] | None, depth: int = 0) -> Content:
-    """A remote reply as a comments row, through the comments service (counters, depth, locked threads)."""
-    author = await remote_agent(ctx, first_id(obj.get("attributedTo")))
-    parent = await ensure_content(ctx, first_id(obj.get("inReplyTo")), depth + 1)
-    text = markdown_of(obj)[: comments_service.MAX_CONTENT] or "(empty)"
-    post_id = parent.id if parent.kind == "post" else parent.comment.post_id  # type: ignore[union-attr]
-    parent_id = None if parent.kind == "post" else parent.id
-    async with ctx.transaction() as tx:
-        existing = await cs.find_comment_by_ap_id(tx.conn, obj["id"])
-        if existing is not None:
-            return Content("comment", None, existing)
-        agent = await load_agent(tx.conn, author)
-        try:
-            view = await comments_service.create_comment(
-                tx.pool, agent, post_id, text, parent_id, max_depth=ctx.cfg.limits.max_comment_depth,
-            )
-        except ReefError as exc:
-            raise Permanent(f"reply refused: {exc.error}") from None
-        await cs.mark_comment_remote(tx.conn, view.comment.id, obj["id"], published_of(obj))
-        if activity is not None:
-            await _announce_if_local_group(ctx, tx, parent.submolt_id, activity, author.domain or "")
-        refs = await cs.get_comment_refs(tx.conn, view.comment.id)
-    assert refs is not None
-    return Content("comment", None, refs)
-
-
-async def ensure_content(ctx: Inbound, url: str | None, depth: int = 0) -> Content:
-    """The post or comment an activity is about; fetched from its origin when we do not hold it yet."""
-    if not url:
-        raise Permanent("the activity names no object")
-    async with ctx.app[appkeys.POOL].acquire() as conn:
-        found = await find_content(conn, ctx.cfg, url)
-    if found is not None:
-        return found
-    if urls.is_local_url(ctx.cfg, url) or depth > MAX_FETCH_DEPTH:
-        raise Permanent(f"no post or comment {url}")
-    doc = await fetch_document(ctx, url)
-    fetched = Inbound(ctx.app, None)  # stored on its own: it is an object, not the activity being processed
-    if has_type(doc, *POST_TYPES) or (has_type(doc, "Note") and not doc.get("inReplyTo")):
-        return await store_post(fetched, doc, None)
-    if has_type(doc, "Note"):
-        return await store_comment(fetched, doc, None, depth)
-    raise Permanent(f"{url} is a {get_type(doc)!r}, not a post or comment")
-
-
-async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
-    obj = activity.get("object")
-    actor_url = first_id(activity.get("actor"))
-    if isinstance(obj, dict) and has_type(obj, "Person", "Service", "Application", "Group", "Organization"):
-        if obj.get("id") != actor_url and not has_type(obj, "Group"):
-            raise Permanent("an actor may only update itself")
-        await resolve_actor(ctx.app, obj["id"], refresh=True)
-        return
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-        raise Permanent("Update without an object")
-    author = await remote_agent(ctx, actor_url)
-    async with ctx.app[appkeys.POOL].acquire() as conn:
-        content = await find_content(conn, ctx.cfg, obj["id"])
-    if content is None:  # an edit of something we never saw: take it as it is now
-        await handle_create(ctx, {**activity, "type": "Create"})
-        return
-    text = markdown_of(obj)
-    async with ctx.transaction() as tx:
-        agent = await load_agent(tx.conn, author)
-        try:
-            if content.kind == "post":
-                body: dict[str, Any] = {"content": text[: posts_service.MAX_CONTENT]}
-                title = get_str(obj, "name")
-                if title:
-                    body["title"] = title.strip()[:MAX_TITLE]
-                await posts_service.edit_post(tx.pool, agent, content.id, body)
-            else:
-                await comments_service.edit_comment(tx.pool, agent, content.id, text[: comments_service.MAX_CONTENT] or "(empty)")
-        except ReefError as exc:
-            raise Permanent(f"edit refused: {exc.error}") from None
-        await _announce_if_local_group(ctx, tx, content.submolt_id, activity, author.domain or "")
-
-
-async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
-    """The author's delete (a soft delete, as locally); a moderator's, with a summary, is a removal."""
-    actor_url = first_id(activity.get("actor"))
-    object_url = first_id(activity.get("object"))
-    if object_url == actor_url:
-        log.info("ignoring the deletion of actor %s", actor_url)
-        return
-    async with ctx.app[appkeys.POOL].acquire() as conn:
-        content = await find_content(conn, ctx.cfg, object_url)
-    if content is None:
-        return  # never had it
-    actor = await remote_agent(ctx, actor_url)
-    reason = get_str(activity, "summary")
-    async with ctx.transaction() as tx:
-        agent = await load_agent(tx.conn, actor)
-        try:
-            if content.kind == "post":
-                await posts_service.delete_post(tx.pool, agent, content.id, reason)
-            else:
-                await comments_service.delete_comment(tx.pool, agent, content.id, reason)
-        except ReefError as exc:
-            raise Permanent(f"delete refused: {exc.error}") from None
-        await _announce_if_local_group(ctx, tx, content.submolt_id, activity, actor.domain or "")
-
-
-# --- DMs ----------------------------------------------------------------------------------------------
-
-
-async def handle_direct_message(ctx: Inbound, activity: dict[str, Any], obj: dict[str, Any]) -> None:
-    """A direct Note (or ChatMessage) to local agents: through the DM service, consent rules included."""
-    sender = await remote_agent(ctx, first_id(activity.get("actor")))
-    recipients = []
-    for url in ids(obj.get("to")) + ids(obj.get("cc")):
-        ref = urls.parse_local(ctx.cfg, url)
-        if ref is not None and ref.kind == "agent" and ref.sub is None and ref.key and ref.key not in recipients:
-            recipients.append(ref.key)
-    if not recipients:
-        raise Permanent("a direct message for nobody on this node")
-    text = markdown_of(obj)[: messages_service.MAX_MESSAGE] or "(empty)"
-    async with ctx.transaction() as tx:
-        agent = await load_agent(tx.conn, sender)
-        for name in recipients:
-            try:
-                await messages_service.send_to(tx.pool, tx.bus, ctx.dm_config, agent, name, text)
-            except ReefError as exc:
-                raise Permanent(f"message to {name} refused: {exc.error}") from None
+        await announce_if_local_group(ctx, tx, content.submolt_id, activity, voter.domain or "")
 
 
 # --- Announce -------------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from node import config as config_mod
 from node.stores import agents as agents_store
 from node.stores.agents import Agent
 
-from . import actor_store, queues, urls
+from . import actor_store, outbox, queues, urls
 from . import content_store as cs
 from .actor_store import RemoteActor
-from .fetch import FetchError, FetchGone, FetchNotFound, FetchRefused, FetchTimeout, fetcher_of
+from .fetch import FetchError, FetchGone, FetchNotFound, FetchRefused, fetcher_of
 from .jsonld import first_id, get_str, ids
 from .resolve import html_to_text, resolve_actor
 
@@ -284,3 +284,32 @@ def link_of(obj: dict[str, Any]) -> str | None:
             if isinstance(href, str) and href.startswith(("http://", "https://")):
                 return href
     return None
+
+
+# --- shared by the handlers ------------------------------------------------------------------------
+
+
+def strip_context(activity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in activity.items() if k != "@context"}
+
+
+async def announce_if_local_group(ctx: Inbound, tx: Tx, submolt_id: Any, activity: dict[str, Any], sender_host: str) -> None:
+    """A member's activity about a local submolt's content: the Group announces it to its remote followers
+    (FEP-1b12), except back to the sender's own server, which has it already."""
+    if ctx.announced_by is not None:
+        return
+    group = await cs.get_submolt_row(tx.conn, submolt_id)
+    if group is None or not group.is_local:
+        return
+    inboxes = [i for i in await cs.remote_subscriber_inboxes(tx.conn, submolt_id) if urls.host_of(i) != sender_host]
+    if inboxes:
+        group_url = urls.submolt_url(ctx.cfg, group.name)
+        await outbox.publish(tx.conn, ctx.cfg, outbox.announce(ctx.cfg, group_url, strip_context(activity)), inboxes)
+
+
+async def find_content_by_id(conn: asyncpg.Connection, kind: str, target_id: Any) -> Content | None:
+    if kind == "post":
+        post = await cs.get_post_refs(conn, target_id)
+        return Content("post", post, None) if post else None
+    comment = await cs.get_comment_refs(conn, target_id)
+    return Content("comment", None, comment) if comment else None

@@ -124,6 +124,8 @@ class Peer:
         doc = self.documents.get(request.path)
         if doc is None:
             return web.json_response({"error": "not found"}, status=404)
+        if "__status__" in doc:  # a scripted failure, e.g. {"__status__": 500}
+            return web.json_response({"error": "scripted"}, status=doc["__status__"])
         return web.json_response(doc, status=410 if doc.get("type") == "Tombstone" else 200,
                                  content_type="application/activity+json")
 

@@ -388,3 +388,59 @@ async def test_a_direct_note_becomes_a_dm_request(node, peer):
     requests = (await resp.json())["requests"]
     assert len(requests) == 1 and requests[0]["message"] == "hello alice"
     assert requests[0]["from"]["name"] == "bob"
+
+
+# --- the processor: retries, recorded failures, and the workers running on their own -----------------------
+
+
+async def test_transient_failures_are_retried_with_backoff_and_permanent_ones_recorded(node, peer):
+    group = node.url + "/m/general"
+    page = peer.page("bob", group, "Flaky origin")
+    path = page["id"].removeprefix(peer.url)
+    peer.documents[path] = {"__status__": 500}
+    note = peer.note("carol", page["id"], "reply to a post we must fetch")
+    await _deliver(node, peer, peer.activity("Create", "carol", note))
+    row = await _row(node, "SELECT *, extract(epoch FROM next_attempt_at - now()) AS due_in FROM inbox_activities")
+    assert row["processed_at"] is None and "500" in row["error"] and row["attempts"] == 1
+    assert 20 <= row["due_in"] <= 40  # 30 s, jittered
+    assert await node.workers.inbox.run_once() == 0  # not due yet
+    peer.documents[path] = page  # the origin recovers
+    async with node.pool.acquire() as conn:
+        await conn.execute("UPDATE inbox_activities SET next_attempt_at = now()")
+    assert await node.workers.inbox.run_once() == 1
+    row = await _row(node, "SELECT * FROM inbox_activities")
+    assert row["processed_at"] is not None and row["error"] is None
+    assert await _val(node, "SELECT count(*) FROM comments WHERE ap_id = $1", note["id"]) == 1
+
+    # A reply to something that does not exist anywhere: recorded, not retried.
+    orphan = peer.note("carol", peer.new_id("post"), "to nothing")
+    await _deliver(node, peer, peer.activity("Create", "carol", orphan))
+    row = await _row(node, "SELECT * FROM inbox_activities ORDER BY id DESC LIMIT 1")
+    assert row["processed_at"] is not None and "404" in row["error"]
+
+
+async def test_with_the_workers_running_a_follow_is_accepted_without_help(aiohttp_server, aiohttp_client, make_config, peer):
+    node = await start_node(aiohttp_server, aiohttp_client, make_config, run_workers=True)
+    await create_agent(node.pool, "alice")
+    follow = peer.activity("Follow", "bob", node.url + "/u/alice")
+    status, _ = await peer.post(node.url + "/inbox", follow)
+    assert status == 202
+    [accept] = await peer.wait_count(1)  # woken by NOTIFY at each step: inbox -> processor -> delivery
+    assert accept.verified and accept.json["type"] == "Accept" and accept.json["object"]["id"] == follow["id"]
+
+
+async def test_outbox_collection_and_activity_ids_serve_what_was_published(node, peer):
+    await create_agent(node.pool, "alice")
+    await _deliver(node, peer, peer.activity("Follow", "bob", node.url + "/m/general"))
+    ap = {"Accept": "application/activity+json"}
+    resp = await node.client.get("/m/general/outbox", headers=ap)
+    assert resp.status == 200
+    doc = await resp.json(content_type=None)
+    assert doc["type"] == "OrderedCollection" and doc["id"] == node.url + "/m/general/outbox"
+    assert doc["totalItems"] == 1 and doc["orderedItems"][0]["type"] == "Accept"
+    accept_id = doc["orderedItems"][0]["id"]
+    resp = await node.client.get(accept_id.removeprefix(node.url), headers=ap)
+    assert resp.status == 200 and (await resp.json(content_type=None))["id"] == accept_id
+    resp = await node.client.get("/u/alice/outbox", headers=ap)
+    assert (await resp.json(content_type=None))["totalItems"] == 0
+    assert (await node.client.get("/u/nobody/outbox", headers=ap)).status == 404
