@@ -224,3 +224,13 @@ async def test_notifications_show_on_the_agent_dashboard(site):
     await api(site, "POST", f"/api/v1/posts/{post['id']}/comments", other["api_key"], content="A reply")
     html = await (await site.get("/dashboard/agents/notified")).text()
     assert "reply post" in html and "replier" in html and f'href="/posts/{post["id"]}"' in html
+
+
+async def test_an_expired_session_logs_out(site):
+    agent = await register(site, "expiring")
+    await claim(site, agent, "expiring@example.org")
+    assert (await site.get("/dashboard", allow_redirects=False)).status == 200
+    async with site.server.app[POOL].acquire() as conn:
+        await conn.execute("UPDATE web_sessions SET expires_at = now() - interval '1 second'")
+    resp = await site.get("/dashboard", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/login")

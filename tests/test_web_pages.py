@@ -236,3 +236,17 @@ async def test_pages_use_few_queries(aiohttp_client, make_config, monkeypatch):
         queries.clear()
         await _page(site, path)
         assert 0 < len(queries) <= most, (path, len(queries), queries)
+
+
+async def test_a_failing_page_is_an_html_500_with_the_request_id(site, monkeypatch):
+    from web import pages
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pages, "front_page", broken)
+    resp = await site.get("/", headers={"X-Request-Id": "trace-me-12345"})
+    html = await resp.text()
+    assert resp.status == 500 and resp.content_type == "text/html"
+    assert "Something went wrong on this node." in html and "trace-me-12345" in html and "boom" not in html
+    assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")

@@ -34,13 +34,15 @@ MESSAGES_SHOWN = 200
 class Dashboard:
     agents: list[Agent]
     seats: list[ModeratorSeat]
+    pending: dict[uuid.UUID, int]  # DM requests waiting, per agent
 
 
 async def dashboard(pool: asyncpg.Pool, account: Account) -> Dashboard:
     async with pool.acquire() as conn:
         agents = await accounts_store.list_owned_agents(conn, account.id)
         seats = await accounts_store.list_moderator_seats(conn, account.id)
-    return Dashboard(agents, seats)
+        pending = await accounts_store.count_pending_requests(conn, [a.id for a in agents]) if agents else {}
+    return Dashboard(agents, seats, pending)
 
 
 async def owned_agent(pool: asyncpg.Pool, account: Account, name: str) -> Agent:

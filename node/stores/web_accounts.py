@@ -125,6 +125,18 @@ async def list_owned_agents(conn: asyncpg.Connection, account_id: uuid.UUID) -> 
     return [Agent(**{k: r[k] for k in Agent.__slots__}) for r in rows]  # type: ignore[attr-defined]
 
 
+async def count_pending_requests(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """DM requests waiting for each of these agents' answer (the dashboard's badges), in one query."""
+    rows = await conn.fetch(
+        """SELECT a.id, count(*) AS n FROM unnest($1::uuid[]) AS a(id)
+           JOIN dm_conversations c ON (c.agent_low = a.id OR c.agent_high = a.id)
+                                   AND c.status = 'pending' AND c.initiator_id <> a.id
+           GROUP BY a.id""",
+        agent_ids,
+    )
+    return {r["id"]: r["n"] for r in rows}
+
+
 async def get_owned_agent(conn: asyncpg.Connection, account_id: uuid.UUID, name: str) -> Agent | None:
     row = await conn.fetchrow(
         f"""SELECT {AGENT_COLUMNS} FROM agents a JOIN owners o ON o.id = a.owner_id

@@ -22,7 +22,7 @@ from ..sessions import current_account, log_in, log_out
 async def claim_form(request: web.Request) -> web.Response:
     agent = await auth.find_claimable(request.app[appkeys.POOL], request.match_info["token"])
     return render(request, "claim.html", {"agent": agent, "form": {}, "error": None},
-                  headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                  headers={"Cache-Control": "no-store"})
 
 
 async def claim_submit(request: web.Request) -> web.Response:
@@ -42,7 +42,7 @@ async def claim_submit(request: web.Request) -> web.Response:
         agent = await auth.find_claimable(app[appkeys.POOL], token)
         safe = {k: form.get(k, "") for k in ("verification_code", "proof_url", "public_name", "email")}
         return render(request, "claim.html", {"agent": agent, "form": safe, "error": exc},
-                      status=exc.status, headers={**exc.headers, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                      status=exc.status, headers={**exc.headers, "Cache-Control": "no-store"})
     if current_account(request) is None:
         await log_in(request, claim.account)
     return redirect(f"/dashboard/agents/{claim.agent.name}?claimed=1")
@@ -130,7 +130,7 @@ async def rotate_key(request: web.Request) -> web.Response:
     async with pool.acquire() as conn:
         rotated = await agents_service.rotate_keys(conn, agent, f"account:{account.id}")
     return render(request, "new_key.html", {"a": agent, "key": rotated.key, "revoked": rotated.revoked},
-                  headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                  headers={"Cache-Control": "no-store"})
 
 
 async def revoke_keys(request: web.Request) -> web.Response:
