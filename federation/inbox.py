@@ -167,9 +167,11 @@ class InboxProcessor:
     async def run_once(self) -> int:
         async with self.app[appkeys.POOL].acquire() as conn:
             items = await queues.claim_inbox_batch(conn, self.batch_size, self.lease_seconds)
-        for item in items:
-            if self._stopping:
-                break  # the rest keep their lease and come back when it ends
+        for i, item in enumerate(items):
+            if self._stopping:  # the rest are given back, so that the next process takes them at once
+                async with self.app[appkeys.POOL].acquire() as conn:
+                    await queues.release_inbox_leases(conn, [it.id for it in items[i:]])
+                break
             await self.process(item)
         return len(items)
 

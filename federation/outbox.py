@@ -275,6 +275,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._last_prune = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
@@ -294,6 +295,7 @@ class OutboxWorker:
             self._wake.clear()
             try:
                 count = await self.run_once()
+                await self.prune_if_due()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("outbox worker: %s; retrying shortly", exc)
                 await asyncio.sleep(1)
@@ -304,6 +306,17 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except TimeoutError:
                 pass
+
+    async def prune_if_due(self) -> None:
+        """Old finished queue rows go, at most once an hour per process."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        async with self.pool.acquire() as conn:
+            removed = await queues.prune(conn)
+        if removed:
+            log.info("pruned %d finished federation queue rows", removed)
 
     async def run_once(self) -> int:
         """Process one batch of events; returns how many were taken."""

@@ -78,6 +78,14 @@ async def schedule_inbox_retry(conn: asyncpg.Connection, item_id: int, delay_sec
     )
 
 
+async def release_inbox_leases(conn: asyncpg.Connection, item_ids: list[int]) -> None:
+    """Items a stopping processor did not get to are due again at once."""
+    await conn.execute(
+        "UPDATE inbox_activities SET next_attempt_at = now() WHERE id = ANY($1::bigint[]) AND processed_at IS NULL",
+        item_ids,
+    )
+
+
 async def seconds_until_inbox_due(conn: asyncpg.Connection) -> float | None:
     value = await conn.fetchval(
         """SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM inbox_activities
@@ -375,6 +383,24 @@ async def seconds_until_delivery_due(conn: asyncpg.Connection) -> float | None:
            WHERE d.delivered_at IS NULL AND d.failed_at IS NULL"""
     )
     return None if value is None else max(0.0, float(value))
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+
+async def prune(conn: asyncpg.Connection, *, events_days: int = 7, inbox_days: int = 30, deliveries_days: int = 14) -> int:
+    """Forget finished work: processed events, old received activities (ids older than any redelivery a
+    peer would still attempt), and delivered or abandoned deliveries. Published activities stay (outboxes)."""
+    total = 0
+    for sql, days in (
+        ("DELETE FROM outbox_events WHERE processed_at < now() - make_interval(days => $1)", events_days),
+        ("DELETE FROM inbox_activities WHERE processed_at < now() - make_interval(days => $1)", inbox_days),
+        ("""DELETE FROM deliveries WHERE coalesce(delivered_at, failed_at) < now() - make_interval(days => $1)""",
+         deliveries_days),
+    ):
+        status = await conn.execute(sql, days)
+        total += int(status.rsplit(" ", 1)[1])
+    return total
 
 
 def dumps(body: dict[str, Any]) -> bytes:

@@ -42,8 +42,16 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     outbox = OutboxWorker(pool, cfg, on_deliveries=delivery.wake)
     workers = Workers(InboxProcessor(app), outbox, delivery)
     app[WORKERS] = workers
-    if not cfg.federation.enabled or app.get(RUN_WORKERS) is False:
+    if app.get(RUN_WORKERS) is False:
         yield
+        return
+    if not cfg.federation.enabled:
+        # Services still record events; the outbox worker marks them done (and prunes) so none pile up.
+        outbox.start()
+        try:
+            yield
+        finally:
+            await outbox.stop()
         return
     # One connection listens for all three channels: NOTIFY wakes the worker at once (other processes'
     # writes included); each worker still polls, so a lost notification only delays, never loses, work.

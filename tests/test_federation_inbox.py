@@ -444,3 +444,46 @@ async def test_outbox_collection_and_activity_ids_serve_what_was_published(node,
     resp = await node.client.get("/u/alice/outbox", headers=ap)
     assert (await resp.json(content_type=None))["totalItems"] == 0
     assert (await node.client.get("/u/nobody/outbox", headers=ap)).status == 404
+
+
+async def test_a_stopping_processor_gives_its_leases_back(node, peer):
+    await create_agent(node.pool, "alice")
+    for name in ("bob", "carol"):
+        status, _ = await peer.post(node.url + "/inbox", peer.activity("Follow", name, node.url + "/u/alice"))
+        assert status == 202
+    processor = node.workers.inbox
+    processor._stopping = True  # as stop() leaves it, between claiming a batch and processing it
+    assert await processor.run_once() == 2
+    assert await _val(node, "SELECT count(*) FROM inbox_activities WHERE processed_at IS NULL AND next_attempt_at <= now()") == 2
+    processor._stopping = False
+    assert await processor.run_once() == 2
+    assert await _val(node, "SELECT follower_count FROM agents WHERE name = 'alice'") == 2
+
+
+async def test_finished_queue_rows_are_pruned_and_pending_ones_kept(node, peer):
+    from federation import queues
+
+    await create_agent(node.pool, "alice")
+    await _deliver(node, peer, peer.activity("Follow", "bob", node.url + "/u/alice"))
+    await node.workers.delivery.run_once()
+    status, _ = await peer.post(node.url + "/inbox", peer.activity("Follow", "carol", node.url + "/u/alice"))
+    async with node.pool.acquire() as conn:
+        await conn.execute("UPDATE inbox_activities SET received_at = now() - interval '60 days', processed_at = now() - interval '40 days' WHERE processed_at IS NOT NULL")
+        await conn.execute("UPDATE deliveries SET delivered_at = now() - interval '20 days'")
+        assert await queues.prune(conn) == 2
+        assert await conn.fetchval("SELECT count(*) FROM inbox_activities") == 1  # carol's, pending
+        assert await conn.fetchval("SELECT count(*) FROM deliveries") == 0
+        assert await conn.fetchval("SELECT count(*) FROM activities") == 1  # the outbox keeps its history
+
+
+async def test_with_federation_disabled_inboxes_are_404_and_events_are_only_marked_done(
+    aiohttp_server, aiohttp_client, make_config, peer
+):
+    node = await start_node(aiohttp_server, aiohttp_client, make_config, federation={"enabled": False})
+    alice, key = await create_agent(node.pool, "alice")
+    status, _ = await peer.post(node.url + "/inbox", peer.activity("Follow", "bob", node.url + "/u/alice"))
+    assert status == 404
+    await node.client.post("/api/v1/posts", json={"submolt_name": "general", "title": "quiet"}, headers=auth(key))
+    assert await node.workers.outbox.run_once() == 1
+    assert await _val(node, "SELECT count(*) FROM outbox_events WHERE processed_at IS NULL") == 0
+    assert await _val(node, "SELECT count(*) FROM activities") == 0
