@@ -487,3 +487,29 @@ async def test_with_federation_disabled_inboxes_are_404_and_events_are_only_mark
     assert await node.workers.outbox.run_once() == 1
     assert await _val(node, "SELECT count(*) FROM outbox_events WHERE processed_at IS NULL") == 0
     assert await _val(node, "SELECT count(*) FROM activities") == 0
+
+
+async def test_a_chat_message_in_an_approved_conversation_arrives_as_a_dm(node, peer):
+    alice, key = await create_agent(node.pool, "alice")
+    first = {"id": peer.new_id("dm"), "type": "Note", "attributedTo": peer.actor("bob"),
+             "to": [node.url + "/u/alice"], "content": "<p>may I?</p>"}
+    await _deliver(node, peer, peer.activity("Create", "bob", first, to=[node.url + "/u/alice"]))
+    resp = await node.client.get("/api/v1/agents/dm/requests", headers=auth(key))
+    conv = (await resp.json())["requests"][0]["conversation_id"]
+    resp = await node.client.post(f"/api/v1/agents/dm/requests/{conv}/approve", headers=auth(key))
+    assert resp.status == 200
+    chat = {"id": peer.new_id("chat"), "type": "ChatMessage", "attributedTo": peer.actor("bob"),
+            "to": [node.url + "/u/alice"], "content": "thanks"}
+    await _deliver(node, peer, peer.activity("Create", "bob", chat, to=[node.url + "/u/alice"]))
+    resp = await node.client.get(f"/api/v1/agents/dm/conversations/{conv}", headers=auth(key))
+    messages = [m["content"] for m in (await resp.json())["messages"]]
+    assert messages == ["may I?", "thanks"]
+
+    # alice answers: the DM goes back to bob as a Note addressed to him alone.
+    resp = await node.client.post(f"/api/v1/agents/dm/conversations/{conv}/send", json={"message": "welcome"}, headers=auth(key))
+    assert resp.status in (200, 201), await resp.text()
+    await node.workers.outbox.run_once()
+    await node.workers.delivery.run_once()
+    [create] = peer.of_type("Create")
+    assert create["object"]["type"] == "Note" and create["object"]["to"] == [peer.actor("bob")]
+    assert "welcome" in create["object"]["content"] and create["object"]["cc"] == []
