@@ -11,14 +11,15 @@ from node.outbox import record_event
 from node.services import comments as comments_service
 from node.services import messages as messages_service
 from node.services import posts as posts_service
+from node.stores import comments as comments_store
 from node.stores import posts as posts_store
 from node.stores import submolts as submolts_store
 
 from . import content_store as cs
 from . import urls
 from .inbound import (
-    Content, Inbound, Permanent, announce_if_local_group, fetch_document, find_content, find_submolt, link_of,
-    load_agent, markdown_of, published_of, remote_agent,
+    Content, Inbound, Permanent, Tx, announce_if_local_group, fetch_document, find_content, find_submolt, link_of,
+    load_agent, markdown_of, published_of, remote_agent, require_vouched,
 )
 from .jsonld import first_id, get_str, get_type, has_type, ids
 from .resolve import resolve_actor
@@ -173,7 +174,8 @@ async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
 
 
 async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
-    """The author's delete (a soft delete, as locally); a moderator's, with a summary, is a removal."""
+    """The author's delete (a soft delete, as locally); in a remote submolt, one by another actor announced by
+    its Group is a moderator's removal. Local submolts are moderated here, through the services' rules."""
     actor_url = first_id(activity.get("actor"))
     object_url = first_id(activity.get("object"))
     if object_url == actor_url:
@@ -186,7 +188,13 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
     actor = await remote_agent(ctx, actor_url)
     reason = get_str(activity, "summary")
     async with ctx.transaction() as tx:
+        await require_vouched(tx.conn, ctx, content, actor_url)
         agent = await load_agent(tx.conn, actor)
+        if agent.id != content.author_id and ctx.announced_by is not None:
+            group = await cs.get_submolt_row(tx.conn, content.submolt_id)
+            if group is not None and not group.is_local and group.actor_url == ctx.announced_by:
+                await _remove_for_remote_group(tx, content, agent.id, reason)  # its moderators' decision
+                return
         try:
             if content.kind == "post":
                 await posts_service.delete_post(tx.pool, agent, content.id, reason)
@@ -195,6 +203,31 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
         except ReefError as exc:
             raise Permanent(f"delete refused: {exc.error}") from None
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, actor.domain or "")
+
+
+async def _remove_for_remote_group(tx: Tx, content: Content, moderator_id: Any, reason: str | None) -> None:
+    """A removal in a remote submolt, announced by its Group: Lemmy's moderators are that Group's, not ours,
+    so the services' local-moderator check cannot apply. Counters move as the services move them."""
+    if content.kind == "post":
+        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
+        if post is None or post.is_removed:
+            return
+        await posts_store.mark_removed(tx.conn, post.id, removed_by=moderator_id, reason=reason)
+        if post.is_visible:
+            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, -1)
+        return
+    comment_refs = content.comment
+    assert comment_refs is not None
+    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
+    comment = await comments_store.lock_comment(tx.conn, content.id)
+    if comment is None or comment.is_removed:
+        return
+    await comments_store.mark_comment_removed(tx.conn, comment.id, moderator_id, reason)
+    if comment.is_live:
+        if comment.parent_id is not None:
+            await comments_store.add_reply_count(tx.conn, comment.parent_id, -1)
+        await comments_store.add_post_comment_count(tx.conn, comment.post_id, -1)
+        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, -1)
 
 
 # --- DMs ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from . import outbox, urls
 from .content_handlers import handle_create, handle_delete, handle_update, ensure_content
 from .inbound import (
     Inbound, Permanent, Tx, announce_if_local_group, fetch_document, find_content, find_content_by_id, load_agent,
-    remote_actor, remote_agent, strip_context,
+    remote_actor, remote_agent, require_vouched, strip_context,
 )
 from .jsonld import first_id, get_type
 
@@ -130,6 +130,8 @@ async def _undo_vote(ctx: Inbound, activity: dict[str, Any], inner: Any) -> None
                 return  # a vote on something we never had: nothing to undo
             kind, target_id = content.kind, content.id
         content = await find_content_by_id(tx.conn, kind, target_id)
+        if content is not None:
+            await require_vouched(tx.conn, ctx, content, voter.actor_url)
         try:
             await votes_service.vote(tx.pool, agent, kind, target_id, None, toggle=False)  # type: ignore[arg-type]
         except ReefError as exc:
@@ -148,6 +150,7 @@ async def handle_vote(ctx: Inbound, activity: dict[str, Any]) -> None:
     content = await ensure_content(ctx, object_url)
     value = 1 if get_type(activity) == "Like" else -1
     async with ctx.transaction() as tx:
+        await require_vouched(tx.conn, ctx, content, voter.actor_url)
         agent = await load_agent(tx.conn, voter)
         try:
             await votes_service.vote(tx.pool, agent, content.kind, content.id, value, toggle=False)  # type: ignore[arg-type]

@@ -313,3 +313,13 @@ async def find_content_by_id(conn: asyncpg.Connection, kind: str, target_id: Any
         return Content("post", post, None) if post else None
     comment = await cs.get_comment_refs(conn, target_id)
     return Content("comment", None, comment) if comment else None
+
+
+async def require_vouched(conn: asyncpg.Connection, ctx: Inbound, content: Content, actor_url: str | None) -> None:
+    """An announced activity by an actor of another host than the Group is taken on the Group's word only
+    for content of that Group's own submolt (a Group cannot speak for what happens elsewhere)."""
+    if ctx.announced_by is None or urls.host_of(actor_url or "") == urls.host_of(ctx.announced_by):
+        return
+    group = await cs.get_submolt_row(conn, content.submolt_id)
+    if group is None or group.is_local or group.actor_url != ctx.announced_by:
+        raise Permanent(f"{ctx.announced_by} announced an activity about content of another submolt")

@@ -513,3 +513,34 @@ async def test_a_chat_message_in_an_approved_conversation_arrives_as_a_dm(node, 
     [create] = peer.of_type("Create")
     assert create["object"]["type"] == "Note" and create["object"]["to"] == [peer.actor("bob")]
     assert "welcome" in create["object"]["content"] and create["object"]["cc"] == []
+
+
+async def test_a_remote_groups_moderator_removal_is_applied_and_groups_speak_only_for_their_own(node, peer, peer2):
+    peer.groups.update({"news", "other"})
+    news, other = peer.actor("news"), peer.actor("other")
+    page = peer.page("bob", news, "Removable")
+    await _deliver(node, peer, peer.activity("Announce", "news", peer.activity("Create", "bob", page)))
+    elsewhere = peer.page("bob", other, "In another group")
+    await _deliver(node, peer, peer.activity("Announce", "other", peer.activity("Create", "bob", elsewhere)))
+    news_id = await _val(node, "SELECT id FROM submolts WHERE actor_url = $1", news)
+    assert await _val(node, "SELECT post_count FROM submolts WHERE id = $1", news_id) == 1
+
+    # news vouches for a vote from another host on its own post, not on the other group's post.
+    await _deliver(node, peer, peer.activity("Announce", "news", peer2.activity("Like", "zoe", page["id"])))
+    assert await _val(node, "SELECT score FROM posts WHERE ap_id = $1", page["id"]) == 1
+    await _deliver(node, peer, peer.activity("Announce", "news", peer2.activity("Like", "zoe", elsewhere["id"])))
+    assert await _val(node, "SELECT score FROM posts WHERE ap_id = $1", elsewhere["id"]) == 0
+    assert "another submolt" in await _val(node, "SELECT error FROM inbox_activities ORDER BY id DESC LIMIT 1")
+
+    note = peer.note("carol", page["id"], "spam", audience=news)
+    await _deliver(node, peer, peer.activity("Announce", "news", peer.activity("Create", "carol", note)))
+    assert await _val(node, "SELECT comment_count FROM posts WHERE ap_id = $1", page["id"]) == 1
+    await _deliver(node, peer, peer.activity("Announce", "news", peer.activity("Delete", "mod", note["id"])))
+    assert await _val(node, "SELECT is_removed FROM comments WHERE ap_id = $1", note["id"])
+    assert await _val(node, "SELECT comment_count FROM posts WHERE ap_id = $1", page["id"]) == 0
+
+    removal = peer.activity("Delete", "mod", page["id"], summary="off topic")
+    await _deliver(node, peer, peer.activity("Announce", "news", removal))
+    post = await _row(node, "SELECT * FROM posts WHERE ap_id = $1", page["id"])
+    assert post["is_removed"] and post["removed_reason"] == "off topic" and not post["is_deleted"]
+    assert await _val(node, "SELECT post_count FROM submolts WHERE id = $1", news_id) == 0
