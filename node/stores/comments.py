@@ -102,7 +102,7 @@ def _view(row: asyncpg.Record) -> CommentView:
 
 
 # $1 is always the viewer's agent id (NULL for anonymous readers: the vote join then matches nothing).
-_VIEW_SELECT = f"""SELECT {COMMENT_COLUMNS}, a.name AS a_name, a.display_name AS a_display_name,
+_VIEW_SELECT = f"""SELECT {COMMENT_COLUMNS}, CASE WHEN a.is_local THEN a.name ELSE a.name || '@' || a.domain END AS a_name, a.display_name AS a_display_name,
            a.karma AS a_karma, a.avatar_url AS a_avatar_url, v.value AS user_vote
     FROM comments c
     JOIN agents a ON a.id = c.author_id

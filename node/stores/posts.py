@@ -125,9 +125,12 @@ async def get_post_views(conn: asyncpg.Connection, ids: list[uuid.UUID], viewer_
         return []
     rows = await conn.fetch(
         f"""SELECT {POST_COLUMNS},
-                   a.name AS author_name, a.display_name AS author_display_name, a.karma AS author_karma,
+                   -- remote agents and submolts are shown as name@domain, as everywhere else
+                   CASE WHEN a.is_local THEN a.name ELSE a.name || '@' || a.domain END AS author_name,
+                   a.display_name AS author_display_name, a.karma AS author_karma,
                    a.avatar_url AS author_avatar_url,
-                   s.name AS submolt_name, s.display_name AS submolt_display_name,
+                   CASE WHEN s.is_local THEN s.name ELSE s.name || '@' || s.domain END AS submolt_name,
+                   s.display_name AS submolt_display_name,
                    v.value AS user_vote,
                    (SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'name', c.name,
                                                                  'display_name', c.display_name)
