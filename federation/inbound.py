@@ -21,7 +21,7 @@ from . import actor_store, outbox, queues, urls
 from . import content_store as cs
 from .actor_store import RemoteActor
 from .fetch import FetchError, FetchGone, FetchNotFound, FetchRefused, fetcher_of
-from .jsonld import first_id, get_str, ids
+from .jsonld import first_id, get_str, get_type, ids
 from .resolve import html_to_text, resolve_actor
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,17 @@ async def announce_if_local_group(ctx: Inbound, tx: Tx, submolt_id: Any, activit
     group = await cs.get_submolt_row(tx.conn, submolt_id)
     if group is None or not group.is_local:
         return
-    inboxes = [i for i in await cs.remote_subscriber_inboxes(tx.conn, submolt_id) if urls.host_of(i) != sender_host]
+    audience = set(await cs.remote_subscriber_inboxes(tx.conn, submolt_id))
+    # The node of the thread's post holds the thread, subscribed or not (Lemmy #838: it never hears otherwise).
+    obj = activity.get("object")
+    about = first_id(obj.get("object")) if isinstance(obj, dict) and get_type(obj) in ("Like", "Dislike") else first_id(obj)
+    content = await find_content(tx.conn, ctx.cfg, about)
+    post_id = None if content is None else (content.id if content.kind == "post" else content.comment.post_id)  # type: ignore[union-attr]
+    post = await cs.get_post_refs(tx.conn, post_id) if post_id is not None else None
+    author = await cs.get_agent_row(tx.conn, post.author_id) if post is not None else None
+    if author is not None and not author.is_local and author.delivery_inbox:
+        audience.add(author.delivery_inbox)
+    inboxes = [i for i in audience if urls.host_of(i) != sender_host]
     if inboxes:
         group_url = urls.submolt_url(ctx.cfg, group.name)
         await outbox.publish(tx.conn, ctx.cfg, outbox.announce(ctx.cfg, group_url, strip_context(activity)), inboxes)

@@ -182,7 +182,9 @@ class InboxProcessor:
         try:
             await handlers.dispatch(ctx, item.body)
         except AlreadyDone:
-            return
+            # Applied before: by another worker, or (an Announce) its inner activity already came directly or
+            # through another Group. Either way this item is done; leaving it leased would retry it forever.
+            pass
         except Permanent as exc:
             error = str(exc)
         except ReefError as exc:

@@ -90,15 +90,21 @@ class _Build:
         return None if row is None or row.is_local else row.delivery_inbox
 
     async def to_submolt(
-        self, submolt_id: uuid.UUID, activity: dict[str, Any], direct: set[str | None]
+        self, submolt_id: uuid.UUID, activity: dict[str, Any], direct: set[str | None],
+        thread_post_id: uuid.UUID | None = None,
     ) -> int:
         """Route a member's activity about content of a submolt: a remote Group gets it in its inbox (and
-        announces it); a local Group announces it to its remote followers, who then need no direct copy."""
+        announces it); a local Group announces it to its remote followers, who then need no direct copy.
+        The node of the thread's post holds the thread subscribed or not, so it hears of it too."""
         group = await cs.get_submolt_row(self.conn, submolt_id)
         assert group is not None
         if not group.is_local:
             return await publish(self.conn, self.cfg, activity, direct | {group.delivery_inbox})
         followers = set(await cs.remote_subscriber_inboxes(self.conn, submolt_id))
+        post = await cs.get_post_refs(self.conn, thread_post_id) if thread_post_id is not None else None
+        origin = await self.agent_inbox(post.author_id) if post is not None else None
+        if origin:
+            followers.add(origin)
         sent = 0
         if followers:
             sent += await publish(self.conn, self.cfg, announce(self.cfg, actor_url(self.cfg, group), activity), followers)
@@ -153,7 +159,7 @@ async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
             direct.add(await b.agent_inbox(refs.author_id))
             if (ev.data or {}).get("reason"):
                 activity["summary"] = ev.data["reason"]
-    return await b.to_submolt(refs.submolt_id, activity, direct)
+    return await b.to_submolt(refs.submolt_id, activity, direct, refs.post_id)
 
 
 async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
@@ -166,13 +172,13 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
         if refs is None:
             return 0
         object_url = urls.post_id_url(b.cfg, refs.id, refs.is_local, refs.ap_id)
-        author_id, submolt_id = refs.author_id, refs.submolt_id
+        author_id, submolt_id, post_id = refs.author_id, refs.submolt_id, refs.id
     else:
         crefs = await cs.get_comment_refs(b.conn, ev.object_id)
         if crefs is None:
             return 0
         object_url = urls.comment_id_url(b.cfg, crefs.id, crefs.is_local, crefs.ap_id)
-        author_id, submolt_id = crefs.author_id, crefs.submolt_id
+        author_id, submolt_id, post_id = crefs.author_id, crefs.submolt_id, crefs.post_id
     group_row = await cs.get_submolt_row(b.conn, submolt_id)
     assert group_row is not None
     group = actor_url(b.cfg, group_row)
@@ -187,7 +193,7 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
             "id": new_activity_id(b.cfg), "type": vote_type, "actor": actor_id, "object": object_url, "audience": group,
         }
         activity = _activity(b.cfg, "Undo", actor_id, inner, audience=group)
-    return await b.to_submolt(submolt_id, activity, {await b.agent_inbox(author_id)})
+    return await b.to_submolt(submolt_id, activity, {await b.agent_inbox(author_id)}, post_id)
 
 
 async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:

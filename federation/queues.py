@@ -66,7 +66,7 @@ async def lock_unprocessed_inbox_item(conn: asyncpg.Connection, item_id: int) ->
 
 async def mark_inbox_processed(conn: asyncpg.Connection, item_id: int, error: str | None = None) -> None:
     await conn.execute(
-        "UPDATE inbox_activities SET processed_at = now(), error = $2 WHERE id = $1", item_id, error
+        "UPDATE inbox_activities SET processed_at = now(), error = $2 WHERE id = $1 AND processed_at IS NULL", item_id, error
     )
 
 

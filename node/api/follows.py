@@ -13,14 +13,23 @@ from ..services import follows as service
 from .feeds import paging_args
 
 
+async def _target(request: web.Request) -> str:
+    """The name in the path; name@host of another node is looked up (WebFinger, actor) and stored first."""
+    name = request.match_info["name"]
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if "@" in name.strip().lstrip("@") and resolver is not None:
+        return await resolver.lookup_agent(name.strip())
+    return name
+
+
 async def follow(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    return ok(await service.set_following(request.app[appkeys.POOL], agent, request.match_info["name"], True))
+    return ok(await service.set_following(request.app[appkeys.POOL], agent, await _target(request), True))
 
 
 async def unfollow(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    return ok(await service.set_following(request.app[appkeys.POOL], agent, request.match_info["name"], False))
+    return ok(await service.set_following(request.app[appkeys.POOL], agent, await _target(request), False))
 
 
 async def followers(request: web.Request) -> web.Response:

@@ -15,9 +15,18 @@ async def check(request: web.Request) -> web.Response:
     return ok(await service.check(request.app[appkeys.POOL], require_agent(request)))
 
 
+async def _resolve_to(request: web.Request, body: dict) -> dict:
+    """'to' as name@host of another node: looked up (WebFinger, actor) and stored first."""
+    to = body.get("to")
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if isinstance(to, str) and "@" in to.strip().lstrip("@") and resolver is not None:
+        return {**body, "to": await resolver.lookup_agent(to.strip())}
+    return body
+
+
 async def request_dm(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    body = await read_json(request)
+    body = await _resolve_to(request, await read_json(request))
     app = request.app
     result = await service.request_conversation(app[appkeys.POOL], app[REALTIME].bus, app[appkeys.CONFIG], agent, body)
     return ok(result, status=201)
@@ -69,8 +78,8 @@ async def send(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     """The seed's POST /messages {to, content}: sent, or (no conversation yet) a request that waits."""
     agent = require_agent(request)
-    body = await read_json(request)
-    to = get_str(body, "to", required=True, max_len=64) or ""
+    body = await _resolve_to(request, await read_json(request))
+    to = get_str(body, "to", required=True, max_len=300) or ""
     text, needs_human = service.parse_message(body, "content", "message")
     app = request.app
     result, delivered = await service.send_to(app[appkeys.POOL], app[REALTIME].bus, app[appkeys.CONFIG], agent, to, text, needs_human)

@@ -18,6 +18,11 @@ def _post_id(request: web.Request) -> uuid.UUID:
 async def create_post(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
+    # Posting into name@host, a submolt of another node: look it up (WebFinger, actor) and store it first.
+    submolt = body.get("submolt_name") or body.get("submolt")
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if isinstance(submolt, str) and "@" in submolt and resolver is not None:
+        body = {**body, "submolt_name": await resolver.lookup_submolt(submolt.strip())}
     # The post slot is taken first and given back if the post is refused, so a bad body costs nothing.
     async with action_limit(request.app, request.app[appkeys.CONFIG], agent, "post"):
         result = await service.create_post(request.app[appkeys.POOL], agent, body)

@@ -44,14 +44,23 @@ async def update_settings(request: web.Request) -> web.Response:
     return ok(await service.update_settings(request.app[appkeys.POOL], agent, name, body))
 
 
+async def _named(request: web.Request) -> str:
+    """The name in the path; name@host of another node is looked up (WebFinger, actor) and stored first."""
+    name = request.match_info["name"]
+    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
+    if "@" in name and resolver is not None:
+        return await resolver.lookup_submolt(name)
+    return name
+
+
 async def subscribe(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    return ok(await service.subscribe(request.app[appkeys.POOL], agent, request.match_info["name"]))
+    return ok(await service.subscribe(request.app[appkeys.POOL], agent, await _named(request)))
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     agent = require_agent(request)
-    return ok(await service.unsubscribe(request.app[appkeys.POOL], agent, request.match_info["name"]))
+    return ok(await service.unsubscribe(request.app[appkeys.POOL], agent, await _named(request)))
 
 
 async def list_moderators(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ def _no_agent(name: str) -> NotFound:
 
 
 async def _require_agent(conn: asyncpg.Connection, name: str) -> Agent:
-    agent = await agents_store.get_local_agent_by_name(conn, name)
+    agent = await agents_store.get_agent_by_handle(conn, name)  # local name, or name@domain of a remote agent
     if agent is None:
         raise _no_agent(name)
     return agent

@@ -94,7 +94,7 @@ def check_new_agent(cfg: Config, agent: Agent) -> None:
 
 async def _recipient(conn: asyncpg.Connection, sender: Agent, to: str | None, to_owner: str | None) -> Agent:
     if to:
-        other = await agents_store.get_local_agent_by_name(conn, to.removeprefix("@"))
+        other = await agents_store.get_agent_by_handle(conn, to.removeprefix("@"))  # or name@domain, remote
         if other is None:
             raise NotFound(f"No agent named {to!r}.", "Check the name; GET /api/v1/agents/profile?name=... shows an agent.")
     elif to_owner:
@@ -146,7 +146,7 @@ def _names(*agents: Agent | AgentRef) -> dict[uuid.UUID, str]:
 
 async def request_conversation(pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, body: dict[str, Any]) -> dict[str, Any]:
     """POST /agents/dm/request {to | to_owner, message}: one conversation per pair, pending until approved."""
-    to = get_str(body, "to", max_len=64)
+    to = get_str(body, "to", max_len=300)  # name@domain of a remote agent too
     to_owner = get_str(body, "to_owner", max_len=64)
     message = get_str(body, "message", required=True, max_len=MAX_REQUEST)
     return await open_conversation(pool, bus, cfg, sender, to, to_owner, message)
@@ -355,13 +355,16 @@ async def send_to(
         conv = await store.get_conversation_for_pair(conn, sender.id, other.id)
     if conv is not None and conv.status == "approved":
         return await send_in_conversation(pool, bus, sender, conv.id, text, needs_human_input), True
-    if conv is not None and conv.status == "pending" and conv.initiator_id != sender.id:
+    # A remote agent answering our agent's request consented on its own node: below, its message opens
+    # the conversation as a request crossing ours would. A local one approves first.
+    if conv is not None and conv.status == "pending" and conv.initiator_id != sender.id and sender.is_local:
         raise Forbidden(
             f"{other.name} asked to talk with you; approve the request before writing.",
             f"POST /api/v1/agents/dm/requests/{conv.id}/approve",
             extra={"conversation_id": str(conv.id), "status": "pending"},
         )
-    result = await open_conversation(pool, bus, cfg, sender, other.name, None, text)
+    handle = other.name if other.is_local or not other.domain else f"{other.name}@{other.domain}"
+    result = await open_conversation(pool, bus, cfg, sender, handle, None, text)
     return result, result["status"] == "approved"
 
 

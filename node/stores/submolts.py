@@ -84,7 +84,16 @@ async def get_submolt(conn: asyncpg.Connection, submolt_id: uuid.UUID, *, for_up
 
 
 async def get_submolt_by_name(conn: asyncpg.Connection, name: str) -> Submolt | None:
-    """The submolt with this name, case-insensitively; a local one wins over a remote namesake."""
+    """The submolt with this name, case-insensitively; a local one wins over a remote namesake.
+    A remote one by name@domain (as federation stored it)."""
+    local_name, at, domain = name.rpartition("@")
+    if at:
+        row = await conn.fetchrow(
+            f"""SELECT {SUBMOLT_COLUMNS} FROM submolts s
+                WHERE lower(s.name) = lower($1) AND s.domain = lower($2) AND NOT s.is_local""",
+            local_name, domain,
+        )
+        return _submolt(row) if row else None
     row = await conn.fetchrow(
         f"""SELECT {SUBMOLT_COLUMNS} FROM submolts s WHERE lower(s.name) = lower($1)
             ORDER BY s.is_local DESC LIMIT 1""",
