@@ -6,7 +6,7 @@ import datetime as dt
 import email.utils
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,6 +103,8 @@ class DeliveryWorker:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0  # POSTs answered 2xx by this worker (for logs and benchmarks)
+        self.outcomes: Counter[str] = Counter()  # recorded outcomes by result, since start
+        self._progress = asyncio.Condition()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -178,6 +180,9 @@ class DeliveryWorker:
                     await self._record(conn, d, outcome)
                     pending.discard(d.id)
                     host_results[d.host].append(outcome)
+                    async with self._progress:
+                        self.outcomes[outcome.result] += 1
+                        self._progress.notify_all()
             except BaseException:
                 if pending:
                     await asyncio.shield(self._release(sorted(pending)))
@@ -186,6 +191,12 @@ class DeliveryWorker:
         if came_back:
             self.wake()
         return len(due)
+
+    async def wait_for_outcomes(self, predicate: Callable[[Counter[str]], bool], timeout: float = 15.0) -> None:
+        """Wait until the recorded outcomes satisfy predicate (for tests and tools; woken per outcome)."""
+        async with asyncio.timeout(timeout):
+            async with self._progress:
+                await self._progress.wait_for(lambda: predicate(self.outcomes))
 
     async def _release(self, ids: list[int]) -> None:
         async with self.pool.acquire() as conn:
