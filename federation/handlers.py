@@ -48,7 +48,7 @@ async def handle_follow(ctx: Inbound, activity: dict[str, Any]) -> None:
                 target = urls.submolt_url(ctx.cfg, result["submolt"]["name"])
         except ReefError as exc:
             raise Permanent(f"Follow refused: {exc.error}") from None
-        accept = outbox._activity(ctx.cfg, "Accept", target, strip_context(activity), to=[follower.actor_url])
+        accept = outbox.new_activity(ctx.cfg, "Accept", target, strip_context(activity), to=[follower.actor_url])
         await outbox.publish(tx.conn, ctx.cfg, accept, [follower.shared_inbox_url or follower.inbox_url])
 
 

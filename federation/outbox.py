@@ -65,7 +65,8 @@ async def publish(
     return await queues.insert_deliveries(conn, activity_id, targets)
 
 
-def _activity(cfg: Config, type_: str, actor: str, obj: Any, **fields: Any) -> dict[str, Any]:
+def new_activity(cfg: Config, type_: str, actor: str, obj: Any, **fields: Any) -> dict[str, Any]:
+    """An activity of a local actor with a fresh id (addressing and extra fields as keywords)."""
     return {"@context": CONTEXT, "id": new_activity_id(cfg), "type": type_, "actor": actor, "object": obj, **fields}
 
 
@@ -124,13 +125,13 @@ async def _post_event(b: _Build, ev: queues.OutboxEvent) -> int:
     addressing = {"to": [urls.PUBLIC], "cc": [group, urls.followers_url(actor_id)], "audience": group}
     direct: set[str | None] = set()
     if ev.kind in ("post.created", "post.updated"):
-        activity = _activity(b.cfg, "Create" if ev.kind == "post.created" else "Update", actor_id, page, **addressing)
+        activity = new_activity(b.cfg, "Create" if ev.kind == "post.created" else "Update", actor_id, page, **addressing)
         direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
     elif ev.kind == "post.deleted":
-        activity = _activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
+        activity = new_activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
         direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
     else:  # post.removed by a moderator: Lemmy's Delete with a summary, sent to the author as well
-        activity = _activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
+        activity = new_activity(b.cfg, "Delete", actor_id, page["id"], **addressing)
         if (ev.data or {}).get("reason"):
             activity["summary"] = ev.data["reason"]
         direct.add(await b.agent_inbox(refs.author_id))
@@ -151,10 +152,10 @@ async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
     # The author answered is told directly (Lemmy: replies reach the parent's author even unsubscribed).
     direct: set[str | None] = {await b.agent_inbox(refs.replied_author_id)}
     if ev.kind in ("comment.created", "comment.updated"):
-        activity = _activity(b.cfg, "Create" if ev.kind == "comment.created" else "Update", actor_id, note, **addressing)
+        activity = new_activity(b.cfg, "Create" if ev.kind == "comment.created" else "Update", actor_id, note, **addressing)
         direct |= set(await cs.remote_follower_inboxes(b.conn, actor.id))
     else:
-        activity = _activity(b.cfg, "Delete", actor_id, note["id"], **addressing)
+        activity = new_activity(b.cfg, "Delete", actor_id, note["id"], **addressing)
         if ev.kind == "comment.removed":
             direct.add(await b.agent_inbox(refs.author_id))
             if (ev.data or {}).get("reason"):
@@ -185,14 +186,14 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
     actor_id = actor_url(b.cfg, actor)
     vote_type = "Like" if data.get("value") == 1 else "Dislike"
     if ev.kind == "vote.cast":
-        activity = _activity(b.cfg, vote_type, actor_id, object_url, audience=group)
+        activity = new_activity(b.cfg, vote_type, actor_id, object_url, audience=group)
     else:
         # Undo the vote as it was sent; if it never was (no remote audience then), rebuild it.
         original = await queues.latest_activity(b.conn, actor_id, ("Like", "Dislike"), object_url)
         inner = {k: v for k, v in original.items() if k != "@context"} if original else {
             "id": new_activity_id(b.cfg), "type": vote_type, "actor": actor_id, "object": object_url, "audience": group,
         }
-        activity = _activity(b.cfg, "Undo", actor_id, inner, audience=group)
+        activity = new_activity(b.cfg, "Undo", actor_id, inner, audience=group)
     return await b.to_submolt(submolt_id, activity, {await b.agent_inbox(author_id)}, post_id)
 
 
@@ -207,7 +208,7 @@ async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
         return 0
     actor_id, target_id = actor_url(b.cfg, actor), actor_url(b.cfg, target)
     if ev.kind.endswith(".created"):
-        activity = _activity(b.cfg, "Follow", actor_id, target_id, to=[target_id])
+        activity = new_activity(b.cfg, "Follow", actor_id, target_id, to=[target_id])
         if is_sub:
             await cs.set_subscription_state(b.conn, actor.id, target.id, accepted=False, ap_id=activity["id"])
         else:
@@ -217,7 +218,7 @@ async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
         inner = {k: v for k, v in original.items() if k != "@context"} if original else {
             "id": new_activity_id(b.cfg), "type": "Follow", "actor": actor_id, "object": target_id,
         }
-        activity = _activity(b.cfg, "Undo", actor_id, inner, to=[target_id])
+        activity = new_activity(b.cfg, "Undo", actor_id, inner, to=[target_id])
     return await publish(b.conn, b.cfg, activity, [target.delivery_inbox])
 
 
@@ -237,7 +238,7 @@ async def _dm_event(b: _Build, ev: queues.OutboxEvent) -> int:
         "content": paragraphs or "<p></p>", "mediaType": "text/html",
         "source": {"content": msg.content, "mediaType": "text/markdown"}, "published": iso(msg.created_at),
     }
-    activity = _activity(b.cfg, "Create", actor_id, note, to=[to], cc=[])
+    activity = new_activity(b.cfg, "Create", actor_id, note, to=[to], cc=[])
     return await publish(b.conn, b.cfg, activity, [recipient.delivery_inbox], public=False)
 
 
