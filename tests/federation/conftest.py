@@ -208,6 +208,17 @@ class ReefNode:
         finally:
             await conn.close()
 
+    async def follows_accepted(self) -> bool:
+        """Every follow and subscription of a remote actor made here was sent (it has its Follow's id) and
+        accepted. (A new row is accepted until the outbox worker sends its Follow: the id tells them apart.)"""
+        pending = await self.fetchval(
+            """SELECT (SELECT count(*) FROM follows f JOIN agents t ON t.id = f.followee_id
+                       WHERE NOT t.is_local AND NOT (f.accepted AND f.ap_id IS NOT NULL))
+                    + (SELECT count(*) FROM subscriptions s JOIN submolts m ON m.id = s.submolt_id
+                       WHERE NOT m.is_local AND NOT (s.accepted AND s.ap_id IS NOT NULL))"""
+        )
+        return pending == 0
+
     async def deliveries_settled(self) -> bool:
         """Every outbox event turned into activities, every delivery sent (or given up), every received
         activity processed; an AssertionError saying what is still pending otherwise."""
@@ -283,9 +294,11 @@ async def reef_nodes(tmp_path: Path, pg_server: str, pg_template: str, http: aio
     """`nodes = await reef_nodes(3)`: three running nodes; `reef_nodes(2, env={...})` for other settings."""
     group = Nodes(tmp_path, pg_server, pg_template, http)
 
-    async def start(n: int, *, env: dict[str, str] | None = None,
-                    env_for: dict[int, dict[str, str]] | None = None) -> list[ReefNode]:
+    async def start(n: int, *, env: dict[str, str] | None = None, env_for: dict[int, dict[str, str]] | None = None,
+                    configure: Callable[[list[ReefNode]], None] | None = None) -> list[ReefNode]:
         nodes = await group.start(n, env=env, env_for=env_for)
+        if configure is not None:  # settings that name other nodes (their ports are known by now)
+            configure(nodes)
         await group.run(nodes)
         return nodes
 
