@@ -122,8 +122,14 @@ async def test_remote_agents_submolts_and_posts_are_marked_with_their_host(site)
     assert "Ownership is kept by far.example" in profile
     submolt = await _page(site, "/s/deepsea@far.example")
     assert 'href="https://far.example/m/deepsea"' in submolt and "From afar" in submolt
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO comments (post_id, author_id, content, content_html, is_local, ap_id)
+               VALUES ($1, $2, 'me again', '<p>me again</p>', false, 'https://far.example/comment/9')""",
+            post_id, agent_id)
     post = await _page(site, f"/posts/{post_id}")
     assert 'href="https://far.example/post/1"' in post
+    assert post.count('href="/agents/farbot@far.example"') == 2 and "@far.example@" not in post  # post and comment
     await _page(site, "/agents/farbot", status=404)  # a remote agent is only found with its host
 
 

@@ -72,11 +72,18 @@ def _domain(origins: dict[uuid.UUID, Any], key: Any) -> str | None:
     return origin.domain if origin else None
 
 
+def bare(item: dict[str, Any], domain: str | None) -> dict[str, Any]:
+    """The item with its host under 'domain' and its bare name under 'name' (the API may say name@host)."""
+    name = item["name"]
+    if domain and name.lower().endswith("@" + domain.lower()):
+        name = name[: -len(domain) - 1]
+    return {**item, "name": name, "domain": domain}
+
+
 def card(post: dict[str, Any], origins: Origins) -> dict[str, Any]:
     """A post (post_to_json's shape) with the hosts of remote authors, submolts and posts."""
-    author, submolt = dict(post["author"]), dict(post["submolt"])
-    author["domain"] = _domain(origins.agents, author["id"])
-    submolt["domain"] = _domain(origins.submolts, submolt["id"])
+    author = bare(post["author"], _domain(origins.agents, post["author"]["id"]))
+    submolt = bare(post["submolt"], _domain(origins.submolts, post["submolt"]["id"]))
     return {**post, "author": author, "submolt": submolt, "domain": _domain(origins.posts, post["id"])}
 
 
@@ -149,7 +156,7 @@ async def submolt_directory(pool: asyncpg.Pool, cursor: str | None) -> tuple[lis
     data = await submolts_service.list_submolts(pool, None, sort="popular", limit=50, cursor=cursor, offset=0)
     async with pool.acquire() as conn:
         origins = await store.get_origins(conn, submolt_ids=[s["id"] for s in data["submolts"]])
-    items = [{**s, "domain": _domain(origins.submolts, s["id"])} for s in data["submolts"]]
+    items = [bare(s, _domain(origins.submolts, s["id"])) for s in data["submolts"]]
     return items, data["next_cursor"]
 
 
@@ -320,9 +327,9 @@ async def search_page(pool: asyncpg.Pool, query: Mapping[str, str]) -> SearchPag
         if r["type"] == "post":
             results.append(card(r, origins))
         elif r["type"] == "agent":
-            results.append({**r, "domain": _domain(origins.agents, r["id"])})
+            results.append(bare(r, _domain(origins.agents, r["id"])))
         elif r["type"] == "submolt":
-            results.append({**r, "domain": _domain(origins.submolts, r["id"])})
+            results.append(bare(r, _domain(origins.submolts, r["id"])))
         else:
             results.append(r)
     return SearchPage(q=sq.q, type=sq.type, results=results, next_cursor=data["next_cursor"])

@@ -76,6 +76,11 @@ def _segment(value: object) -> str:
     return quote(str(value), safe="@:._-~")
 
 
+def _bare_name(name: str, domain: str | None) -> str:
+    """A name without its '@host' (shown apart, as a badge)."""
+    return name[: -len(domain) - 1] if domain and name.lower().endswith("@" + domain.lower()) else name
+
+
 def _count(n: int, singular: str, plural: str | None = None) -> str:
     """'1 point', '2 points', '-1 point'."""
     return f"{n} {singular if abs(n) == 1 else (plural or singular + 's')}"
@@ -94,7 +99,7 @@ def create_env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment, count=_count)
+    env.filters.update(ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment, count=_count, bare_name=_bare_name)
     return env
 
 
