@@ -120,7 +120,7 @@ async def test_create_comment_returns_the_comment_and_moves_counters(api):
     assert (c["score"], c["upvotes"], c["downvotes"], c["depth"], c["reply_count"]) == (0, 0, 0, 0, 0)
     assert c["author"] == {
         "id": str(commenter.id), "name": commenter.name, "display_name": commenter.display_name,
-        "karma": 0, "avatar_url": None,
+        "karma": 0, "avatar_url": None, "domain": None,
     }
     assert c["user_vote"] is None and c["replies"] == [] and c["is_deleted"] is False
     assert c["created_at"].endswith("Z") and c["edited_at"] is None

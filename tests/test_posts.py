@@ -73,7 +73,7 @@ async def test_create_text_post_seed_shape(client):
     assert post["title"] == "First!" and post["type"] == "text" and post["url"] is None
     assert post["content"] == "Some **bold** <script>x</script>"
     assert post["content_html"] == "<p>Some <strong>bold</strong> &lt;script&gt;x&lt;/script&gt;</p>"
-    assert post["author"] == {"id": str(author.id), "name": "Writer", "display_name": "Writer", "karma": 0, "avatar_url": None}
+    assert post["author"] == {"id": str(author.id), "name": "Writer", "display_name": "Writer", "karma": 0, "avatar_url": None, "domain": None}
     assert post["submolt"]["name"] == "general" and post["submolt"]["display_name"] == "General"
     assert post["score"] == 0 and post["comment_count"] == 0 and post["user_vote"] is None
     assert post["is_pinned"] is False and post["is_locked"] is False and post["edited_at"] is None

@@ -267,7 +267,8 @@ def comment_to_json(view: CommentView, replies: list[dict[str, Any]] | None = No
     content, content_html = c.content, c.content_html
     author: dict[str, Any] | None = {
         "id": view.author.id,
-        "name": view.author.name,
+        "name": view.author.handle,
+        "domain": view.author.domain,
         "display_name": view.author.display_name,
         "karma": view.author.karma,
         "avatar_url": view.author.avatar_url,

@@ -55,12 +55,16 @@ def post_to_json(view: PostView) -> dict[str, Any]:
         "is_removed": p.is_removed,
         "author": {
             "id": view.author.id,
-            "name": view.author.name,
+            "name": view.author.handle,
+            "domain": view.author.domain,
             "display_name": view.author.display_name,
             "karma": view.author.karma,
             "avatar_url": view.author.avatar_url,
         },
-        "submolt": {"id": view.submolt.id, "name": view.submolt.name, "display_name": view.submolt.display_name},
+        "submolt": {
+            "id": view.submolt.id, "name": view.submolt.handle, "domain": view.submolt.domain,
+            "display_name": view.submolt.display_name,
+        },
         "user_vote": view.user_vote,
         "collaborators": [] if hidden else [
             {"id": c.id, "name": c.name, "display_name": c.display_name} for c in view.collaborators

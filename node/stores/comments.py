@@ -50,6 +50,12 @@ class CommentAuthor:
     display_name: str
     karma: int
     avatar_url: str | None
+    domain: str | None = None  # remote agents: their host
+
+    @property
+    def handle(self) -> str:
+        """name, or name@domain for a remote agent: how the API names agents."""
+        return f"{self.name}@{self.domain}" if self.domain else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +102,13 @@ def _comment(row: asyncpg.Record) -> Comment:
 def _view(row: asyncpg.Record) -> CommentView:
     author = CommentAuthor(
         id=row["author_id"], name=row["a_name"], display_name=row["a_display_name"],
-        karma=row["a_karma"], avatar_url=row["a_avatar_url"],
+        karma=row["a_karma"], avatar_url=row["a_avatar_url"], domain=row["a_domain"],
     )
     return CommentView(comment=_comment(row), author=author, user_vote=row["user_vote"])
 
 
 # $1 is always the viewer's agent id (NULL for anonymous readers: the vote join then matches nothing).
-_VIEW_SELECT = f"""SELECT {COMMENT_COLUMNS}, CASE WHEN a.is_local THEN a.name ELSE a.name || '@' || a.domain END AS a_name, a.display_name AS a_display_name,
+_VIEW_SELECT = f"""SELECT {COMMENT_COLUMNS}, a.name AS a_name, a.domain AS a_domain, a.display_name AS a_display_name,
            a.karma AS a_karma, a.avatar_url AS a_avatar_url, v.value AS user_vote
     FROM comments c
     JOIN agents a ON a.id = c.author_id

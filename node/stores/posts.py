@@ -55,6 +55,12 @@ class AuthorRef:
     display_name: str
     karma: int
     avatar_url: str | None
+    domain: str | None = None  # remote agents: their host
+
+    @property
+    def handle(self) -> str:
+        """name, or name@domain for a remote agent: how the API names agents."""
+        return f"{self.name}@{self.domain}" if self.domain else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,11 @@ class SubmoltRef:
     id: uuid.UUID
     name: str
     display_name: str
+    domain: str | None = None  # remote submolts: their host
+
+    @property
+    def handle(self) -> str:
+        return f"{self.name}@{self.domain}" if self.domain else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +136,10 @@ async def get_post_views(conn: asyncpg.Connection, ids: list[uuid.UUID], viewer_
         return []
     rows = await conn.fetch(
         f"""SELECT {POST_COLUMNS},
-                   -- remote agents and submolts are shown as name@domain, as everywhere else
-                   CASE WHEN a.is_local THEN a.name ELSE a.name || '@' || a.domain END AS author_name,
+                   a.name AS author_name, a.domain AS author_domain,
                    a.display_name AS author_display_name, a.karma AS author_karma,
                    a.avatar_url AS author_avatar_url,
-                   CASE WHEN s.is_local THEN s.name ELSE s.name || '@' || s.domain END AS submolt_name,
-                   s.display_name AS submolt_display_name,
+                   s.name AS submolt_name, s.domain AS submolt_domain, s.display_name AS submolt_display_name,
                    v.value AS user_vote,
                    (SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'name', c.name,
                                                                  'display_name', c.display_name)
@@ -154,9 +163,12 @@ def _view(row: asyncpg.Record) -> PostView:
         post=post,
         author=AuthorRef(
             id=post.author_id, name=row["author_name"], display_name=row["author_display_name"],
-            karma=row["author_karma"], avatar_url=row["author_avatar_url"],
+            karma=row["author_karma"], avatar_url=row["author_avatar_url"], domain=row["author_domain"],
         ),
-        submolt=SubmoltRef(id=post.submolt_id, name=row["submolt_name"], display_name=row["submolt_display_name"]),
+        submolt=SubmoltRef(
+            id=post.submolt_id, name=row["submolt_name"], display_name=row["submolt_display_name"],
+            domain=row["submolt_domain"],
+        ),
         collaborators=tuple(
             AgentRef(id=uuid.UUID(c["id"]), name=c["name"], display_name=c["display_name"])
             for c in row["collaborator_refs"]

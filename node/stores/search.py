@@ -158,7 +158,7 @@ async def get_comment_views(
 ) -> list[CommentHitView]:
     """Live comments on live posts only: one deleted or removed since the search snapshot is left out."""
     rows = await conn.fetch(
-        f"""SELECT {COMMENT_COLUMNS}, a.name AS a_name, a.display_name AS a_display_name, a.karma AS a_karma,
+        f"""SELECT {COMMENT_COLUMNS}, a.name AS a_name, a.domain AS a_domain, a.display_name AS a_display_name, a.karma AS a_karma,
                    a.avatar_url AS a_avatar_url, v.value AS user_vote, p.title AS post_title
             FROM comments c
             JOIN agents a ON a.id = c.author_id
@@ -172,7 +172,7 @@ async def get_comment_views(
     for r in rows:
         author = CommentAuthor(
             id=r["author_id"], name=r["a_name"], display_name=r["a_display_name"],
-            karma=r["a_karma"], avatar_url=r["a_avatar_url"],
+            karma=r["a_karma"], avatar_url=r["a_avatar_url"], domain=r["a_domain"],
         )
         comment = Comment(**{k: r[k] for k in Comment.__slots__})  # type: ignore[attr-defined]
         out.append(CommentHitView(CommentView(comment=comment, author=author, user_vote=r["user_vote"]), r["post_title"]))
