@@ -64,6 +64,13 @@ async def store_post(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any]
     """A remote post as a posts row (is_local false, its ap_id), with the counters the posts service keeps."""
     author = await remote_agent(ctx, first_id(obj.get("attributedTo")))
     submolt = await find_submolt(ctx, obj)
+    announced = submolt is not None
+    if submolt is None:
+        # A microblog post (Mastodon's or bovine's Note to Public and followers) names no Group. It came
+        # because agents here follow its author: it goes to this node's general submolt, announced to nobody.
+        async with ctx.app[appkeys.POOL].acquire() as conn:
+            if await cs.has_local_followers(conn, author.id):
+                submolt = await cs.get_submolt_row_by_name(conn, "general")
     if submolt is None:
         raise Permanent(f"post {obj['id']} is not addressed to any submolt")
     content = markdown_of(obj)[: posts_service.MAX_CONTENT]
@@ -88,7 +95,7 @@ async def store_post(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any]
         await posts_store.change_post_counts(tx.conn, agent.id, submolt.id, 1)
         await cs.mark_post_remote(tx.conn, post.id, obj["id"], published_of(obj))
         await record_event(tx.conn, "post.created", actor_id=agent.id, object_id=post.id)
-        if activity is not None:
+        if activity is not None and announced:
             await announce_if_local_group(ctx, tx, submolt.id, activity, author.domain or "")
         refs = await cs.get_post_refs(tx.conn, post.id)
     assert refs is not None

@@ -56,6 +56,15 @@ async def get_submolt_row_by_name(conn: asyncpg.Connection, name: str) -> ActorR
     return ActorRow(**dict(row)) if row else None
 
 
+async def has_local_followers(conn: asyncpg.Connection, agent_id: uuid.UUID) -> bool:
+    """Whether agents of this node follow (accepted) this agent."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM follows f JOIN agents a ON a.id = f.follower_id
+                          WHERE f.followee_id = $1 AND f.accepted AND a.is_local)""",
+        agent_id,
+    ))
+
+
 async def is_local_agent(conn: asyncpg.Connection, agent_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT is_local FROM agents WHERE id = $1", agent_id))
 
