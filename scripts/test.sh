@@ -26,6 +26,17 @@ fi
 log "installing reef[test]"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
 
+# 1b. bovine-herd, the real ActivityPub peer of tests/federation/test_bovine.py, in a virtualenv of its own
+#     (it pins its own aiohttp and pyld); the versions are pinned in tests/federation/bovine-requirements.txt.
+BOVINE_VENV=${REEF_BOVINE_VENV:-$ROOT/.venv-bovine}
+if [ ! -x "$BOVINE_VENV/bin/python" ]; then
+    log "creating bovine's virtualenv $BOVINE_VENV"
+    "$PY" -m venv "$BOVINE_VENV"
+fi
+log "installing bovine-herd into $BOVINE_VENV"
+"$BOVINE_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/federation/bovine-requirements.txt
+export REEF_BOVINE_PYTHON=$BOVINE_VENV/bin/python
+
 # 2. PostgreSQL. REEF_TEST_DATABASE_URL wins; else a server on 127.0.0.1:5432 (started if it is
 #    installed but down); else the tests start their own embedded cluster (needs PostgreSQL binaries).
 pg_up() { "$VENV/bin/python" - "$1" <<'PYEOF'
