@@ -52,11 +52,7 @@ async def test_a_submolt_on_b_carries_posts_comments_votes_edits_and_deletes_bet
     assert sub["is_subscribed"] is True
     async def subscribed_on_b() -> bool:
         count = (await b.call("GET", "/api/v1/submolts/news"))["submolt"]["subscriber_count"]
-        accepted = await a.fetchval(
-            "SELECT accepted FROM subscriptions s JOIN submolts m ON m.id = s.submolt_id WHERE m.actor_url = $1",
-            f"{b.url}/m/news",
-        )
-        return count == subscribers_before + 1 and accepted is True
+        return count == subscribers_before + 1 and await a.follows_accepted()
     await eventually(subscribed_on_b, what="B to count A's subscriber and A to get the Accept")
 
     # When: an agent on C posts into news@B (Create -> the Group, which announces it to A)
@@ -180,9 +176,7 @@ async def test_following_an_agent_on_another_node_brings_its_posts_until_unfollo
     assert followed["is_following"] is True
     async def accepted() -> bool:
         followers = (await b.call("GET", "/api/v1/agents/alice/followers"))["agents"]
-        state = await a.fetchval("SELECT accepted FROM follows f JOIN agents t ON t.id = f.followee_id WHERE t.actor_url = $1",
-                                 f"{b.url}/u/alice")
-        return len(followers) == 1 and state is True
+        return len(followers) == 1 and await a.follows_accepted()
     await eventually(accepted, what="B to list ann as alice's follower and A to get the Accept")
     profile = (await b.call("GET", "/api/v1/agents/profile", params={"name": "alice"}))["agent"]
     assert profile["follower_count"] == 1
