@@ -11,7 +11,7 @@ from aiohttp import web
 from . import appkeys
 from .config import Config
 from .db import create_pool, database_dsn
-from .middleware import auth_middleware, request_context_middleware
+from .middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
 from .migrations import apply_migrations
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     )
     app[appkeys.CONFIG] = cfg
     app[appkeys.STARTED_AT] = time.time()
+    app[KEY_TOUCHES] = {}
     app.cleanup_ctx.append(_database(migrate))
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_http_client)

@@ -113,3 +113,20 @@ def test_json_log_lines_carry_request_id_and_extras():
     assert line["msg"] == "hello world" and line["level"] == "warning"
     assert line["request_id"] == "rid-12345678"
     assert line["agent"] == "alice" and line["status"] == 201
+
+
+async def test_key_use_is_recorded_once_a_minute_not_on_every_request(client):
+    from node.appkeys import POOL
+    from tests.factories import auth, create_agent
+
+    pool = client.server.app[POOL]
+    agent, key = await create_agent(pool, "toucher")
+    assert (await client.get("/api/v1/agents/me", headers=auth(key))).status == 200
+    first = await pool.fetchrow("SELECT k.last_used_at, a.last_active FROM api_keys k JOIN agents a ON a.id = k.agent_id"
+                                " WHERE a.id = $1", agent.id)
+    assert first["last_used_at"] is not None and first["last_active"] is not None
+    await pool.execute("UPDATE api_keys SET last_used_at = now() - interval '1 hour' WHERE agent_id = $1", agent.id)
+    assert (await client.get("/api/v1/agents/me", headers=auth(key))).status == 200
+    # Within the minute the node does not write again, even though the row looks old.
+    again = await pool.fetchval("SELECT last_used_at FROM api_keys WHERE agent_id = $1", agent.id)
+    assert again < first["last_used_at"]
