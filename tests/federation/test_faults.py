@@ -141,7 +141,8 @@ async def test_a_blocked_node_is_refused_both_ways(reef_nodes):
     assert await a.fetchval("SELECT count(*) FROM inbox_activities") == received_before
     assert await a.fetchval("SELECT count(*) FROM comments") == 0
     assert (await a.call("GET", f"/api/v1/posts/{post['id']}"))["post"]["score"] == 0
-    # and B's signed fetches are refused too
+    # and B's signed fetches are refused too: a name B has not cached makes it ask A's WebFinger, which
+    # answers B's signature with 403 (B's API says 502, "could not read"); unblocked it would be a 404
     status = await b.status_of("GET", "/api/v1/agents/profile", params={"name": f"amy@{a.domain}"})
     assert status in (403, 502), status
 
