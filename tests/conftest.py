@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -44,6 +45,7 @@ def pg_server() -> Any:
         yield dsn
     finally:
         asyncio.run(cluster.stop())
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
