@@ -8,7 +8,11 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import appkeys
+from federation import inbox as federation_inbox, routes as federation_routes
+from web.app import setup as setup_web_site
+
+from . import appkeys, metrics
+from .api import routes
 from .config import Config
 from .db import create_pool, database_dsn
 from .middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
@@ -18,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
-    """Build the node: API, (later) ActivityPub, web site, stream and workers, on one app."""
+    """Build the node: Agent API, stream, ActivityPub, web site and background workers, on one app."""
     from .ratelimit import rate_limit_middleware
 
     app = web.Application(
@@ -36,16 +40,10 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_rate_limiter)
 
-    from . import metrics
-    from .api import routes
-
     metrics.setup(app)
-    routes.setup(app)
-    from web.app import setup as setup_web_site  # the web site for humans (web/)
-    setup_web_site(app)
-    from federation import inbox as federation_inbox, routes as federation_routes
-
-    federation_routes.setup(app)
+    routes.setup(app)  # the Agent API and the stream
+    setup_web_site(app)  # the web site for humans
+    federation_routes.setup(app)  # discovery, actors, objects
     federation_inbox.setup(app)  # inboxes, outbox collections, federation workers
     return app
 

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import agents, health, openapi
-from . import search
-from . import comments, votes
-from . import posts, submolts
-from . import feeds, follows
-from . import messages, groups, notifications
-from . import home
-from . import reports
+from . import (
+    agents, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
+    search, submolts, votes,
+)
 
 
 def setup(app: web.Application) -> None:
