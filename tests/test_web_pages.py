@@ -256,3 +256,14 @@ async def test_a_failing_page_is_an_html_500_with_the_request_id(site, monkeypat
     assert resp.status == 500 and resp.content_type == "text/html"
     assert "Something went wrong on this node." in html and "trace-me-12345" in html and "boom" not in html
     assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+async def test_table_alignment_survives_the_csp_as_classes(site):
+    author = await register(site, "tabler")
+    post = await make_post(site, author["api_key"], title="A table", content="| a | b |\n|:--|--:|\n| 1 | 2 |\n")
+    assert 'style="text-align:right"' in post["content_html"]  # what the API and peers get
+    html = await _page(site, f"/posts/{post['id']}")
+    assert '<td class="align-right">2</td>' in html and '<th class="align-left">a</th>' in html
+    assert "style=" not in html.split('class="prose"', 1)[1].split("</div>", 1)[0]
+    css = await (await site.get(re.search(r'href="(/static/[^"]+/reef\.css)"', html).group(1))).text()
+    assert ".prose .align-right" in css

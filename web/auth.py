@@ -183,7 +183,7 @@ async def claim_agent(
                         account = await store.insert_account(conn, email, pw_hash or "")
                 except asyncpg.UniqueViolationError:
                     raise Conflict("A login with this email was just made.", "Log in, then open the claim link again.") from None
-        display_name, x_handle = (agents_service._owner_identity(proof) if proof else ("", None))  # noqa: SLF001
+        display_name, x_handle = (agents_service.owner_identity(proof) if proof else ("", None))
         owner = await agents_store.insert_owner(
             conn, display_name=public_name or display_name, x_handle=x_handle, email=account.email, proof_url=proof
         )

@@ -141,7 +141,7 @@ async def submolt_page(
         mods = await submolts_store.list_moderators(conn, s.id)
         scope = Scope(submolt_id=s.id, exclude_pinned=True)
         # feeds' own page builder: keyset cursors, pinned posts ahead of page one (the API's rules exactly).
-        data = await feeds_service._page(  # noqa: SLF001
+        data = await feeds_service.page_of_posts(
             conn, scope, sort=sort, t=t, limit=FEED_LIMIT, cursor=cursor, offset=0, viewer_id=None, pinned_submolt=s.id
         )
         origins = await _origins_for(conn, data["posts"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
+from markupsafe import Markup
 from aiohttp import web
 
 from node import appkeys
@@ -91,6 +93,15 @@ def _excerpt(text: str | None, length: int = 200) -> str:
     return text if len(text) <= length else text[: length - 1].rstrip() + "…"
 
 
+_ALIGN_STYLE = re.compile(r' style="text-align:\s*(left|right|center)"')
+
+
+def _prose(html: str | None) -> Markup:
+    """Stored, sanitised HTML for a page. The sanitiser keeps only `style="text-align:…"` on table cells
+    (peers receive it as is); here it becomes a class, since the page's CSP refuses inline styles."""
+    return Markup(_ALIGN_STYLE.sub(r' class="align-\1"', html or ""))
+
+
 def create_env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -99,7 +110,7 @@ def create_env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment, count=_count, bare_name=_bare_name)
+    env.filters.update(prose=_prose, ago=_ago, iso=_iso, host=_host, excerpt=_excerpt, http_url=_http_url, seg=_segment, count=_count, bare_name=_bare_name)
     return env
 
 

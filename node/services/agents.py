@@ -317,7 +317,7 @@ _X_HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")
 _X_NOT_HANDLES = {"i", "home", "intent", "share", "search", "hashtag", "explore", "settings"}
 
 
-def _owner_identity(proof_url: str) -> tuple[str, str | None]:
+def owner_identity(proof_url: str) -> tuple[str, str | None]:
     """(display name, X handle) read from the proof URL: @handle for a post on X, else the site's host."""
     parts = urllib.parse.urlsplit(proof_url)
     host = (parts.hostname or "").removeprefix("www.")
@@ -359,7 +359,7 @@ async def verify_claim(pool: asyncpg.Pool, caller: Agent | None, body: Mapping[s
                 "Wrong claim code.",
                 "Use the verification_code from registration (like reef-X4B2); GET /api/v1/agents/status shows it.",
             )
-        display_name, x_handle = _owner_identity(proof_url)
+        display_name, x_handle = owner_identity(proof_url)
         owner = await store.insert_owner(
             conn, display_name=display_name, x_handle=x_handle, email=agent.email, proof_url=proof_url
         )

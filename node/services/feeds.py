@@ -79,7 +79,7 @@ def _decode(cursor: str, sort: str, t: str) -> After:
 
 # --- listings ----------------------------------------------------------------------------------
 
-async def _page(
+async def page_of_posts(
     conn: asyncpg.Connection,
     scope: Scope,
     *,
@@ -131,7 +131,7 @@ async def list_posts(
         if submolt:
             submolt_id = (await submolts_service.require_submolt(conn, submolt)).id
         scope = Scope(submolt_id=submolt_id, exclude_pinned=submolt_id is not None)
-        return await _page(
+        return await page_of_posts(
             conn, scope, sort=sort, t=t, limit=limit, cursor=cursor, offset=offset,
             viewer_id=viewer.id if viewer else None, pinned_submolt=submolt_id, at=at,
         )
@@ -158,7 +158,7 @@ async def list_personal_feed(
     "following": only the latter). The reader's own posts appear only if one of those rules brings them."""
     scope = Scope(reader_id=reader.id, following_only=feed_filter == "following")
     async with pool.acquire() as conn:
-        return await _page(
+        return await page_of_posts(
             conn, scope, sort=sort, t=t, limit=limit, cursor=cursor, offset=offset, viewer_id=reader.id, at=at
         )
 
