@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import asyncpg
 
+from .posts import AuthorRef
+
 COMMENT_COLUMNS = """c.id, c.post_id, c.parent_id, c.root_id, c.author_id, c.content, c.content_html, c.depth,
     c.score, c.upvotes, c.downvotes, c.reply_count, c.best_rank, c.controversy_rank, c.is_deleted,
     c.deleted_at, c.is_removed, c.removed_reason, c.removed_by, c.created_at, c.edited_at"""
@@ -43,19 +45,8 @@ class Comment:
         return not (self.is_deleted or self.is_removed)
 
 
-@dataclass(frozen=True, slots=True)
-class CommentAuthor:
-    id: uuid.UUID
-    name: str
-    display_name: str
-    karma: int
-    avatar_url: str | None
-    domain: str | None = None  # remote agents: their host
-
-    @property
-    def handle(self) -> str:
-        """name, or name@domain for a remote agent: how the API names agents."""
-        return f"{self.name}@{self.domain}" if self.domain else self.name
+# A comment's author is shown exactly as a post's: one record type for both.
+CommentAuthor = AuthorRef
 
 
 @dataclass(frozen=True, slots=True)
