@@ -113,9 +113,11 @@ async def _require_local(request: web.Request) -> None:
 # --- the processor -----------------------------------------------------------------------------
 
 
-class InboxProcessor:
+class InboxProcessor(queues.LoopWorker):
     """Applies stored activities in the order received; transient failures retry with backoff, permanent
     ones are recorded on the row. Several processors (processes) share the queue through leases."""
+
+    task_name = "reef-inbox"
 
     def __init__(
         self, app: web.Application, *, batch_size: int = 20, poll_seconds: float = 5.0, lease_seconds: float = 300.0,
@@ -127,22 +129,7 @@ class InboxProcessor:
         self.lease_seconds = lease_seconds
         self.retry_base_seconds = retry_base_seconds
         self.max_attempts = max_attempts
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="reef-inbox")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        super().__init__()
 
     async def _run(self) -> None:
         pool = self.app[appkeys.POOL]

@@ -266,9 +266,11 @@ async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.Outbox
 # --- the worker -----------------------------------------------------------------------------------
 
 
-class OutboxWorker:
+class OutboxWorker(queues.LoopWorker):
     """Takes pending events in order (FOR UPDATE SKIP LOCKED), turns each into activities and deliveries and
     marks it processed, all in one transaction; woken by NOTIFY reef_outbox, polling as a fallback."""
+
+    task_name = "reef-outbox"
 
     def __init__(
         self, pool: asyncpg.Pool, cfg: Config, *, on_deliveries: Callable[[], None] | None = None,
@@ -279,23 +281,8 @@ class OutboxWorker:
         self.on_deliveries = on_deliveries
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._last_prune = float("-inf")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="reef-outbox")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -2,6 +2,7 @@
 deliveries and the state of peer hosts."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -11,6 +12,34 @@ from typing import Any, Iterable
 import asyncpg
 
 from .urls import host_of
+
+
+class LoopWorker:
+    """A worker whose `_run` loop lives in one task: start() it, wake() it before its poll interval is up,
+    stop() it (the loop sees `_stopping`, finishes its round and returns)."""
+
+    task_name = "reef-worker"
+
+    def __init__(self) -> None:
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.task_name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
 # --- the inbox queue ----------------------------------------------------------------------------
 
