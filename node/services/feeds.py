@@ -189,7 +189,11 @@ async def refresh_rising_ranks(pool: asyncpg.Pool, at: dt.datetime | None = None
             while (n := await store.expire_rising_batch(conn, at, batch)) > 0:
                 written += n
         finally:
-            await store.unlock_rising_refresh(conn)
+            try:
+                await store.unlock_rising_refresh(conn)
+            except BaseException:
+                conn.terminate()  # pooled connections are not reset on release (node.db): never keep the lock
+                raise
     return written
 
 
