@@ -316,6 +316,30 @@ async def test_a_lost_publish_is_repaired_by_the_next_event_or_the_sweep(client)
     await ws_b.close()
 
 
+async def test_events_announced_while_the_listen_connection_was_away_arrive_once_it_is_back(aiohttp_client, make_config):
+    """pg_notify reaches only connected listeners: after reconnecting, every open stream re-reads its events.
+    The sweep is set to an hour, so only the reconnection can explain the delivery."""
+    from node.app import create_app
+    from node.appkeys import LISTENER
+    from node.stores import stream as stream_store
+
+    client = await aiohttp_client(create_app(make_config(limits={"stream_resync_seconds": 3600})))
+    pool = client.server.app[POOL]
+    listener = client.server.app[LISTENER]
+    b, kb = await create_agent(pool)
+    ws_b, _, _ = await connect(client, kb)
+    # Committed while nobody heard of it (as if announced while the connection was down).
+    async with pool.acquire() as conn:
+        await stream_store.insert_events(conn, [b.id], "notification", {"kind": "follow", "from": "someone"})
+    pid = listener.conn.get_server_pid()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    got = await frame(ws_b, "notification", timeout=10)
+    assert got["kind"] == "follow" and got["from"] == "someone"
+    assert listener.is_connected and listener.conn.get_server_pid() != pid
+    await ws_b.close()
+
+
 # --- slow consumers ---
 
 

@@ -16,7 +16,7 @@ from ..stores import stream as stream_store
 from ..services.notifications import PG_CHANNEL
 from .bus import LocalBus, RedisBus
 from .hub import Hub
-from .pglisten import PgListener
+from .pglisten import subscriber
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await bus.start()
     # Services without a bus at hand (notifications from posts, comments, votes, follows) publish with
     # pg_notify at commit; every process listens.
-    listener = PgListener(hub, pool, PG_CHANNEL)
-    await listener.start()
+    await app[appkeys.LISTENER].subscribe(PG_CHANNEL, *subscriber(hub, PG_CHANNEL))
     sweeper = asyncio.get_running_loop().create_task(_sweep(hub, cfg.limits.stream_resync_seconds))
     try:
         yield
@@ -61,7 +60,6 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
         await hub.close_all()
-        await listener.stop()
         await bus.stop()
 
 
