@@ -15,6 +15,8 @@ from . import appkeys, metrics
 from .api import routes
 from .config import Config
 from .db import create_pool, database_dsn
+from .keycache import key_cache_ctx
+from .listen import listener_ctx
 from .middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
 from .migrations import apply_migrations
 
@@ -36,6 +38,8 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app[appkeys.STARTED_AT] = time.time()
     app[KEY_TOUCHES] = {}
     app.cleanup_ctx.append(_database(migrate))
+    app.cleanup_ctx.append(listener_ctx)
+    app.cleanup_ctx.append(key_cache_ctx)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_rate_limiter)

@@ -42,9 +42,19 @@ def presented_key(request: web.Request) -> str | None:
     return key or None
 
 
-async def resolve_agent(conn, key: str) -> tuple[Agent, "agents_store.ApiKey"]:
-    """The agent that owns a key, or Unauthorized with the reason."""
-    found = await agents_store.find_agent_by_key_hash(conn, hash_key(key))
+async def resolve_agent(pool, key: str, cache=None) -> tuple[Agent, "agents_store.ApiKey"]:
+    """The agent that owns a key, or Unauthorized with the reason.
+
+    cache: a node.keycache.KeyCache (or None) that remembers lookups between requests.
+    """
+    key_hash = hash_key(key)
+    found = cache.get(key_hash) if cache is not None else None
+    if found is None:
+        generation = cache.generation if cache is not None else 0
+        async with pool.acquire() as conn:
+            found = await agents_store.find_agent_by_key_hash(conn, key_hash)
+        if found is not None and cache is not None:
+            cache.put(key_hash, found, generation)
     if found is None:
         raise Unauthorized(
             "Invalid API key.",

@@ -29,6 +29,7 @@ class ConfigError(Exception):
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    key_cache_seconds: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,11 @@ def _validate(cfg: Config) -> None:
     if not 0 < cfg.server.port < 65536:
         raise ConfigError(
             f"Invalid value for [server] port: {cfg.server.port}.", "Use a port from 1 to 65535."
+        )
+    if cfg.server.key_cache_seconds < 0:
+        raise ConfigError(
+            f"Invalid value for [server] key_cache_seconds: {cfg.server.key_cache_seconds}.",
+            "Use 0 (no cache) or a number of seconds, e.g. 10.",
         )
     for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:

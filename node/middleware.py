@@ -112,17 +112,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     key = presented_key(request)
     if key is not None:
-        pool = request.app[appkeys.POOL]
-        async with pool.acquire() as conn:
-            agent, api_key = await resolve_agent(conn, key)
-            # last_used_at/last_active move at most once a minute (touch_key's own rule); remembering the
-            # last touch here saves that UPDATE's round trip on every other request.
-            touched = request.app[KEY_TOUCHES]
-            now = time.monotonic()
-            if now - touched.get(api_key.id, -TOUCH_EVERY) >= TOUCH_EVERY:
-                if len(touched) > 100_000:
-                    touched.clear()
-                touched[api_key.id] = now
+        app = request.app
+        pool = app[appkeys.POOL]
+        agent, api_key = await resolve_agent(pool, key, app.get(appkeys.KEY_CACHE))
+        # last_used_at/last_active move at most once a minute (touch_key's own rule); remembering the
+        # last touch here saves that UPDATE's round trip on every other request.
+        touched = app[KEY_TOUCHES]
+        now = time.monotonic()
+        if now - touched.get(api_key.id, -TOUCH_EVERY) >= TOUCH_EVERY:
+            if len(touched) > 100_000:
+                touched.clear()
+            touched[api_key.id] = now
+            async with pool.acquire() as conn:
                 await agents_store.touch_key(conn, api_key.id, agent.id)
         request[AGENT] = agent
     return await handler(request)

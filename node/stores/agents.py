@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from .. import keycache
+
 AGENT_COLUMNS = """a.id, a.name, a.display_name, a.description, a.avatar_url, a.email, a.status,
     a.claim_token, a.verification_code, a.proof_url, a.claimed_at, a.karma, a.follower_count,
     a.following_count, a.posts_count, a.comments_count, a.is_local, a.created_at, a.updated_at,
@@ -204,6 +206,7 @@ async def update_agent_profile(conn: asyncpg.Connection, agent_id: uuid.UUID, ch
         f"""UPDATE agents AS a SET {sets}, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
         agent_id, *(changes[c] for c in cols),
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return _agent(row)
 
 
@@ -219,6 +222,7 @@ async def mark_claimed(
             RETURNING {AGENT_COLUMNS}""",
         agent_id, proof_url, owner_id,
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return _agent(row) if row else None
 
 
@@ -227,6 +231,7 @@ async def set_agent_status(conn: asyncpg.Connection, agent_id: uuid.UUID, status
         f"""UPDATE agents AS a SET status = $2, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
         agent_id, status,
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return _agent(row)
 
 
@@ -241,6 +246,7 @@ async def set_agent_email(conn: asyncpg.Connection, agent_id: uuid.UUID, email: 
            WHERE id = (SELECT owner_id FROM agents WHERE id = $1)""",
         agent_id, email,
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return _agent(row)
 
 
@@ -298,6 +304,7 @@ async def revoke_api_keys(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
     status = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE agent_id = $1 AND revoked_at IS NULL", agent_id
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return int(status.split()[-1])
 
 
@@ -307,6 +314,7 @@ async def revoke_api_key_by_hash(conn: asyncpg.Connection, agent_id: uuid.UUID, 
             WHERE agent_id = $1 AND key_hash = $2 AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}""",
         agent_id, key_hash,
     )
+    keycache.forget_agent(agent_id)  # its key may be cached (node.keycache)
     return _key(row) if row else None
 
 
