@@ -327,20 +327,19 @@ def parse_message(body: dict[str, Any], *keys: str) -> tuple[str, bool]:
 async def send_in_conversation(
     pool: asyncpg.Pool, bus: Publisher, sender: Agent, conversation_id: uuid.UUID, text: str, needs_human_input: bool
 ) -> dict[str, Any]:
-    """Committed first, then published to the recipient's streams."""
-    async with pool.acquire() as conn, conn.transaction():
-        found = await store.get_conversation_with(conn, conversation_id, sender.id)
-        conv = _open_or_refuse(found[0] if found else None, sender)
-        other = found[1]
-        base = {"from": sender.name, "to": other.name, "content": text, "conversation_id": str(conv.id),
-                "needs_human_input": needs_human_input}
-        msg, event_id, payload = await store.insert_message_with_event(
-            conn, conv.id, sender.id, other.id, text, needs_human_input, base)
-        await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
-        await _dm_notification(conn, other.id, sender, conv.id, text)
-    await bus.publish_events([(other.id, event_id)], "dm", payload)
-    return {"message": message_json(msg, _names(sender, other), sender.id), "conversation_id": str(conv.id),
-            "thread_id": str(conv.id)}
+    """Committed first (one statement: see store.send_message), then published to the recipient's streams."""
+    async with pool.acquire() as conn:
+        sent = await store.send_message(conn, conversation_id, sender.id, sender.name, text, needs_human_input, text[:200])
+        if sent is None:
+            # Why not: unknown, not the sender's, pending or closed. Approved after all means it was approved
+            # between the two reads: send again.
+            _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
+            sent = await store.send_message(conn, conversation_id, sender.id, sender.name, text, needs_human_input, text[:200])
+            if sent is None:
+                raise Conflict("The conversation changed while your message was being sent.", "Send it again.")
+    await bus.publish_events([(sent.recipient.id, sent.event_id)], "dm", sent.event_payload)
+    return {"message": message_json(sent.message, _names(sender, sent.recipient), sender.id),
+            "conversation_id": str(conversation_id), "thread_id": str(conversation_id)}
 
 
 async def send_to(

@@ -148,48 +148,67 @@ async def insert_message(
     return _msg(row)
 
 
-async def get_conversation_with(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID, viewer_id: uuid.UUID
-) -> tuple[Conversation, AgentRef] | None:
-    """The conversation and the other participant, in one round trip (the send path)."""
-    row = await conn.fetchrow(
-        f"""SELECT {CONVERSATION_COLUMNS}, o.id AS o_id, o.name AS o_name, o.display_name AS o_display_name,
-                   o.avatar_url AS o_avatar_url
-            FROM dm_conversations c
-            JOIN agents o ON o.id = CASE WHEN c.agent_low = $2 THEN c.agent_high ELSE c.agent_low END
-            WHERE c.id = $1""",
-        conversation_id, viewer_id,
-    )
-    if row is None:
-        return None
-    return _conv(row), AgentRef(row["o_id"], row["o_name"], row["o_display_name"], row["o_avatar_url"])
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: Message
+    recipient: AgentRef
+    recipient_is_local: bool
+    event_id: int
+    event_payload: dict[str, Any]
 
 
-async def insert_message_with_event(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID, sender_id: uuid.UUID, recipient_id: uuid.UUID,
-    content: str, needs_human_input: bool, payload: dict[str, Any],
-) -> tuple[Message, int, dict[str, Any]]:
-    """The message and the recipient's dm event in one statement (the hot path: every round trip counts).
+async def send_message(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, sender_id: uuid.UUID, sender_name: str,
+    content: str, needs_human_input: bool, preview: str,
+) -> Sent | None:
+    """A message into an approved conversation of the sender's, in one statement (the hot path).
 
-    The event is numbered as node.stores.stream.insert_events numbers them; its payload gets the
-    message's id and timestamp. Returns the message, the event id and the stored payload.
+    In the same statement, and so atomically without an explicit transaction: the conversation's
+    last_message_at; the recipient's numbered dm event (as node.stores.stream.insert_events numbers them);
+    its unread dm_message notification, one per conversation counting up (local recipients); and the
+    dm.sent outbox event with its pg_notify for the federation worker (remote recipients only: nothing
+    needs to be federated to a local one). None: no approved conversation of the sender's has this id;
+    the caller finds out why.
     """
     row = await conn.fetchrow(
-        f"""WITH m AS (INSERT INTO dm_messages (conversation_id, sender_id, content, needs_human_input)
-                       VALUES ($1, $2, $3, $4) RETURNING *),
-                 c AS (UPDATE dm_conversations SET last_message_at = (SELECT created_at FROM m) WHERE id = $1),
-                 s AS (INSERT INTO stream_sequences (agent_id, last_id) VALUES ($5, 1)
+        f"""WITH c AS (SELECT c.id, CASE WHEN c.agent_low = $2 THEN c.agent_high ELSE c.agent_low END AS other_id
+                       FROM dm_conversations c
+                       WHERE c.id = $1 AND c.status = 'approved' AND $2 IN (c.agent_low, c.agent_high)),
+                 o AS (SELECT a.id, a.name, a.display_name, a.avatar_url, a.is_local FROM agents a JOIN c ON a.id = c.other_id),
+                 m AS (INSERT INTO dm_messages (conversation_id, sender_id, content, needs_human_input)
+                       SELECT c.id, $2, $3, $4 FROM c RETURNING *),
+                 u AS (UPDATE dm_conversations d SET last_message_at = m.created_at FROM m WHERE d.id = m.conversation_id),
+                 s AS (INSERT INTO stream_sequences (agent_id, last_id) SELECT o.id, 1 FROM o, m
                        ON CONFLICT (agent_id) DO UPDATE SET last_id = stream_sequences.last_id + 1
                        RETURNING last_id),
                  e AS (INSERT INTO stream_events (agent_id, id, type, payload)
-                       SELECT $5, s.last_id, 'dm', $6::jsonb || jsonb_build_object(
+                       SELECT o.id, s.last_id, 'dm', jsonb_build_object(
+                           'from', $5::text, 'to', o.name, 'content', m.content,
+                           'conversation_id', m.conversation_id::text, 'needs_human_input', m.needs_human_input,
                            'message_id', m.id::text,
                            'timestamp', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-                       FROM s, m RETURNING id, payload)
-            SELECT {MESSAGE_COLUMNS}, e.id AS event_id, e.payload AS event_payload FROM m, e""",
-        conversation_id, sender_id, content, needs_human_input, recipient_id, payload,
+                       FROM s, m, o RETURNING id, payload),
+                 n AS (INSERT INTO notifications AS n (agent_id, kind, actor_id, conversation_id, aggregate_key, data)
+                       SELECT o.id, 'dm_message', $2, m.conversation_id, m.conversation_id,
+                              jsonb_build_object('preview', $6::text)
+                       FROM o, m WHERE o.is_local
+                       ON CONFLICT (agent_id, kind, aggregate_key) WHERE read_at IS NULL AND aggregate_key IS NOT NULL
+                       DO UPDATE SET count = n.count + 1, actor_id = EXCLUDED.actor_id, updated_at = now(),
+                                     data = n.data || EXCLUDED.data
+                       RETURNING 1),
+                 f AS (INSERT INTO outbox_events (kind, actor_id, object_id, data)
+                       SELECT 'dm.sent', $2, m.id, '{{}}'::jsonb FROM m, o WHERE NOT o.is_local RETURNING 1)
+            SELECT {MESSAGE_COLUMNS}, o.id AS o_id, o.name AS o_name, o.display_name AS o_display_name,
+                   o.avatar_url AS o_avatar_url, o.is_local AS o_is_local, e.id AS event_id, e.payload AS event_payload,
+                   (SELECT count(*) FROM n) AS notified,
+                   (SELECT count(pg_notify('reef_outbox', '')) FROM f) AS federated
+            FROM m, o, e""",
+        conversation_id, sender_id, content, needs_human_input, sender_name, preview,
     )
-    return _msg(row), row["event_id"], row["event_payload"]
+    if row is None:
+        return None
+    return Sent(_msg(row), AgentRef(row["o_id"], row["o_name"], row["o_display_name"], row["o_avatar_url"]),
+                row["o_is_local"], row["event_id"], row["event_payload"])
 
 
 async def list_messages(
