@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 PRESENCE_TTL = 60  # seconds a process's presence set outlives its last refresh (a crashed process)
 PRESENCE_REFRESH = 20
+MAX_BATCH = 200  # messages per PUBLISH
+MAX_OUTGOING = 10_000  # messages waiting for Redis before the oldest are dropped (PostgreSQL has them)
 
 
 class LocalBus:
@@ -81,6 +83,8 @@ class RedisBus(LocalBus):
         self.subscriptions = 0  # how many times the channel was (re)subscribed: 1 + reconnects
         self.publish_failures = 0
         self.tasks: list[asyncio.Task[None]] = []
+        self.outgoing: list[dict[str, Any]] = []
+        self.writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +95,12 @@ class RedisBus(LocalBus):
             log.warning("Redis at %s is not answering; realtime events reach other processes once it is back", self.url)
 
     async def stop(self) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), 2)
+        except asyncio.TimeoutError:
+            log.warning("realtime events not handed to Redis at shutdown; other processes re-read them")
+        if self.writer is not None:
+            self.writer.cancel()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -102,12 +112,34 @@ class RedisBus(LocalBus):
         await self.redis.aclose()
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        message["o"] = self.origin
-        try:
-            await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
-        except (OSError, asyncio.TimeoutError, RedisError) as exc:
+        """Queue a message for the other processes; one writer sends what queued up meanwhile as one batch.
+
+        The caller does not wait for Redis (this process's sessions were served directly), and under load
+        one PUBLISH carries many events instead of one round trip each. Order is kept: one writer, FIFO.
+        """
+        self.outgoing.append(message)
+        if len(self.outgoing) > MAX_OUTGOING:
+            # Redis is too slow or away: drop the oldest; the other processes re-read them from PostgreSQL
+            # (the next event of each agent shows the gap, and the sweep catches the rest).
+            del self.outgoing[: len(self.outgoing) - MAX_OUTGOING]
             self.publish_failures += 1
-            log.warning("realtime publish to Redis failed (%s); other processes recover from PostgreSQL", exc)
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.outgoing:
+            batch, self.outgoing = self.outgoing[:MAX_BATCH], self.outgoing[MAX_BATCH:]
+            data = json.dumps({"o": self.origin, "b": batch}, ensure_ascii=False)
+            try:
+                await self.redis.publish(self.channel, data)
+            except (OSError, asyncio.TimeoutError, RedisError) as exc:
+                self.publish_failures += 1
+                log.warning("realtime publish to Redis failed (%s); other processes recover from PostgreSQL", exc)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far was handed to Redis (or failed)."""
+        while self.writer is not None and not self.writer.done():
+            await asyncio.wait([self.writer])
 
     async def publish_events(self, deliveries: list[tuple[uuid.UUID, int]], type_: str, payload: dict[str, Any]) -> None:
         if not deliveries:
@@ -123,15 +155,22 @@ class RedisBus(LocalBus):
 
     def _handle(self, data: bytes) -> None:
         try:
-            message = json.loads(data)
-            if message.get("o") == self.origin:
+            envelope = json.loads(data)
+            if envelope.get("o") == self.origin:
                 return
+            for message in envelope.get("b", ()):
+                self._deliver(message)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring a malformed realtime message from Redis: %s", exc)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
             if "e" in message:
                 deliveries = [(uuid.UUID(a), int(i)) for a, i in message["e"]]
                 self.hub.deliver_events(deliveries, message["t"], message["p"])
             elif "a" in message:
                 self.hub.deliver_frame([uuid.UUID(a) for a in message["a"]], message["f"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring a malformed realtime message from Redis: %s", exc)
 
     async def _listen(self) -> None:
