@@ -10,8 +10,10 @@ ports, and then:
   1. opens --sockets WebSockets to one process and reports the process's RSS growth per socket;
   2. with those sockets open, sends DMs over POST at --rate per second for --duration seconds and
      times each from just before its POST to its arrival on the recipient's socket (p50/p99);
-  3. starts a second process on the same PostgreSQL and Redis, holds the recipients' sockets there,
-     and repeats 2 with the POSTs going to the first process.
+  3. starts a second process on the same PostgreSQL and Redis, moves the recipients' sockets there (the
+     first process keeps the others), and repeats 2 with the POSTs going to the first process.
+Each DM scenario also reports the CPU time of the node processes and of the load generator, as a share
+of one core.
 Targets (2-core machine): >= 10,000 sockets per process at <= 32 KiB each; p99 <= 25 ms at 500 DMs/s on
 one process, <= 50 ms across two. The load generator shares the machine (and its 2 cores) with the nodes,
 PostgreSQL and Redis, so the figures are an upper bound on what the node itself adds.
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import resource
 import secrets
 import statistics
@@ -46,6 +49,12 @@ def _with_db(dsn: str, name: str) -> str:
     base, _, query = dsn.partition("?")
     head = base.rsplit("/", 1)[0]
     return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -98,6 +107,7 @@ class Sockets:
     def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
         self.ws: list[aiohttp.ClientWebSocketResponse] = []
+        self.keys: list[str] = []  # the key of each socket in self.ws
         self.readers: list[asyncio.Task[None]] = []
         self.arrived: dict[str, float] = {}
         self.waiters: dict[str, asyncio.Future[float]] = {}
@@ -113,6 +123,7 @@ class Sockets:
                 while json.loads((await ws.receive()).data)["type"] != "ready":
                     pass
                 self.ws.append(ws)
+                self.keys.append(key)
                 self.readers.append(asyncio.create_task(self._read(ws)))
 
         await asyncio.gather(*(one(k) for k in keys))
@@ -137,7 +148,7 @@ class Sockets:
 
 
 async def dm_latency(http: aiohttp.ClientSession, post_base: str, listener: Sockets, convs: list[tuple[str, str]],
-                     rate: int, duration: float, tag: str) -> dict[str, float]:
+                     rate: int, duration: float, tag: str, pids: dict[str, int]) -> dict[str, float]:
     total = int(rate * duration)
     latencies: list[float] = []
     errors = 0
@@ -169,8 +180,10 @@ async def dm_latency(http: aiohttp.ClientSession, post_base: str, listener: Sock
 
     start = time.perf_counter() + 0.2
     began = time.perf_counter()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     await asyncio.gather(*(one(i, start + i / rate) for i in range(total)))
     elapsed = time.perf_counter() - began
+    cpu = {f"cpu_{name}": round((cpu_seconds(pid) - cpu_before[name]) / elapsed, 2) for name, pid in pids.items()}
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -180,6 +193,7 @@ async def dm_latency(http: aiohttp.ClientSession, post_base: str, listener: Sock
         "sent": total, "delivered": len(latencies), "errors": errors, "rate": total / elapsed,
         "p50": pct(50), "p90": pct(90), "p99": pct(99), "max": latencies[-1] if latencies else float("nan"),
         "mean": statistics.fmean(latencies) if latencies else float("nan"),
+        **cpu,
     }
 
 
@@ -232,18 +246,23 @@ async def main() -> None:
                   f"{per:.1f} KiB per socket", flush=True)
 
             print(f"DMs at {args.rate}/s for {args.duration:.0f} s, one process, {len(held.ws)} sockets open ...", flush=True)
-            one = await dm_latency(http, node_a.url, held, convs, args.rate, args.duration, "one")
+            one = await dm_latency(http, node_a.url, held, convs, args.rate, args.duration, "one",
+                                   {"node": node_a.proc.pid, "bench": os.getpid()})
             results["one_process"] = one
             print("  " + _fmt(one), flush=True)
 
             node_b = Node(tmp, "b", db, redis.url, env)
             nodes.append(node_b)
             await node_b.wait_healthy(http)
+            # The recipients move to B: their sockets on A close (A keeps the other sockets open).
+            recipients = set(socket_keys[: args.pairs])
+            moving = [ws for ws, key in zip(held.ws, held.keys) if key in recipients]
+            await asyncio.gather(*(ws.close() for ws in moving))
             remote = Sockets(http)
             await remote.open(node_b.url, socket_keys[: args.pairs])
-            held.waiters = {}  # the recipients' sockets on A get the DMs too; time the ones on B
             print(f"DMs at {args.rate}/s for {args.duration:.0f} s, POST to A, sockets on B (Redis) ...", flush=True)
-            two = await dm_latency(http, node_a.url, remote, convs, args.rate, args.duration, "two")
+            two = await dm_latency(http, node_a.url, remote, convs, args.rate, args.duration, "two",
+                                   {"node_a": node_a.proc.pid, "node_b": node_b.proc.pid, "bench": os.getpid()})
             results["two_processes"] = two
             print("  " + _fmt(two), flush=True)
             await remote.close()
@@ -259,8 +278,10 @@ async def main() -> None:
 
 
 def _fmt(r: dict[str, float]) -> str:
+    cpu = "  ".join(f"{k[4:]} {v * 100:.0f}%" for k, v in r.items() if k.startswith("cpu_"))
     return (f"sent {r['sent']} delivered {r['delivered']} errors {r['errors']} at {r['rate']:.0f}/s; "
-            f"p50 {r['p50']:.1f} ms  p90 {r['p90']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms")
+            f"p50 {r['p50']:.1f} ms  p90 {r['p90']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms; "
+            f"CPU of a core: {cpu}")
 
 
 if __name__ == "__main__":
