@@ -81,7 +81,7 @@ async def _with_pool(cfg: Config, fn: Callable[[Any], Awaitable[int]], *, migrat
 def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from . import config as config_mod
+    from . import config as config_mod, gctune
     from .app import create_app
 
     server: dict[str, Any] = {}
@@ -92,6 +92,11 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     if server:
         cfg = config_mod.replace(cfg, server=server)
     app = create_app(cfg)
+
+    async def _freeze_startup_objects(_app: web.Application) -> None:
+        gctune.tune()
+
+    app.on_startup.append(_freeze_startup_objects)
     print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10)
     return 0

@@ -8,7 +8,7 @@ from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from . import appkeys
+from . import appkeys, gctune
 
 # Latency buckets in seconds: fine below 100 ms, where API requests should be.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -81,11 +81,22 @@ def _num(value: float) -> str:
 
 async def _builtin_gauges(app: web.Application) -> list[Gauge]:
     pool = app[appkeys.POOL]
-    return [
+    gauges: list[Gauge] = [
         ("reef_uptime_seconds", "Seconds since this process started.", {}, round(time.time() - app[appkeys.STARTED_AT], 1)),
         ("reef_db_pool_size", "Connections in the database pool.", {}, pool.get_size()),
         ("reef_db_pool_idle", "Idle connections in the database pool.", {}, pool.get_idle_size()),
     ]
+    stats = gctune.STATS
+    for gen in range(3):
+        labels = {"generation": str(gen)}
+        gauges += [
+            ("reef_gc_collections", "Garbage collections since the process started.", labels, stats.collections[gen]),
+            ("reef_gc_pause_seconds", "Time spent in garbage collections since the process started.", labels,
+             round(stats.pause_seconds[gen], 6)),
+            ("reef_gc_pause_max_seconds", "The longest garbage-collection pause since the process started.", labels,
+             round(stats.max_pause_seconds[gen], 6)),
+        ]
+    return gauges
 
 
 def route_label(request: web.Request) -> str:
@@ -106,5 +117,6 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app[appkeys.METRICS] = Metrics()
+    gctune.measure()
     if app[appkeys.CONFIG].metrics.enabled:
         app.router.add_get("/metrics", metrics_handler, name="metrics")

@@ -31,3 +31,36 @@ async def test_metrics_token_and_disable(aiohttp_client, make_config):
     assert resp.status == 200 and "reef_uptime_seconds" in await resp.text()
     off = await aiohttp_client(create_app(make_config(metrics={"enabled": False})))
     assert (await off.get("/metrics")).status == 404
+
+
+def _gc_gauge(text: str, name: str, gen: int) -> float:
+    m = re.search(rf'^{name}\{{generation="{gen}"\}} ([0-9.e+-]+)$', text, re.M)
+    assert m, f"{name} for generation {gen} missing"
+    return float(m.group(1))
+
+
+async def test_garbage_collections_and_their_pauses_are_counted(client):
+    import gc
+
+    before = _gc_gauge(await (await client.get("/metrics")).text(), "reef_gc_collections", 2)
+    gc.collect()
+    gc.collect()
+    text = await (await client.get("/metrics")).text()
+    assert _gc_gauge(text, "reef_gc_collections", 2) >= before + 2
+    assert _gc_gauge(text, "reef_gc_pause_seconds", 2) > 0
+    assert 0 < _gc_gauge(text, "reef_gc_pause_max_seconds", 2) <= _gc_gauge(text, "reef_gc_pause_seconds", 2)
+
+
+def test_tuning_raises_the_young_threshold_and_freezes_what_exists():
+    import gc
+
+    from node import gctune
+
+    saved = gc.get_threshold()
+    try:
+        gctune.tune()
+        assert gc.get_threshold()[0] == gctune.YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
