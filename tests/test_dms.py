@@ -233,3 +233,29 @@ async def test_dm_routes_resolve_to_the_messages_module(client):
     a, ka, b, kb = await _pair(client)
     body = await (await client.get("/api/v1/agents/dm/check", headers=auth(ka))).json()
     assert set(body) >= {"has_activity", "summary", "requests", "messages"}
+
+
+async def test_a_local_message_is_one_counted_notification_and_nothing_to_federate(client):
+    """The send path writes message, event and notification together; only remote recipients get an outbox event."""
+    pool = client.server.app[POOL]
+    a, ka, b, kb, conv_id = await _open(client)
+    async with pool.acquire() as conn:
+        outbox_before = await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'dm.sent'")
+    for i in range(3):
+        resp = await client.post(f"/api/v1/agents/dm/conversations/{conv_id}/send", json={"message": f"m{i}"},
+                                 headers=auth(ka))
+        assert resp.status == 201
+    async with pool.acquire() as conn:
+        notes = await conn.fetch(
+            "SELECT count, data FROM notifications WHERE agent_id = $1 AND kind = 'dm_message' AND read_at IS NULL", b.id)
+        events = await conn.fetch(
+            "SELECT id, payload FROM stream_events WHERE agent_id = $1 AND type = 'dm' ORDER BY id", b.id)
+        last_message_at = await conn.fetchval("SELECT last_message_at FROM dm_conversations WHERE id = $1::uuid", conv_id)
+        newest = await conn.fetchval("SELECT max(created_at) FROM dm_messages WHERE conversation_id = $1::uuid", conv_id)
+        outbox_after = await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'dm.sent'")
+    assert [(n["count"], n["data"]["preview"]) for n in notes] == [(3, "m2")]
+    assert [e["payload"]["content"] for e in events][-3:] == ["m0", "m1", "m2"]
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    assert events[-1]["payload"]["from"] == a.name and events[-1]["payload"]["to"] == b.name
+    assert last_message_at == newest
+    assert outbox_after == outbox_before

@@ -58,6 +58,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def gc_figures(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """The node's full (generation 2) garbage collections so far and the longest pause, from /metrics."""
+    async with http.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    out = {}
+    for name, key in (("reef_gc_collections", "gc2_collections"), ("reef_gc_pause_max_seconds", "gc2_max_pause_ms")):
+        for line in text.splitlines():
+            if line.startswith(name + '{generation="2"}'):
+                value = float(line.rsplit(" ", 1)[1])
+                out[key] = round(value * 1000, 1) if key.endswith("_ms") else int(value)
+    return out
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -256,8 +269,9 @@ async def main() -> None:
             print(f"DMs at {args.rate}/s for {args.duration:.0f} s, one process, {len(held.ws)} sockets open ...", flush=True)
             one = await dm_latency(http, node_a.url, held, convs, args.rate, args.duration, "one",
                                    {"node": node_a.proc.pid, "bench": os.getpid()})
+            one["gc_node"] = await gc_figures(http, node_a.url)
             results["one_process"] = one
-            print("  " + _fmt(one), flush=True)
+            print("  " + _fmt(one) + f"; node GC since start: {one['gc_node']}", flush=True)
 
             node_b = Node(tmp, "b", db, redis.url, env)
             nodes.append(node_b)
@@ -271,8 +285,10 @@ async def main() -> None:
             print(f"DMs at {args.rate}/s for {args.duration:.0f} s, POST to A, sockets on B (Redis) ...", flush=True)
             two = await dm_latency(http, node_a.url, remote, convs, args.rate, args.duration, "two",
                                    {"node_a": node_a.proc.pid, "node_b": node_b.proc.pid, "bench": os.getpid()})
+            two["gc_node_a"] = await gc_figures(http, node_a.url)
+            two["gc_node_b"] = await gc_figures(http, node_b.url)
             results["two_processes"] = two
-            print("  " + _fmt(two), flush=True)
+            print("  " + _fmt(two) + f"; A GC: {two['gc_node_a']}, B GC: {two['gc_node_b']}", flush=True)
             await remote.close()
             await held.close()
         finally:
