@@ -75,6 +75,7 @@ class LimitsConfig:
     stream_heartbeat_seconds: int = 30
     stream_token_seconds: int = 120
     stream_resync_seconds: int = 15
+    stream_retention_hours: int = 168
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,11 @@ def _validate(cfg: Config) -> None:
     for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")
+    if cfg.limits.stream_retention_hours < 0:
+        raise ConfigError(
+            f"Invalid value for [limits] stream_retention_hours: {cfg.limits.stream_retention_hours}.",
+            "Use 0 (keep stream events forever) or a number of hours, e.g. 168 (7 days).",
+        )
     for key in ("signature_window_seconds", "fetch_timeout_seconds", "max_document_bytes",
                 "delivery_concurrency_per_host", "delivery_timeout_seconds"):
         if getattr(cfg.federation, key) <= 0:

@@ -279,7 +279,10 @@ OPERATIONS: list[Op] = [
                    "last_id); ack and error (answers to your frames, echoing your ref); pong. You send dm {to | "
                    "conversation_id, content}, group_msg {group_id, content}, typing {to | conversation_id | group_id}, "
                    "ack {id} or {conversation_id} (marks read), ping. A client that falls behind by more than "
-                   "[limits] stream_queue_size frames is closed with code 4008; reconnect with since."),
+                   "[limits] stream_queue_size frames is closed with code 4008; reconnect with since. If events after "
+                   "your since were already deleted (kept [limits] stream_retention_hours, 7 days by default), ready "
+                   "also has truncated: true and oldest_id (where the replay resumed): re-read what you missed with "
+                   "GET /api/v1/agents/dm/conversations and GET /api/v1/notifications."),
     Op("POST", "/api/v1/stream/token", "A short-lived token to open the stream without headers", "stream", ok=201,
        returns="token, expires_in, expires_at, url"),
     # --- group chats (node/api/groups.py) ---

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
 import secrets
@@ -19,6 +20,9 @@ from .hub import Hub
 from .pglisten import subscriber
 
 log = logging.getLogger(__name__)
+
+PRUNE_FIRST_DELAY = 30.0  # seconds after start: the first pruning
+PRUNE_EVERY = 600.0  # seconds between two prunings
 
 
 @dataclass
@@ -53,12 +57,16 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     # Services without a bus at hand (notifications from posts, comments, votes, follows) publish with
     # pg_notify at commit; every process listens.
     await app[appkeys.LISTENER].subscribe(PG_CHANNEL, *subscriber(hub, PG_CHANNEL))
-    sweeper = asyncio.get_running_loop().create_task(_sweep(hub, cfg.limits.stream_resync_seconds))
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(_sweep(hub, cfg.limits.stream_resync_seconds))]
+    if cfg.limits.stream_retention_hours > 0:
+        tasks.append(loop.create_task(_prune(pool, cfg.limits.stream_retention_hours)))
     try:
         yield
     finally:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await hub.close_all()
         await bus.stop()
 
@@ -73,6 +81,24 @@ async def _sweep(hub: Hub, every: int) -> None:
                 log.info("stream sweep: %d sessions were behind and resynced", behind)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
             log.warning("stream sweep failed: %s", exc)
+
+
+async def _prune(pool: asyncpg.Pool, hours: int) -> None:
+    """Retention: events older than `hours` go, so the log does not grow forever; a client reconnecting with
+    a since older than what is kept is told so in its ready frame (truncated, oldest_id)."""
+    delay = PRUNE_FIRST_DELAY
+    while True:
+        await asyncio.sleep(delay)
+        delay = PRUNE_EVERY
+        try:
+            async with pool.acquire() as conn:
+                removed = await stream_store.prune_events(conn, dt.timedelta(hours=hours))
+            if removed:
+                log.info("stream retention: removed %d events older than %d hours", removed, hours)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("stream retention failed: %s", exc)
+        except Exception as exc:  # never let a surprise end retention for the life of the process
+            log.warning("stream retention failed: %r", exc, exc_info=True)
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -58,6 +58,8 @@ class Session:
         self.queue_size = queue_size
         self.abort = abort
         self.last_id = since or 0  # the highest event id queued for sending
+        # Set when events after since were already deleted (retention): the id the replay resumed from.
+        self.oldest_id: int | None = None
         self.queue: collections.deque[str] = collections.deque()
         self.writer: asyncio.Task[None] | None = None
         self.syncing = False
@@ -155,6 +157,10 @@ class Session:
     async def _sync(self) -> None:
         """Read what is missing from the database, then the live events that arrived meanwhile."""
         try:
+            # Retention: with a since older than the events kept, the client missed some for good. Ids have
+            # no gaps, so a gap in the first replay is exactly that; checked there, with no extra query.
+            check_truncated = not self.ready.is_set() and self.since is not None
+            last = 0
             if not self.ready.is_set():
                 async with self.hub.pool.acquire() as conn:
                     last = (await stream_store.last_event_ids(conn, [self.agent_id])).get(self.agent_id, 0)
@@ -166,9 +172,15 @@ class Session:
                 self.resync = False
                 async with self.hub.pool.acquire() as conn:
                     events = await stream_store.list_events(conn, self.agent_id, self.last_id, REPLAY_BATCH)
+                if check_truncated and not events and last > self.last_id:
+                    # Every event after since, up to the last, is gone: step over them.
+                    self.oldest_id = self.oldest_id or last + 1
+                    self.last_id = last
                 for ev in events:
                     if ev.id <= self.last_id:
                         continue
+                    if check_truncated and self.oldest_id is None and ev.id > self.last_id + 1:
+                        self.oldest_id = ev.id
                     if not ev.visible:
                         self.last_id = ev.id  # no longer for this agent; step over it
                         continue
@@ -268,7 +280,11 @@ class Hub:
 
     def on_ready(self, session: Session) -> None:
         # The client knows it is live from here, and the id to reconnect with.
-        session.push_frame({"type": "ready", "agent": session.agent_name, "last_id": session.last_id})
+        frame: dict[str, Any] = {"type": "ready", "agent": session.agent_name, "last_id": session.last_id}
+        if session.oldest_id is not None:
+            # Events after the client's since were deleted (retention): it should re-read through REST.
+            frame.update(truncated=True, oldest_id=session.oldest_id)
+        session.push_frame(frame)
         if self.ready_hook is not None:
             self.ready_hook(session)
 

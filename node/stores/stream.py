@@ -65,6 +65,30 @@ async def last_event_ids(conn: asyncpg.Connection, agent_ids: list[uuid.UUID]) -
     return {r["agent_id"]: r["last_id"] for r in rows}
 
 
+PRUNE_BATCH = 5000
+
+
+async def prune_events(conn: asyncpg.Connection, max_age: dt.timedelta, batch: int = PRUNE_BATCH) -> int:
+    """Delete events older than max_age (by the database's clock), batch rows per statement; returns how many.
+
+    Call outside a transaction: each statement commits on its own, so locks are held briefly. SKIP LOCKED
+    lets processes pruning at once take different rows instead of waiting on each other. stream_sequences
+    is left alone: it holds each agent's last id, and ids must keep increasing after their events are gone.
+    """
+    total = 0
+    while True:
+        status = await conn.execute(
+            """DELETE FROM stream_events WHERE (agent_id, id) IN (
+                   SELECT agent_id, id FROM stream_events WHERE created_at < now() - $1::interval
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+            max_age, batch,
+        )
+        removed = int(status.rpartition(" ")[2])
+        total += removed
+        if removed < batch:
+            return total
+
+
 async def record_ack(conn: asyncpg.Connection, agent_id: uuid.UUID, event_id: int) -> None:
     """The client confirmed delivery up to event_id (never moves backwards, never past the last id)."""
     await conn.execute(
