@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import tomllib
 import typing
@@ -30,6 +31,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     key_cache_seconds: int = 10
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,14 @@ def _validate(cfg: Config) -> None:
             f"Invalid value for [server] key_cache_seconds: {cfg.server.key_cache_seconds}.",
             "Use 0 (no cache) or a number of seconds, e.g. 10.",
         )
+    for entry in cfg.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as exc:
+            raise ConfigError(
+                f"Invalid entry {entry!r} in [server] trusted_proxies: {exc}.",
+                'List your proxies as IP addresses or CIDR networks, e.g. trusted_proxies = ["127.0.0.1", "10.0.0.0/8"].',
+            ) from None
     for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")

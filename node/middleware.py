@@ -11,6 +11,7 @@ from aiohttp import web
 
 from . import appkeys
 from .auth import presented_key, resolve_agent
+from .clientip import client_ip
 from .errors import ReefError
 from .http import AGENT, dumps
 from .logs import request_id_var
@@ -97,7 +98,7 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "agent": agent.name if agent else None,
-                "remote": request.remote,
+                "remote": client_ip(request),  # the client behind [server] trusted_proxies, else the TCP peer
             },
         )
         request_id_var.reset(token)

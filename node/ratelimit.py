@@ -14,6 +14,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from . import appkeys
+from .clientip import client_ip
 from .config import Config
 from .errors import RateLimited, ReefError
 from .http import AGENT
@@ -241,7 +242,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     if agent is not None:
         key, capacity = f"req:agent:{agent.id}", limits.requests_per_minute
     else:
-        key, capacity = f"req:ip:{request.remote}", limits.unauthenticated_per_minute
+        key, capacity = f"req:ip:{client_ip(request)}", limits.unauthenticated_per_minute
     decision = await request.app[appkeys.RATE_LIMITER].hit(key, capacity, 60.0)
     if not decision.allowed:
         raise rate_limited(

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from .. import appkeys
 from ..auth import presented_key
+from ..clientip import client_ip
 from ..http import current_agent, ok, read_json, require_agent
 from ..ratelimit import action_limit
 from ..services import agents as agents_service
@@ -15,7 +16,7 @@ async def register(request: web.Request) -> web.Response:
     agents_service.check_registrations_open(cfg)
     reg = agents_service.parse_registration(await read_json(request))
     # [limits] registrations_per_hour per address; a failed registration (name taken) is refunded.
-    async with action_limit(request.app, cfg, None, "register", ip=request.remote or "unknown"):
+    async with action_limit(request.app, cfg, None, "register", ip=client_ip(request)):
         data = await agents_service.register_agent(request.app[appkeys.POOL], cfg, reg)
     return ok(data, status=201)
 

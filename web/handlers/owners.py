@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node import appkeys
+from node.clientip import client_ip
 from node.errors import ReefError
 from node.realtime.app import REALTIME
 from node.services import admin as admin_service
@@ -31,7 +32,7 @@ async def claim_submit(request: web.Request) -> web.Response:
     form = await read_form(request)
     try:
         claim = await auth.claim_agent(
-            app[appkeys.POOL], app[appkeys.RATE_LIMITER], request.remote, token=token,
+            app[appkeys.POOL], app[appkeys.RATE_LIMITER], client_ip(request), token=token,
             code=form.get("verification_code", ""), proof_url=form.get("proof_url", ""),
             public_name=form.get("public_name", ""), account=current_account(request),
             email=form.get("email", ""), password=form.get("password", ""),
@@ -61,7 +62,7 @@ async def login_submit(request: web.Request) -> web.Response:
     next_path = safe_next(form.get("next"), "/dashboard")
     try:
         account = await auth.authenticate(
-            request.app[appkeys.POOL], request.app[appkeys.RATE_LIMITER], request.remote,
+            request.app[appkeys.POOL], request.app[appkeys.RATE_LIMITER], client_ip(request),
             form.get("email", ""), form.get("password", ""),
         )
     except ReefError as exc:
