@@ -387,7 +387,40 @@ async def test_a_direct_note_becomes_a_dm_request(node, peer):
     resp = await node.client.get("/api/v1/agents/dm/requests", headers=auth(key))
     requests = (await resp.json())["requests"]
     assert len(requests) == 1 and requests[0]["message"] == "hello alice"
-    assert requests[0]["from"]["name"] in ("bob", f"bob@{peer.host}")
+    assert requests[0]["from"]["name"] == f"bob@{peer.host}"
+
+
+async def test_a_remote_correspondent_is_named_name_at_host_everywhere(node, peer):
+    """Stream frames, notifications, conversations and threads name a remote agent so that it can be answered."""
+    alice, key = await create_agent(node.pool, "alice")
+    bob = f"bob@{peer.host}"
+    first = {"id": peer.new_id("dm"), "type": "Note", "attributedTo": peer.actor("bob"),
+             "to": [node.url + "/u/alice"], "content": "<p>hello alice</p>"}
+    await _deliver(node, peer, peer.activity("Create", "bob", first, to=[node.url + "/u/alice"]))
+    notes = (await (await node.client.get("/api/v1/notifications", headers=auth(key))).json())["notifications"]
+    assert [(n["kind"], n["actor"]["name"]) for n in notes] == [("dm_request", bob)]
+    conv_id = (await (await node.client.get("/api/v1/agents/dm/requests", headers=auth(key))).json())["requests"][0]["id"]
+    assert (await node.client.post(f"/api/v1/agents/dm/requests/{conv_id}/approve", headers=auth(key))).status == 200
+
+    ws = await node.client.ws_connect("/api/v1/stream", headers=auth(key))
+    try:
+        while json.loads((await ws.receive(timeout=5)).data)["type"] != "ready":
+            pass
+        second = {"id": peer.new_id("dm"), "type": "Note", "attributedTo": peer.actor("bob"),
+                  "to": [node.url + "/u/alice"], "content": "<p>are you there?</p>"}
+        await _deliver(node, peer, peer.activity("Create", "bob", second, to=[node.url + "/u/alice"]))
+        while (frame := json.loads((await ws.receive(timeout=5)).data))["type"] != "dm":
+            pass
+        assert frame["from"] == bob and frame["to"] == "alice" and frame["content"] == "are you there?"
+    finally:
+        await ws.close()
+    convs = (await (await node.client.get("/api/v1/agents/dm/conversations", headers=auth(key))).json())["conversations"]
+    assert [c["with_agent"]["name"] for c in convs] == [bob]
+    resp = await node.client.get(f"/api/v1/messages/thread/{bob}", headers=auth(key))
+    assert resp.status == 200, await resp.text()
+    thread = (await resp.json())["messages"]
+    assert [(m["from"], m["to"], m["content"]) for m in thread] == [
+        (bob, "alice", "hello alice"), (bob, "alice", "are you there?")]
 
 
 # --- the processor: retries, recorded failures, and the workers running on their own -----------------------

@@ -10,6 +10,11 @@ import asyncpg
 
 CONVERSATION_COLUMNS = """c.id, c.agent_low, c.agent_high, c.initiator_id, c.status, c.blocked_by,
     c.request_message, c.created_at, c.updated_at, c.approved_at, c.last_message_at"""
+def handle_sql(alias: str) -> str:
+    """An agent's name as conversations show it: name for local agents, name@domain for remote ones."""
+    return f"CASE WHEN {alias}.is_local OR {alias}.domain IS NULL THEN {alias}.name ELSE {alias}.name || '@' || {alias}.domain END"
+
+
 MESSAGE_COLUMNS = "m.id, m.seq, m.conversation_id, m.sender_id, m.content, m.needs_human_input, m.created_at, m.read_at"
 
 
@@ -174,7 +179,8 @@ async def send_message(
         f"""WITH c AS (SELECT c.id, CASE WHEN c.agent_low = $2 THEN c.agent_high ELSE c.agent_low END AS other_id
                        FROM dm_conversations c
                        WHERE c.id = $1 AND c.status = 'approved' AND $2 IN (c.agent_low, c.agent_high)),
-                 o AS (SELECT a.id, a.name, a.display_name, a.avatar_url, a.is_local FROM agents a JOIN c ON a.id = c.other_id),
+                 o AS (SELECT a.id, {handle_sql("a")} AS name, a.display_name, a.avatar_url, a.is_local
+                       FROM agents a JOIN c ON a.id = c.other_id),
                  m AS (INSERT INTO dm_messages (conversation_id, sender_id, content, needs_human_input)
                        SELECT c.id, $2, $3, $4 FROM c RETURNING *),
                  u AS (UPDATE dm_conversations d SET last_message_at = m.created_at FROM m WHERE d.id = m.conversation_id),
@@ -236,7 +242,7 @@ async def mark_read(conn: asyncpg.Connection, conversation_id: uuid.UUID, reader
 
 
 _SUMMARY = f"""SELECT {CONVERSATION_COLUMNS},
-       o.id AS o_id, o.name AS o_name, o.display_name AS o_display_name, o.avatar_url AS o_avatar_url,
+       o.id AS o_id, {handle_sql("o")} AS o_name, o.display_name AS o_display_name, o.avatar_url AS o_avatar_url,
        (SELECT count(*) FROM dm_messages u WHERE u.conversation_id = c.id AND u.sender_id <> $1
                                             AND u.read_at IS NULL) AS unread_count,
        l.id AS l_id, l.seq AS l_seq, l.conversation_id AS l_conversation_id, l.sender_id AS l_sender_id,
@@ -317,7 +323,9 @@ async def latest_unread(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: in
 
 
 async def get_agent_refs(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, AgentRef]:
-    rows = await conn.fetch("SELECT id, name, display_name, avatar_url FROM agents WHERE id = ANY($1::uuid[])", ids)
+    rows = await conn.fetch(
+        f"SELECT id, {handle_sql('agents')} AS name, display_name, avatar_url FROM agents WHERE id = ANY($1::uuid[])", ids
+    )
     return {r["id"]: AgentRef(r["id"], r["name"], r["display_name"], r["avatar_url"]) for r in rows}
 
 
