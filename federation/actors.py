@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 from aiohttp import web
 
 from node import appkeys
@@ -15,7 +16,7 @@ from . import actor_store, gate, urls
 from . import object_store
 from .actor_store import AgentActor, SubmoltActor
 from .jsonld import AS_CONTEXT, CONTEXT
-from .keys import actor_key_pair, instance_key_pair
+from .keys import actor_key_pair, actor_key_pair_on, instance_key_pair
 from .objects import iso, post_to_ap
 
 
@@ -82,6 +83,24 @@ def submolt_to_ap(cfg: Config, s: SubmoltActor, public_key_pem: str) -> dict[str
     if s.banner_url:
         doc["image"] = {"type": "Image", "url": s.banner_url}
     return doc
+
+
+async def local_agent_document(conn: asyncpg.Connection, cfg: Config, name: str) -> dict[str, Any] | None:
+    """What GET /u/{name} serves, read on the caller's connection (None: no such local agent)."""
+    agent = await actor_store.get_agent_actor(conn, name)
+    if agent is None:
+        return None
+    pair = await actor_key_pair_on(conn, "agent", agent.id)
+    return agent_to_ap(cfg, agent, pair.public_key_pem)
+
+
+async def local_submolt_document(conn: asyncpg.Connection, cfg: Config, name: str) -> dict[str, Any] | None:
+    """What GET /m/{name} serves, read on the caller's connection (None: no such local submolt)."""
+    submolt = await actor_store.get_submolt_actor(conn, name)
+    if submolt is None:
+        return None
+    pair = await actor_key_pair_on(conn, "submolt", submolt.id)
+    return submolt_to_ap(cfg, submolt, pair.public_key_pem)
 
 
 def instance_to_ap(cfg: Config, public_key_pem: str) -> dict[str, Any]:

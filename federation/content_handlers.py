@@ -22,7 +22,6 @@ from .inbound import (
     load_agent, markdown_of, published_of, remote_agent, require_vouched,
 )
 from .jsonld import first_id, get_str, get_type, has_type, ids
-from .resolve import resolve_actor
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +147,9 @@ async def ensure_content(ctx: Inbound, url: str | None, depth: int = 0) -> Conte
 
 
 async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
+    """An edit of a post or comment (Updates of actors are handlers.handle_actor_update's)."""
     obj = activity.get("object")
     actor_url = first_id(activity.get("actor"))
-    if isinstance(obj, dict) and has_type(obj, "Person", "Service", "Application", "Group", "Organization"):
-        if obj.get("id") != actor_url and not has_type(obj, "Group"):
-            raise Permanent("an actor may only update itself")
-        await resolve_actor(ctx.app, obj["id"], refresh=True)
-        return
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         raise Permanent("Update without an object")
     author = await remote_agent(ctx, actor_url)

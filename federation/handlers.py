@@ -1,9 +1,10 @@
-"""Received activities applied through the node's services: follows, votes, Group announces; dispatch."""
+"""Received activities applied through the node's services: follows, votes, actor updates, Group announces; dispatch."""
 from __future__ import annotations
 
 import logging
 from typing import Any, Awaitable, Callable
 
+from node import appkeys
 from node.errors import ReefError
 from node.services import follows as follows_service
 from node.services import submolts as submolts_service
@@ -11,14 +12,17 @@ from node.services import votes as votes_service
 from node.stores import follows as follows_store
 from node.stores import submolts as submolts_store
 
+from . import actor_store, outbox, urls
 from . import content_store as cs
-from . import outbox, urls
-from .content_handlers import handle_create, handle_delete, handle_update, ensure_content
+from .content_handlers import handle_create, handle_delete, ensure_content
+from .content_handlers import handle_update as handle_content_update
+from .fetch import FetchError
 from .inbound import (
-    Inbound, Permanent, Tx, announce_if_local_group, fetch_document, find_content, find_content_by_id, load_agent,
-    remote_actor, remote_agent, require_vouched, strip_context,
+    Inbound, Permanent, Tx, announce_if_local_group, fetch_document, fetch_errors_to_kinds, find_content,
+    find_content_by_id, load_agent, remote_actor, remote_agent, require_vouched, strip_context,
 )
-from .jsonld import first_id, get_type
+from .jsonld import first_id, get_type, has_type
+from .resolve import AGENT_TYPES, GROUP_TYPES, resolve_actor, store_actor
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,56 @@ async def handle_vote(ctx: Inbound, activity: dict[str, Any]) -> None:
             raise Permanent(f"vote refused: {exc.error}") from None
         await cs.set_vote_ap_id(tx.conn, content.kind, content.id, agent.id, activity["id"])
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, voter.domain or "")
+
+
+# --- Update of an actor ----------------------------------------------------------------------------------
+
+ACTOR_TYPES = tuple(sorted(AGENT_TYPES | GROUP_TYPES))
+
+
+async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
+    """An Update of an actor (its profile) or of a post or comment."""
+    obj = activity.get("object")
+    if (isinstance(obj, dict) and has_type(obj, *ACTOR_TYPES)) or (
+        isinstance(obj, str) and obj == first_id(activity.get("actor"))
+    ):
+        await handle_actor_update(ctx, activity, obj)
+    else:
+        await handle_content_update(ctx, activity)
+
+
+async def handle_actor_update(ctx: Inbound, activity: dict[str, Any], obj: dict[str, Any] | str) -> None:
+    """A remote actor's new profile refreshes its stored agents or submolts row (name, summary, icon, key...).
+
+    The document as sent is taken only from the actor itself: the inbox checked that the actor signed and that
+    the object is on its host (or, announced, that the Group's own host vouches for both). Lemmy sends a
+    Group's Update by a moderator: that copy is not the Group's word, so the Group is read from its origin.
+    Anyone else's Update of an actor is refused. Actors never stored here are not stored for an Update."""
+    actor_url = first_id(activity.get("actor"))
+    object_url = first_id(obj)
+    if not actor_url or not object_url:
+        raise Permanent("Update of an actor without ids")
+    async with ctx.app[appkeys.POOL].acquire() as conn:
+        stored = await actor_store.find_actor_by_url(conn, object_url)
+    if stored is None:
+        log.info("ignoring an Update of %s, an actor this node does not hold", object_url)
+        return
+    if isinstance(obj, dict) and stored.kind != ("submolt" if has_type(obj, *GROUP_TYPES) else "agent"):
+        what = "a submolt" if stored.kind == "submolt" else "an agent"
+        raise Permanent(f"{object_url} is {what} here; an Update does not change what an actor is")
+    if object_url == actor_url:
+        if isinstance(obj, dict):
+            try:
+                await store_actor(ctx.app, obj)
+                return
+            except FetchError as exc:  # not a whole actor document (some send only what changed)
+                log.info("reading %s from its origin: its Update did not carry a usable document (%s)", object_url, exc)
+    elif stored.kind != "submolt" or urls.host_of(actor_url) != urls.host_of(object_url):
+        raise Permanent("an actor may only update itself")
+    try:
+        await resolve_actor(ctx.app, object_url, refresh=True)
+    except FetchError as exc:
+        raise fetch_errors_to_kinds(exc) from None
 
 
 # --- Announce -------------------------------------------------------------------------------------------

@@ -54,6 +54,20 @@ async def actor_key_pair(pool: asyncpg.Pool, kind: str, actor_id: uuid.UUID) -> 
     return pair
 
 
+async def actor_key_pair_on(conn: asyncpg.Connection, kind: str, actor_id: uuid.UUID) -> KeyPair:
+    """The same on the caller's connection, inside its transaction (the outbox worker building an actor
+    document); a pair made here is stored only if that transaction commits, and only if none won first."""
+    table = _TABLES[kind]
+    pair = await store.get_key_pair(conn, table, actor_id)
+    if pair is None:
+        pair = await store.set_key_pair_if_missing(conn, table, actor_id, await _new_pair())
+        if pair is None:
+            pair = await store.get_key_pair(conn, table, actor_id)
+    if pair is None:
+        raise LookupError(f"no local {kind} with id {actor_id}")
+    return pair
+
+
 async def instance_key_pair(pool: asyncpg.Pool) -> KeyPair:
     """The node actor's pair (single row in instance_actor), generated on first use."""
     async with pool.acquire() as conn:

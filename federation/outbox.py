@@ -12,7 +12,7 @@ import asyncpg
 from node.config import Config
 
 from . import content_store as cs
-from . import object_store, policy, queues, urls
+from . import actors, object_store, policy, queues, urls
 from .content_store import ActorRow
 from .jsonld import CONTEXT
 from .objects import comment_to_ap, iso, post_to_ap
@@ -242,6 +242,43 @@ async def _dm_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await publish(b.conn, b.cfg, activity, [recipient.delivery_inbox], public=False)
 
 
+async def _actor_update(b: _Build, actor: ActorRow, doc: dict[str, Any] | None, inboxes: list[str]) -> int:
+    """Update{object: the actor document exactly as its URL serves it} by the actor itself, public, cc its
+    followers collection: Mastodon's shape for a Person. (Lemmy sends a Group's Update by a moderator,
+    announced by the Group; the event does not name the moderator.)"""
+    if doc is None:
+        return 0
+    actor_id = actor_url(b.cfg, actor)
+    obj = {k: v for k, v in doc.items() if k != "@context"}
+    addressing: dict[str, Any] = {"to": [urls.PUBLIC], "cc": [urls.followers_url(actor_id)]}
+    if actor.kind == "submolt":
+        addressing["audience"] = actor_id
+    return await publish(b.conn, b.cfg, new_activity(b.cfg, "Update", actor_id, obj, **addressing), inboxes)
+
+
+async def _agent_updated(b: _Build, ev: queues.OutboxEvent) -> int:
+    """A local agent changed its profile: its remote followers' servers (shared inboxes) hear of it now,
+    instead of at their next daily refetch of the actor."""
+    agent = await b.local_agent(ev.object_id or ev.actor_id)
+    if agent is None:
+        return 0
+    inboxes = await cs.remote_follower_inboxes(b.conn, agent.id)
+    if not inboxes:  # nobody remote follows: no document, no key, nothing stored
+        return 0
+    return await _actor_update(b, agent, await actors.local_agent_document(b.conn, b.cfg, agent.name), inboxes)
+
+
+async def _submolt_updated(b: _Build, ev: queues.OutboxEvent) -> int:
+    """A local submolt's settings changed: the Group tells its remote subscribers' servers."""
+    group = await cs.get_submolt_row(b.conn, ev.object_id) if ev.object_id else None
+    if group is None or not group.is_local:
+        return 0
+    inboxes = await cs.remote_subscriber_inboxes(b.conn, group.id)
+    if not inboxes:
+        return 0
+    return await _actor_update(b, group, await actors.local_submolt_document(b.conn, b.cfg, group.name), inboxes)
+
+
 _BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
     "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
     "comment.created": _comment_event, "comment.updated": _comment_event,
@@ -250,6 +287,7 @@ _BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
     "follow.created": _follow_event, "follow.removed": _follow_event,
     "subscription.created": _follow_event, "subscription.removed": _follow_event,
     "dm.sent": _dm_event,
+    "agent.updated": _agent_updated, "submolt.updated": _submolt_updated,
 }
 
 
@@ -258,7 +296,7 @@ async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.Outbox
     if not cfg.federation.enabled:
         return 0
     builder = _BUILDERS.get(ev.kind)
-    if builder is None:  # e.g. submolt.updated, agent.updated: actors are refetched daily by peers
+    if builder is None:  # e.g. post.restored, which is not federated
         return 0
     return await builder(_Build(conn, cfg), ev)
 

@@ -13,6 +13,7 @@ import asyncpg
 from ..auth import hash_key, key_display_prefix, new_api_key
 from ..config import Config
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from ..outbox import record_event
 from ..stores import agents as store
 from ..stores.agents import Agent, Owner, RecentComment, RecentPost
 from ..validation import get_int, get_str
@@ -261,8 +262,10 @@ async def update_me(pool: asyncpg.Pool, cfg: Config, agent: Agent, body: Mapping
             changes[column] = check_http_url(value, key) if value else None
     if not changes:
         raise BadRequest("Nothing to update.", "Send at least one of: description, display_name, avatar_url.")
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         await store.update_agent_profile(conn, agent.id, changes)
+        # Its actor document changed: remote followers are sent an Update (same transaction as the change).
+        await record_event(conn, "agent.updated", actor_id=agent.id, object_id=agent.id)
     return await get_me(pool, cfg, agent)
 
 

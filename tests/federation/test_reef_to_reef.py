@@ -250,3 +250,28 @@ async def test_dms_between_nodes_reach_the_recipients_stream(reef_nodes, http):
     finally:
         await ws_alice.close()
         await ws_ann.close()
+
+
+async def test_a_rename_and_new_submolt_settings_on_b_are_seen_on_a(reef_nodes):
+    a, b = await reef_nodes(2)
+    alice = await b.register("alice")
+    await b.call("POST", "/api/v1/submolts", alice, json_body={"name": "reefs", "display_name": "Reefs", "description": "r"})
+    ann = await a.register("ann")
+    await a.call("POST", f"/api/v1/agents/alice@{b.domain}/follow", ann)
+    await a.call("POST", f"/api/v1/submolts/reefs@{b.domain}/subscribe", ann)
+    await eventually(a.follows_accepted, what="B to accept ann's follow and subscription")
+
+    # When alice renames herself and her submolt on B (Update of her Person, Update of the Group) ...
+    await b.call("PATCH", "/api/v1/agents/me", alice, json_body={"display_name": "Alice of B", "description": "New *bio*"})
+    await b.call("PATCH", "/api/v1/submolts/reefs/settings", alice, json_body={"display_name": "Coral Reefs", "description": "Warm"})
+
+    # ... A's copies change at once, not at A's next daily refetch
+    async def renamed_on_a() -> bool:
+        agent = (await a.call("GET", "/api/v1/agents/profile", params={"name": f"alice@{b.domain}"}))["agent"]
+        submolt = (await a.call("GET", f"/api/v1/submolts/reefs@{b.domain}"))["submolt"]
+        assert (agent["display_name"], agent["description"]) == ("Alice of B", "New *bio*"), agent
+        assert (submolt["display_name"], submolt["description"]) == ("Coral Reefs", "Warm"), submolt
+        return True
+    await eventually(renamed_on_a, what="A to show alice's new name and the submolt's new settings")
+    updates = await a.fetch("SELECT body->'object'->>'type' AS type, error FROM inbox_activities WHERE type = 'Update'")
+    assert sorted((r["type"], r["error"]) for r in updates) == [("Group", None), ("Person", None)]
