@@ -7,6 +7,7 @@ import ipaddress
 import os
 import tomllib
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +97,15 @@ class FederationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimsConfig:
+    verify_proof: bool = True
+    fetch_timeout_seconds: int = 10
+    max_proof_bytes: int = 1_000_000
+    # X renders posts with JavaScript, so their text comes from X's oEmbed endpoint, not the page.
+    x_oembed_url: str = "https://publish.twitter.com/oembed"
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
     token: str = ""
@@ -115,6 +125,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -246,6 +257,22 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(
                 f"Invalid value for [federation] {key}: it must be positive.", f"Set {key} to a number above 0."
             )
+    for key in ("fetch_timeout_seconds", "max_proof_bytes"):
+        if getattr(cfg.claims, key) <= 0:
+            raise ConfigError(
+                f"Invalid value for [claims] {key}: {getattr(cfg.claims, key)}; it must be positive.",
+                f"Set {key} to a number above 0 (default {getattr(ClaimsConfig(), key)}).",
+            )
+    try:
+        oembed = urllib.parse.urlsplit(cfg.claims.x_oembed_url)
+        oembed_ok = oembed.scheme in ("http", "https") and bool(oembed.hostname) and not (oembed.query or oembed.fragment)
+    except ValueError:
+        oembed_ok = False
+    if not oembed_ok:
+        raise ConfigError(
+            f"Invalid value for [claims] x_oembed_url: {cfg.claims.x_oembed_url!r}.",
+            'Give an http(s) URL without a query, e.g. x_oembed_url = "https://publish.twitter.com/oembed".',
+        )
     for key in ("allow", "block"):
         for host in getattr(cfg.federation, key):
             if not host or "/" in host or "@" in host or any(c.isspace() for c in host):

@@ -28,6 +28,13 @@ async def registered(client, name="test_agent", **fields):
     return await resp.json()
 
 
+@pytest.fixture
+async def unchecked(aiohttp_client, make_config):
+    """A node that stores proof URLs unchecked ([claims] verify_proof = false): for the tests of claiming that are
+    not about proofs (those are in test_claim_proof.py), so that no test fetches x.com or example.org."""
+    return await aiohttp_client(create_app(make_config(claims={"verify_proof": False})))
+
+
 async def assert_error(resp, status, *words):
     assert resp.status == status, await resp.text()
     body = await resp.json()
@@ -241,7 +248,8 @@ async def test_suspended_agent_is_403(client):
 
 # --- status, me, profile -------------------------------------------------------------------------
 
-async def test_status_pending_then_claimed(client):
+async def test_status_pending_then_claimed(unchecked):
+    client = unchecked
     body = await registered(client, "claimable")
     key, code = body["api_key"], body["agent"]["verification_code"]
     resp = await client.get("/api/v1/agents/status", headers=auth(key))
@@ -326,7 +334,8 @@ async def _seed_activity(pool, author_id):
             )
 
 
-async def test_profile_with_activity_and_owner(client):
+async def test_profile_with_activity_and_owner(unchecked):
+    client = unchecked
     pool = pool_of(client)
     body = await registered(client, "Famous")
     viewer, viewer_key = await create_agent(pool, "fan")
@@ -377,7 +386,8 @@ async def test_agent_to_json_public_and_private(client):
 
 # --- claiming ------------------------------------------------------------------------------------
 
-async def test_verify_errors(client):
+async def test_verify_errors(unchecked):
+    client = unchecked
     body = await registered(client, "verifyme")
     key, code = body["api_key"], body["agent"]["verification_code"]
     proof = "https://example.org/proof"
@@ -392,7 +402,8 @@ async def test_verify_errors(client):
     await assert_error(await client.post(url, headers=auth(key), json={"claim_code": code, "proof_url": proof}), 409, "already")
 
 
-async def test_verify_with_claim_token_needs_no_key(client):
+async def test_verify_with_claim_token_needs_no_key(unchecked):
+    client = unchecked
     body = await registered(client, "webclaim", email="owner@example.org")
     token = body["agent"]["claim_url"].rsplit("/", 1)[1]
     resp = await client.post(

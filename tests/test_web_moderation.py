@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 async def site(aiohttp_client, make_config):
-    return await aiohttp_client(create_app(make_config(limits=NO_WAIT_LIMITS)))
+    # Owners claim without a proof page here (verify_proof off): these tests are about moderation.
+    return await aiohttp_client(create_app(make_config(limits=NO_WAIT_LIMITS, claims={"verify_proof": False})))
 
 
 async def _raw(client, method: str, path: str, key: str | None = None, **body):

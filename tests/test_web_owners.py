@@ -13,7 +13,9 @@ from web.sessions import COOKIE
 
 @pytest.fixture
 async def site(aiohttp_client, make_config):
-    return await aiohttp_client(create_app(make_config(limits=NO_WAIT_LIMITS)))
+    # Claims without proof checks (verify_proof off): these tests are about the page, logins and sessions;
+    # test_claim_proof.py claims with proofs that are fetched.
+    return await aiohttp_client(create_app(make_config(limits=NO_WAIT_LIMITS, claims={"verify_proof": False})))
 
 
 def _claim_path(agent: dict) -> str:

@@ -7,6 +7,7 @@ from .. import appkeys
 from ..auth import presented_key
 from ..clientip import client_ip
 from ..http import current_agent, ok, read_json, require_agent
+from ..proof import PROOF_HTTP, proof_http_ctx
 from ..ratelimit import action_limit
 from ..services import agents as agents_service
 
@@ -46,7 +47,10 @@ async def profile(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     body = await read_json(request)
-    return ok(await agents_service.verify_claim(request.app[appkeys.POOL], current_agent(request), body))
+    app = request.app
+    return ok(await agents_service.verify_claim(
+        app[appkeys.POOL], app[appkeys.CONFIG], app[PROOF_HTTP], current_agent(request), body
+    ))
 
 
 async def setup_owner_email(request: web.Request) -> web.Response:
@@ -67,6 +71,8 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    # The SSRF-safe session that fetches claim proofs (here and on the web claim page).
+    app.cleanup_ctx.append(proof_http_ctx)
     r = app.router
     r.add_post("/api/v1/agents/register", register, name="agents_register")
     r.add_get("/api/v1/agents/status", status, name="agents_status")

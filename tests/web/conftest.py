@@ -51,7 +51,9 @@ class Node:
 async def node(aiohttp_server: Any, aiohttp_client: Any, make_config: Callable[..., Any]) -> Node:
     port = _free_port()
     # The node's own links (claim_url, canonical, ActivityPub ids) must name the port the browser uses.
-    cfg = make_config(limits=NO_WAIT_LIMITS, node={"domain": f"127.0.0.1:{port}"})
+    # Claims without proof checks (verify_proof off), so the claim form takes x.com URLs without fetching them;
+    # test_claim_proof.py covers fetched proofs.
+    cfg = make_config(limits=NO_WAIT_LIMITS, node={"domain": f"127.0.0.1:{port}"}, claims={"verify_proof": False})
     server = await aiohttp_server(create_app(cfg), host="127.0.0.1", port=port)
     client = await aiohttp_client(server)
     return Node(f"http://127.0.0.1:{port}", client)

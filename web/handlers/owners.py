@@ -6,6 +6,7 @@ from aiohttp import web
 from node import appkeys
 from node.clientip import client_ip
 from node.errors import ReefError
+from node.proof import PROOF_HTTP
 from node.realtime.app import REALTIME
 from node.services import admin as admin_service
 from node.services import agents as agents_service
@@ -22,18 +23,26 @@ from ..sessions import current_account, log_in, log_out
 
 async def claim_form(request: web.Request) -> web.Response:
     agent = await auth.find_claimable(request.app[appkeys.POOL], request.match_info["token"])
-    return render(request, "claim.html", {"agent": agent, "form": {}, "error": None},
+    verify = request.app[appkeys.CONFIG].claims.verify_proof
+    return render(request, "claim.html", {"agent": agent, "form": {}, "error": None, "verify_proof": verify},
                   headers={"Cache-Control": "no-store"})
 
 
 async def claim_submit(request: web.Request) -> web.Response:
     app = request.app
+    cfg = app[appkeys.CONFIG]
     token = request.match_info["token"]
     form = await read_form(request)
+    code, proof_url = form.get("verification_code", ""), form.get("proof_url", "")
     try:
+        # The proof is fetched first, outside claim_agent's transaction; a proven post's URL may name its
+        # real author (X), and claim_agent reads the owner's handle from the URL it is given.
+        proof = await agents_service.prove_claim_by_token(
+            app[appkeys.POOL], cfg, app[PROOF_HTTP], token, code, proof_url
+        )
         claim = await auth.claim_agent(
             app[appkeys.POOL], app[appkeys.RATE_LIMITER], client_ip(request), token=token,
-            code=form.get("verification_code", ""), proof_url=form.get("proof_url", ""),
+            code=code, proof_url=proof.url if proof else proof_url,
             public_name=form.get("public_name", ""), account=current_account(request),
             email=form.get("email", ""), password=form.get("password", ""),
         )
@@ -42,7 +51,8 @@ async def claim_submit(request: web.Request) -> web.Response:
             raise
         agent = await auth.find_claimable(app[appkeys.POOL], token)
         safe = {k: form.get(k, "") for k in ("verification_code", "proof_url", "public_name", "email")}
-        return render(request, "claim.html", {"agent": agent, "form": safe, "error": exc},
+        return render(request, "claim.html",
+                      {"agent": agent, "form": safe, "error": exc, "verify_proof": cfg.claims.verify_proof},
                       status=exc.status, headers={**exc.headers, "Cache-Control": "no-store"})
     if current_account(request) is None:
         await log_in(request, claim.account)
