@@ -290,3 +290,16 @@ async def start_node(
     server = await aiohttp_server(app, host="127.0.0.1", port=port)
     client = await aiohttp_client(server)
     return Node(app, client, port)
+
+
+async def pump(*nodes: Node) -> None:
+    """Run every worker of every node until nothing is left to do (what the running workers do on NOTIFY)."""
+    for _ in range(10):
+        done = 0
+        for n in nodes:
+            done += await n.workers.outbox.run_once()
+            done += await n.workers.delivery.run_once()
+            done += await n.workers.inbox.run_once()
+        if not done:
+            return
+    raise AssertionError("the nodes kept finding work")

@@ -17,6 +17,8 @@ from node import config as config_mod
 from node.config import Config, build_config
 from node.migrations import apply_migrations
 
+pytest_plugins = ["ap_fixtures"]  # peer, peer2 and node for the ActivityPub tests
+
 TEST_REDIS_URL = os.environ.get("REEF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -77,9 +79,7 @@ def pg_template(pg_server: str) -> Any:
     asyncio.run(drop())
 
 
-@pytest.fixture
-async def database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
+async def _fresh_database(pg_server: str, pg_template: str) -> AsyncIterator[str]:
     name = f"reef_t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(pg_server)
     try:
@@ -92,6 +92,20 @@ async def database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    async for url in _fresh_database(pg_server, pg_template):
+        yield url
+
+
+@pytest.fixture
+async def other_database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
+    """A second fresh database, for a second node in the same test."""
+    async for url in _fresh_database(pg_server, pg_template):
+        yield url
 
 
 @pytest.fixture

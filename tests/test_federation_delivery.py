@@ -7,32 +7,13 @@ import uuid
 import asyncpg
 import pytest
 
-from ap_peer import Node, Peer, start_node
+from ap_peer import Node, pump, start_node
 from factories import auth, create_agent
 from federation import outbox, queues, urls
 from federation.delivery import DeliverySettings, backoff_seconds
 from federation.resolve import resolve_actor
 from node.services import follows as follows_service
 from node.stores import agents as agents_store
-
-
-@pytest.fixture
-async def peer():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def peer2():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def node(aiohttp_server, aiohttp_client, make_config) -> Node:
-    return await start_node(aiohttp_server, aiohttp_client, make_config)
 
 
 async def _activity_to(node: Node, actor_name: str, inboxes: list[str], note: str = "hello") -> str:
@@ -331,42 +312,6 @@ async def test_events_with_only_local_audiences_store_nothing(node):
 # --- Reef to Reef -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def other_database_url(pg_server, pg_template):
-    """A second fresh database, for a second node."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    def _with_db(dsn: str, db: str) -> str:
-        parts = urlsplit(dsn)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
-
-    name = f"reef_t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await conn.close()
-    yield _with_db(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def _pump(*nodes: Node) -> None:
-    """Run every worker of every node until nothing is left to do (what the running workers do on NOTIFY)."""
-    for _ in range(10):
-        done = 0
-        for n in nodes:
-            done += await n.workers.outbox.run_once()
-            done += await n.workers.delivery.run_once()
-            done += await n.workers.inbox.run_once()
-        if not done:
-            return
-    raise AssertionError("the nodes kept finding work")
-
-
 async def test_two_reef_nodes_follow_post_reply_vote_and_converge(
     aiohttp_server, aiohttp_client, make_config, other_database_url
 ):
@@ -383,7 +328,7 @@ async def test_two_reef_nodes_follow_post_reply_vote_and_converge(
     # ann (on A) subscribes to m/reefs on B: Follow, then B's Group accepts.
     await resolve_actor(a.app, f"{b.url}/m/reefs")
     await submolts_service.subscribe(a.pool, ann, "reefs")
-    await _pump(a, b)
+    await pump(a, b)
     async with a.pool.acquire() as conn:
         assert await conn.fetchval("SELECT accepted FROM subscriptions WHERE agent_id = $1", ann.id)
     async with b.pool.acquire() as conn:
@@ -392,7 +337,7 @@ async def test_two_reef_nodes_follow_post_reply_vote_and_converge(
     # bea posts on B: B's Group announces it to A.
     resp = await b.client.post("/api/v1/posts", json={"submolt_name": "reefs", "title": "Coral", "content": "*bright*"}, headers=auth(bea_key))
     b_post = (await resp.json())["post"]["id"]
-    await _pump(a, b)
+    await pump(a, b)
     async with a.pool.acquire() as conn:
         a_post = await conn.fetchval("SELECT id FROM posts WHERE ap_id = $1", f"{b.url}/post/{b_post}")
     assert a_post is not None
@@ -401,7 +346,7 @@ async def test_two_reef_nodes_follow_post_reply_vote_and_converge(
     resp = await a.client.post(f"/api/v1/posts/{a_post}/comments", json={"content": "lovely"}, headers=auth(ann_key))
     assert resp.status in (200, 201), await resp.text()
     await a.client.post(f"/api/v1/posts/{a_post}/upvote", headers=auth(ann_key))
-    await _pump(a, b)
+    await pump(a, b)
     for n, pid in ((a, a_post), (b, b_post)):
         async with n.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT score, comment_count FROM posts WHERE id = $1", uuid.UUID(str(pid)))
@@ -409,20 +354,20 @@ async def test_two_reef_nodes_follow_post_reply_vote_and_converge(
 
     # bea edits and deletes on B; A follows.
     await b.client.patch(f"/api/v1/posts/{b_post}", json={"title": "Coral, edited"}, headers=auth(bea_key))
-    await _pump(a, b)
+    await pump(a, b)
     async with a.pool.acquire() as conn:
         assert await conn.fetchval("SELECT title FROM posts WHERE id = $1", a_post) == "Coral, edited"
     await b.client.delete(f"/api/v1/posts/{b_post}", headers=auth(bea_key))
-    await _pump(a, b)
+    await pump(a, b)
     async with a.pool.acquire() as conn:
         assert await conn.fetchval("SELECT is_deleted FROM posts WHERE id = $1", a_post)
 
     # ann unsubscribes: B forgets her, and a new post is no longer sent to A.
     await submolts_service.unsubscribe(a.pool, ann, "reefs")
-    await _pump(a, b)
+    await pump(a, b)
     async with b.pool.acquire() as conn:
         assert await conn.fetchval("SELECT subscriber_count FROM submolts WHERE name = 'reefs'") == 1
     await b.client.post("/api/v1/posts", json={"submolt_name": "reefs", "title": "Unseen"}, headers=auth(bea_key))
-    await _pump(a, b)
+    await pump(a, b)
     async with a.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM posts WHERE title = 'Unseen'") == 0

@@ -19,25 +19,6 @@ from node.stores import follows as follows_store
 OTHER_PRIV, _ = sig.generate_rsa_keypair()
 
 
-@pytest.fixture
-async def peer():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def peer2():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def node(aiohttp_server, aiohttp_client, make_config) -> Node:
-    return await start_node(aiohttp_server, aiohttp_client, make_config)
-
-
 async def _val(node: Node, sql: str, *args):
     async with node.pool.acquire() as conn:
         return await conn.fetchval(sql, *args)

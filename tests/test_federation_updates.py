@@ -2,13 +2,10 @@
 a remote actor's own Update refreshes its stored row (only its own: others' are refused)."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import asyncpg
-import pytest
 
-from ap_peer import AS_PUBLIC, Node, Peer, start_node
+from ap_peer import AS_PUBLIC, Node, Peer, pump, start_node
 from factories import auth, create_agent
 from federation import urls
 from federation.resolve import resolve_actor
@@ -19,25 +16,6 @@ from node.stores import agents as agents_store
 from node.stores.agents import Agent
 
 AP = {"Accept": "application/activity+json"}
-
-
-@pytest.fixture
-async def peer():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def peer2():
-    p = await Peer.start()
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def node(aiohttp_server, aiohttp_client, make_config) -> Node:
-    return await start_node(aiohttp_server, aiohttp_client, make_config)
 
 
 async def _val(node: Node, sql: str, *args: Any) -> Any:
@@ -286,42 +264,6 @@ async def test_an_update_of_an_actor_never_seen_stores_nothing(node, peer):
 # --- Reef to Reef, in process -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def other_database_url(pg_server, pg_template):
-    """A second fresh database, for a second node."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    def _with_db(dsn: str, db: str) -> str:
-        parts = urlsplit(dsn)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
-
-    name = f"reef_t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await conn.close()
-    yield _with_db(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def _pump(*nodes: Node) -> None:
-    """Run every worker of every node until nothing is left to do (what the running workers do on NOTIFY)."""
-    for _ in range(10):
-        done = 0
-        for n in nodes:
-            done += await n.workers.outbox.run_once()
-            done += await n.workers.delivery.run_once()
-            done += await n.workers.inbox.run_once()
-        if not done:
-            return
-    raise AssertionError("the nodes kept finding work")
-
-
 async def test_a_rename_and_a_new_description_on_one_reef_node_are_seen_on_the_other(
     aiohttp_server, aiohttp_client, make_config, other_database_url
 ):
@@ -337,7 +279,7 @@ async def test_a_rename_and_a_new_description_on_one_reef_node_are_seen_on_the_o
     await resolve_actor(b.app, f"{a.url}/m/reefs")
     await follows_service.set_following(b.pool, bea, f"alice@{a.cfg.domain}", True)
     await submolts_service.subscribe(b.pool, bea, f"reefs@{a.cfg.domain}")
-    await _pump(a, b)
+    await pump(a, b)
     assert await _val(a, "SELECT follower_count FROM agents WHERE id = $1", alice.id) == 1
     assert await _val(a, "SELECT subscriber_count FROM submolts WHERE name = 'reefs'") == 2
 
@@ -346,7 +288,7 @@ async def test_a_rename_and_a_new_description_on_one_reef_node_are_seen_on_the_o
     resp = await a.client.patch("/api/v1/submolts/reefs/settings", headers=auth(alice_key),
                                 json={"display_name": "Coral Reefs", "description": "Warm *water*"})
     assert resp.status == 200
-    await _pump(a, b)
+    await pump(a, b)
 
     resp = await b.client.get("/api/v1/agents/profile", params={"name": f"alice@{a.cfg.domain}"})
     assert (await resp.json())["agent"]["display_name"] == "Alice Renamed"
