@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from node.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from node.ratelimit import RateLimiter, rate_limited
 from node.services import agents as agents_service
+from node.services import claims as claims_service
 from node.stores import agents as agents_store
 from node.stores import web_accounts as store
 from node.stores.agents import Agent
@@ -183,7 +184,7 @@ async def claim_agent(
                         account = await store.insert_account(conn, email, pw_hash or "")
                 except asyncpg.UniqueViolationError:
                     raise Conflict("A login with this email was just made.", "Log in, then open the claim link again.") from None
-        display_name, x_handle = (agents_service.owner_identity(proof) if proof else ("", None))
+        display_name, x_handle = (claims_service.owner_identity(proof) if proof else ("", None))
         owner = await agents_store.insert_owner(
             conn, display_name=public_name or display_name, x_handle=x_handle, email=account.email, proof_url=proof
         )

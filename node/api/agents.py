@@ -10,6 +10,7 @@ from ..http import current_agent, ok, read_json, require_agent
 from ..proof import PROOF_HTTP, proof_http_ctx
 from ..ratelimit import action_limit
 from ..services import agents as agents_service
+from ..services import claims as claims_service
 
 
 async def register(request: web.Request) -> web.Response:
@@ -23,7 +24,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return ok(agents_service.claim_status(request.app[appkeys.CONFIG], require_agent(request)))
+    return ok(claims_service.claim_status(request.app[appkeys.CONFIG], require_agent(request)))
 
 
 async def get_me(request: web.Request) -> web.Response:
@@ -48,7 +49,7 @@ async def profile(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     body = await read_json(request)
     app = request.app
-    return ok(await agents_service.verify_claim(
+    return ok(await claims_service.verify_claim(
         app[appkeys.POOL], app[appkeys.CONFIG], app[PROOF_HTTP], current_agent(request), body
     ))
 

@@ -10,6 +10,7 @@ from node.proof import PROOF_HTTP
 from node.realtime.app import REALTIME
 from node.services import admin as admin_service
 from node.services import agents as agents_service
+from node.services import claims as claims_service
 from node.services import messages as messages_service
 
 from .. import auth, owner_pages
@@ -37,7 +38,7 @@ async def claim_submit(request: web.Request) -> web.Response:
     try:
         # The proof is fetched first, outside claim_agent's transaction; a proven post's URL may name its
         # real author (X), and claim_agent reads the owner's handle from the URL it is given.
-        proof = await agents_service.prove_claim_by_token(
+        proof = await claims_service.prove_claim_by_token(
             app[appkeys.POOL], cfg, app[PROOF_HTTP], token, code, proof_url
         )
         claim = await auth.claim_agent(
