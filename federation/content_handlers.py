@@ -12,6 +12,7 @@ from node.services import comments as comments_service
 from node.services import messages as messages_service
 from node.services import posts as posts_service
 from node.stores import comments as comments_store
+from node.stores import moderation as moderation_store
 from node.stores import posts as posts_store
 from node.stores import submolts as submolts_store
 
@@ -230,6 +231,59 @@ async def _remove_for_remote_group(tx: Tx, content: Content, moderator_id: Any, 
             await comments_store.add_reply_count(tx.conn, comment.parent_id, -1)
         await comments_store.add_post_comment_count(tx.conn, comment.post_id, -1)
         await comments_store.add_agent_comments_count(tx.conn, comment.author_id, -1)
+
+
+async def handle_undo_removal(ctx: Inbound, activity: dict[str, Any]) -> None:
+    """Undo{Delete or Remove by a moderator}: the removal is lifted. Taken on the word of the remote submolt's
+    Group, as the removal is (handle_delete): announced by the Group with the actor of the removal undoing it
+    (Lemmy's moderators), or sent by the Group itself. Refused from anybody else, and for local submolts, whose
+    moderators are this node's; an author's own delete stays final, as locally."""
+    inner = activity.get("object")
+    actor_url = first_id(activity.get("actor"))
+    if not isinstance(inner, dict):
+        raise Permanent("an Undo of a removal must carry the removal")
+    remover_url = first_id(inner.get("actor"))
+    async with ctx.app[appkeys.POOL].acquire() as conn:
+        content = await find_content(conn, ctx.cfg, first_id(inner.get("object")))
+        if content is None:
+            return  # never had it
+        group = await cs.get_submolt_row(conn, content.submolt_id)
+        author = await cs.get_agent_row(conn, content.author_id)
+    if group is None or group.is_local:
+        raise Permanent("removals in local submolts are undone by this node's moderators")
+    by_group = actor_url == group.actor_url
+    announced = ctx.announced_by == group.actor_url and remover_url == actor_url
+    if not (by_group or announced):
+        raise Permanent(f"only m/{group.name}'s Group or its moderators, announced by it, may undo a removal there")
+    if author is not None and remover_url is not None and remover_url == author.actor_url:
+        log.info("ignoring the author's Undo(%s) of %s: deletes are final", get_type(inner), inner.get("object"))
+        return
+    async with ctx.transaction() as tx:
+        await _restore_for_remote_group(tx, content)
+
+
+async def _restore_for_remote_group(tx: Tx, content: Content) -> None:
+    """The removal lifted (an author's delete stays); counters move back as the services move them."""
+    if content.kind == "post":
+        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
+        if post is None or not post.is_removed:
+            return
+        await moderation_store.unremove_post(tx.conn, post.id)
+        if not post.is_deleted:
+            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, 1)
+        return
+    comment_refs = content.comment
+    assert comment_refs is not None
+    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
+    comment = await comments_store.lock_comment(tx.conn, content.id)
+    if comment is None or not comment.is_removed:
+        return
+    await moderation_store.unremove_comment(tx.conn, comment.id)
+    if not comment.is_deleted:
+        if comment.parent_id is not None:
+            await comments_store.add_reply_count(tx.conn, comment.parent_id, 1)
+        await comments_store.add_post_comment_count(tx.conn, comment.post_id, 1)
+        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, 1)
 
 
 # --- DMs ----------------------------------------------------------------------------------------------

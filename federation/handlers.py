@@ -14,7 +14,7 @@ from node.stores import submolts as submolts_store
 
 from . import actor_store, outbox, urls
 from . import content_store as cs
-from .content_handlers import handle_create, handle_delete, ensure_content
+from .content_handlers import handle_create, handle_delete, handle_undo_removal, ensure_content
 from .content_handlers import handle_update as handle_content_update
 from .fetch import FetchError
 from .inbound import (
@@ -95,6 +95,9 @@ async def handle_reject(ctx: Inbound, activity: dict[str, Any]) -> None:
 async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
     inner = activity.get("object")
     actor_url = first_id(activity.get("actor"))
+    if get_type(inner) in ("Delete", "Remove"):  # a restore: its own rules of who may (the Group may, too)
+        await handle_undo_removal(ctx, activity)
+        return
     if isinstance(inner, dict) and first_id(inner.get("actor")) not in (None, actor_url):
         raise Permanent("an Undo may only undo its own actor's activity")
     inner_type = get_type(inner)
@@ -115,7 +118,7 @@ async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
                 raise Permanent(f"Undo(Follow) refused: {exc.error}") from None
     elif inner_type in ("Like", "Dislike") or (inner_type is None and isinstance(inner, str)):
         await _undo_vote(ctx, activity, inner)
-    elif inner_type in ("Announce", "Block", "Delete", "Add", "Remove", "Lock", "Flag"):
+    elif inner_type in ("Announce", "Block", "Add", "Lock", "Flag"):
         log.info("ignoring Undo(%s) from %s", inner_type, actor_url)
     else:
         raise Permanent(f"Undo of {inner_type!r} is not supported")

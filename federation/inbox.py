@@ -52,7 +52,10 @@ def check_activity(activity: Any, signer: str) -> dict[str, Any]:
         author = first_id(obj.get("attributedTo")) if isinstance(obj, dict) else None
         if type_ != "Delete" and author is not None and author != actor and get_type(obj) not in ("Group",):
             raise Forbidden("The object is attributed to someone else than the actor.", "Only authors create and edit.")
-    if type_ == "Undo" and isinstance(obj, dict) and first_id(obj.get("actor")) not in (None, actor):
+    inner_actor = first_id(obj.get("actor")) if isinstance(obj, dict) else None
+    if type_ == "Undo" and inner_actor not in (None, actor) and not (
+        get_type(obj) in ("Delete", "Remove") and urls.host_of(inner_actor or "") == host
+    ):  # (a Group undoes its moderators' removals: the handler checks that it is the content's Group)
         raise Forbidden("An Undo may only undo the actor's own activity.", "Undo your own activities.")
     return activity
 

@@ -163,6 +163,50 @@ async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await b.to_submolt(refs.submolt_id, activity, direct, refs.post_id)
 
 
+async def _restore_event(b: _Build, ev: queues.OutboxEvent) -> int:
+    """A moderator's restore, as Lemmy federates it: Undo{the removal's Delete exactly as it was sent}, by the
+    Delete's actor (whoever restores: receivers accept an Undo only from the actor of what it undoes), to the
+    inboxes the removal reached, each copy as that one went: the Delete's inboxes get the Undo, and where the
+    Group announced the Delete it announces the Undo. A removal that never went out is undone silently."""
+    remover_id = (ev.data or {}).get("removed_by")
+    remover = await b.local_agent(uuid.UUID(remover_id)) if remover_id else None
+    if remover is None or ev.object_id is None:
+        return 0
+    if ev.kind == "post.restored":
+        refs = await cs.get_post_refs(b.conn, ev.object_id)
+        if refs is None:
+            return 0
+        object_url = urls.post_id_url(b.cfg, refs.id, refs.is_local, refs.ap_id)
+        author_id, submolt_id, post_id = refs.author_id, refs.submolt_id, refs.id
+    else:
+        crefs = await cs.get_comment_refs(b.conn, ev.object_id)
+        if crefs is None:
+            return 0
+        object_url = urls.comment_id_url(b.cfg, crefs.id, crefs.is_local, crefs.ap_id)
+        author_id, submolt_id, post_id = crefs.author_id, crefs.submolt_id, crefs.post_id
+    group_row = await cs.get_submolt_row(b.conn, submolt_id)
+    assert group_row is not None
+    group, remover_url = actor_url(b.cfg, group_row), actor_url(b.cfg, remover)
+    sent = await queues.sent_removal(b.conn, remover_url, group, object_url)
+    if sent is None:
+        return 0
+    delete, copies = sent
+    inner = {k: v for k, v in delete.items() if k != "@context"}
+    addressing = {k: delete[k] for k in ("to", "cc", "audience") if k in delete}
+    undo = new_activity(b.cfg, "Undo", remover_url, inner, **addressing)
+    if not any(c.inboxes for c in copies):  # the deliveries were pruned: route it as the removal was routed
+        return await b.to_submolt(submolt_id, undo, {await b.agent_inbox(author_id)}, post_id)
+    direct = {i for c in copies if c.type != "Announce" for i in c.inboxes}
+    announced = {i for c in copies if c.type == "Announce" for i in c.inboxes}
+    sent_count = 0
+    if announced:
+        sent_count += await publish(b.conn, b.cfg, announce(b.cfg, group, undo), announced)
+    if direct:
+        public = all(c.public for c in copies if c.type != "Announce")
+        sent_count += await publish(b.conn, b.cfg, undo, direct, public=public)
+    return sent_count
+
+
 async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
     actor = await b.local_agent(ev.actor_id)
     data = ev.data or {}
@@ -283,6 +327,7 @@ _BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
     "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
     "comment.created": _comment_event, "comment.updated": _comment_event,
     "comment.deleted": _comment_event, "comment.removed": _comment_event,
+    "post.restored": _restore_event, "comment.restored": _restore_event,
     "vote.cast": _vote_event, "vote.removed": _vote_event,
     "follow.created": _follow_event, "follow.removed": _follow_event,
     "subscription.created": _follow_event, "subscription.removed": _follow_event,
@@ -296,7 +341,7 @@ async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.Outbox
     if not cfg.federation.enabled:
         return 0
     builder = _BUILDERS.get(ev.kind)
-    if builder is None:  # e.g. post.restored, which is not federated
+    if builder is None:
         return 0
     return await builder(_Build(conn, cfg), ev)
 

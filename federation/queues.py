@@ -198,6 +198,43 @@ async def latest_activity(
 
 
 @dataclass(frozen=True, slots=True)
+class SentCopy:
+    """One stored activity that carried a removal: the Delete itself, or a Group's Announce of it."""
+
+    type: str
+    public: bool
+    inboxes: list[str]
+
+
+async def sent_removal(
+    conn: asyncpg.Connection, remover_url: str, group_url: str, object_url: str
+) -> tuple[dict[str, Any], list[SentCopy]] | None:
+    """The last Delete of an object a local moderator published (stored as itself, or only inside its Group's
+    Announce), with every stored copy of it and the inboxes each was delivered to; None if it never went out."""
+    delete = await conn.fetchval(
+        """SELECT body FROM (
+             (SELECT id, body FROM activities WHERE actor_url = $1 AND type = 'Delete' AND body->>'object' = $3)
+             UNION ALL
+             (SELECT id, body->'object' FROM activities WHERE actor_url = $2 AND type = 'Announce'
+                AND body->'object'->>'type' = 'Delete' AND body->'object'->>'actor' = $1
+                AND body->'object'->>'object' = $3)
+           ) AS sent ORDER BY id DESC LIMIT 1""",
+        remover_url, group_url, object_url,
+    )
+    if delete is None:
+        return None
+    rows = await conn.fetch(
+        """SELECT a.type, a.public, array_remove(array_agg(d.inbox_url), NULL) AS inboxes
+           FROM activities a LEFT JOIN deliveries d ON d.activity_id = a.id
+           WHERE (a.actor_url = $1 AND a.ap_id = $3)
+              OR (a.actor_url = $2 AND a.type = 'Announce' AND a.body->'object'->>'id' = $3)
+           GROUP BY a.id, a.type, a.public ORDER BY a.id""",
+        remover_url, group_url, delete["id"],
+    )
+    return delete, [SentCopy(r["type"], r["public"], list(r["inboxes"])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
 class PublishedActivity:
     id: int
     ap_id: str

@@ -11,7 +11,8 @@ import asyncpg
 KINDS = frozenset(
     {
         "post.created", "post.updated", "post.deleted", "post.removed", "post.restored",
-        "comment.created", "comment.updated", "comment.deleted", "comment.removed",
+        "comment.created", "comment.updated", "comment.deleted", "comment.removed", "comment.restored",
+        # *.restored data: {"removed_by": the agent whose removal is undone, or None}
         "vote.cast", "vote.removed",  # data: {"target": "post"|"comment", "value": 1|-1}
         "follow.created", "follow.removed",  # object_id: the followed agent
         "subscription.created", "subscription.removed",  # object_id: the submolt

@@ -122,7 +122,8 @@ async def restore_post(pool: asyncpg.Pool, account: Account, post_id: uuid.UUID)
         await store.unremove_post(conn, post.id)
         if not post.is_deleted:  # visible again: counted again
             await posts_store.change_post_counts(conn, post.author_id, post.submolt_id, 1)
-        await record_event(conn, "post.restored", actor_id=mod.agent_id, object_id=post.id)
+        removed_by = str(post.removed_by) if post.removed_by else None  # whose federated removal is undone
+        await record_event(conn, "post.restored", actor_id=mod.agent_id, object_id=post.id, data={"removed_by": removed_by})
         await _audit(conn, mod, "post.restore", f"post:{post.id}", submolt_id=str(post.submolt_id))
     return "restored"
 
@@ -193,7 +194,8 @@ async def restore_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid
         await store.unremove_comment(conn, comment.id)
         if not comment.is_deleted:
             await _count_comment(conn, comment, 1)
-        # The outbox knows no comment.restored yet; federation learns of the comment again when it is edited.
+        removed_by = str(comment.removed_by) if comment.removed_by else None
+        await record_event(conn, "comment.restored", actor_id=mod.agent_id, object_id=comment.id, data={"removed_by": removed_by})
         await _audit(conn, mod, "comment.restore", f"comment:{comment.id}", post_id=str(post.id))
     return "restored"
 
