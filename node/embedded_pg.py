@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import importlib.util
 import logging
 import os
 import pwd
-import re
 import shutil
 import signal
-import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote
 
 import asyncpg
+
+from .pg_binaries import Binaries, default_bindirs, find_binaries
+from .pg_runas import EmbeddedPostgresError, Runner, choose_runner, chown_tree, describe_path, exec_command
 
 log = logging.getLogger(__name__)
 
@@ -25,77 +24,12 @@ ROLE = "reef"
 DATABASE = "reef"
 SOCKET_NAME = f".s.PGSQL.{PORT}"
 MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes, NUL included
-MIN_MAJOR = 12
-SERVER_USER = "postgres"
-UNSHARE = "unshare"
 START_TIMEOUT = 300  # crash recovery of a large cluster can take minutes
 STOP_TIMEOUT = 60
 LOCK_TIMEOUT = 600
-INSTALL_HINT = (
-    "Install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install "
-    "postgresql-server; macOS: brew install postgresql), or pip install 'reef[embedded]' for bundled "
-    "binaries, or set [database] url to use an existing PostgreSQL server."
-)
 
 
-class EmbeddedPostgresError(Exception):
-    """The embedded cluster cannot be used; the message says what is wrong and what to install or do."""
-
-
-@dataclass(frozen=True, slots=True)
-class Binaries:
-    bindir: Path
-    major: int
-    source: str
-
-    def exe(self, name: str) -> str:
-        return str(self.bindir / name)
-
-
-@dataclass(frozen=True, slots=True)
-class Runner:
-    """How server commands run: as we are, as another user, or inside a user namespace."""
-
-    mode: str
-    uid: int  # the owner the cluster's files must have, as seen from the node
-    gid: int
-    prefix: tuple[str, ...] = ()
-    user: int | None = None  # switch to this uid (and group, groups) in the child
-    group: int | None = None
-    groups: tuple[int, ...] = ()
-
-
-# -- subprocesses and processes ------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    # PG* variables (PGPORT, PGDATA, PGHOST...) would silently change what the tools do.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
-    return env
-
-
-async def _exec(
-    argv: Sequence[str], runner: Runner | None = None, *, cwd: Path | None = None,
-    new_session: bool = False, timeout: float = 60,
-) -> tuple[int, str]:
-    """Run a command off the event loop; returns (exit status, stdout+stderr)."""
-    kwargs: dict = {}
-    if runner is not None and runner.user is not None:
-        kwargs = {"user": runner.user, "group": runner.group, "extra_groups": list(runner.groups)}
-    full = [*(runner.prefix if runner else ()), *map(str, argv)]
-    proc = await asyncio.create_subprocess_exec(
-        *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, cwd=cwd, env=_env(), start_new_session=new_session, **kwargs,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
+# -- processes -----------------------------------------------------------------------------------
 
 
 def _proc_alive(pid: int) -> bool:
@@ -159,112 +93,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-# -- finding the server binaries -----------------------------------------------------------------
-
-
-def _version_key(path: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", path)) or (0,)
-
-
-def pgserver_bindir() -> Path | None:
-    """The bindir of the pip-installable pgserver package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec("pgserver")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
-
-
-async def default_bindirs() -> list[tuple[str, Path]]:
-    """Where to look, in order: pg_config --bindir, packaged versions (newest first), PATH, pgserver."""
-    found: list[tuple[str, Path]] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        try:
-            rc, out = await _exec([pg_config, "--bindir"], timeout=15)
-            if rc == 0 and out.strip():
-                found.append(("pg_config --bindir", Path(out.strip().splitlines()[-1])))
-        except (OSError, asyncio.TimeoutError):
-            pass
-    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin"):
-        for path in sorted(Path("/").glob(pattern.lstrip("/")), key=lambda p: _version_key(str(p)), reverse=True):
-            found.append((pattern, path))
-    for name in ("pg_ctl", "initdb", "postgres"):
-        exe = shutil.which(name)
-        if exe:
-            found.append(("PATH", Path(os.path.realpath(exe)).parent))
-    bundled = pgserver_bindir()
-    if bundled is not None:
-        found.append(("pgserver package", bundled))
-    return found
-
-
-async def find_binaries(candidates: Sequence[tuple[str, Path]], want_major: int | None = None) -> Binaries:
-    """The first bindir with initdb, pg_ctl and postgres (of want_major, when an existing cluster needs it)."""
-    seen: set[str] = set()
-    usable: list[Binaries] = []
-    for source, bindir in candidates:
-        real = os.path.realpath(bindir)
-        if real in seen or not all(os.access(os.path.join(real, n), os.X_OK) for n in ("initdb", "pg_ctl", "postgres")):
-            continue
-        seen.add(real)
-        try:
-            rc, out = await _exec([os.path.join(real, "pg_ctl"), "--version"], timeout=15)
-        except (OSError, asyncio.TimeoutError):
-            continue
-        m = re.search(r"\(PostgreSQL\) (\d+)", out)
-        if rc != 0 or not m or int(m.group(1)) < MIN_MAJOR:
-            continue
-        found = Binaries(Path(real), int(m.group(1)), source)
-        if want_major is None or found.major == want_major:
-            return found
-        usable.append(found)
-    if usable:
-        have = ", ".join(f"{b.major} ({b.bindir})" for b in usable)
-        raise EmbeddedPostgresError(
-            f"The embedded cluster was created by PostgreSQL {want_major}, but only PostgreSQL {have} was found. "
-            f"Install PostgreSQL {want_major} (Debian/Ubuntu: apt-get install postgresql-{want_major}), "
-            "or upgrade the cluster with pg_upgrade."
-        )
-    looked = ", ".join(str(p) for _, p in candidates) or "nowhere"
-    raise EmbeddedPostgresError(
-        f"No PostgreSQL {MIN_MAJOR}+ server binaries (initdb, pg_ctl, postgres) found; looked in: {looked}. {INSTALL_HINT}"
-    )
-
-
-# -- choosing who runs the server ----------------------------------------------------------------
-
-
-def _describe(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"{path} ({exc.strerror})"
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    return f"{path} (owner {owner}, mode {stat.S_IMODE(st.st_mode):04o})"
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> int:
-    changed = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.lchown(path, uid, gid)
-                changed += 1
-    st = os.lstat(root)
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(root, uid, gid)
-        changed += 1
-    return changed
-
-
 # -- the cluster ---------------------------------------------------------------------------------
 
 
@@ -326,7 +154,7 @@ class EmbeddedPostgres:
         euid = os.geteuid()
         if euid != 0 and os.stat(self.directory).st_uid != euid:
             raise EmbeddedPostgresError(
-                f"{_describe(str(self.directory))} belongs to another user, and PostgreSQL must run as the owner of "
+                f"{describe_path(str(self.directory))} belongs to another user, and PostgreSQL must run as the owner of "
                 f"its files. Run reef as that user, or chown -R {pwd.getpwuid(euid).pw_name} {self.directory}."
             )
         start_fd = await self._lock("start.lock", fcntl.LOCK_EX)
@@ -448,10 +276,10 @@ class EmbeddedPostgres:
         want = int(version_file.read_text().strip()) if version_file.exists() else None
         binaries = await find_binaries(self._bindirs if self._bindirs is not None else await default_bindirs(), want)
         self.log_dir.mkdir(mode=0o700, exist_ok=True)
-        runner = await self._choose_runner(binaries)
+        runner = await choose_runner(self.directory, self.run_as, binaries)
         self.mode = runner.mode
         if os.geteuid() == 0:
-            changed = await asyncio.to_thread(_chown_tree, self.directory, runner.uid, runner.gid)
+            changed = await asyncio.to_thread(chown_tree, self.directory, runner.uid, runner.gid)
             if changed:
                 log.info("gave %d files in %s to uid %d for %s", changed, self.directory, runner.uid, runner.mode)
         os.chmod(self.directory, 0o700)
@@ -474,7 +302,7 @@ class EmbeddedPostgres:
             shutil.rmtree(scratch)
         log.info("creating the embedded PostgreSQL %d cluster in %s (binaries from %s, %s)",
                  binaries.major, self.data, binaries.source, binaries.bindir)
-        rc, out = await _exec(
+        rc, out = await exec_command(
             [binaries.exe("initdb"), "-D", scratch, "-U", ROLE, "-E", "UTF8", "--locale=C",
              "--auth-local=trust", "--auth-host=reject"],
             runner, cwd=self.directory, timeout=300,
@@ -488,7 +316,7 @@ class EmbeddedPostgres:
     async def _start_server(self, binaries: Binaries, runner: Runner) -> None:
         startup_log = self.log_dir / "startup.log"
         log.info("starting embedded PostgreSQL %d in %s as %s", binaries.major, self.data, runner.mode)
-        rc, out = await _exec(
+        rc, out = await exec_command(
             [binaries.exe("pg_ctl"), "start", "-D", self.data, "-l", startup_log, "-w", "-t", str(START_TIMEOUT), "-s"],
             runner, cwd=self.directory, new_session=True, timeout=START_TIMEOUT + 30,
         )
@@ -510,93 +338,6 @@ class EmbeddedPostgres:
                 log.info("created database %r in the embedded cluster", DATABASE)
         finally:
             await conn.close()
-
-    # -- who runs the server --------------------------------------------------------------------
-
-    async def _choose_runner(self, binaries: Binaries) -> Runner:
-        """As a normal user: ourselves. As root: [database] embedded_user, else a user namespace, else postgres."""
-        euid = os.geteuid()
-        if euid != 0:
-            if self.run_as and self.run_as != pwd.getpwuid(euid).pw_name:
-                log.warning("[database] embedded_user=%r is ignored: reef does not run as root", self.run_as)
-            return Runner(f"the current user ({pwd.getpwuid(euid).pw_name})", euid, os.getegid())
-        if self.run_as:
-            runner, problem = await self._user_runner(self.run_as, binaries)
-            if runner is None:
-                raise EmbeddedPostgresError(f"[database] embedded_user = {self.run_as!r} cannot run PostgreSQL: {problem}")
-            return runner
-        problems: list[str] = []
-        runner, problem = await self._namespace_runner(binaries)
-        if runner is not None:
-            return runner
-        problems.append(f"user namespace: {problem}")
-        runner, problem = await self._user_runner(SERVER_USER, binaries)
-        if runner is not None:
-            return runner
-        problems.append(f"user {SERVER_USER}: {problem}")
-        raise EmbeddedPostgresError(
-            "PostgreSQL refuses to run as root, and reef found no unprivileged way to run it:\n  - "
-            + "\n  - ".join(problems)
-            + f"\nSet [database] embedded_user to an unprivileged user that can reach {self.directory} (reef makes it "
-            "the owner of that directory), run reef as a normal user, or set [database] url."
-        )
-
-    async def _user_runner(self, name: str, binaries: Binaries) -> tuple[Runner | None, str]:
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            return None, f"there is no user {name!r} (create one, e.g. useradd --system {name})"
-        if pw.pw_uid == 0:
-            return None, f"{name!r} is root; PostgreSQL needs an unprivileged user"
-        runner = Runner(f"user {name}", pw.pw_uid, pw.pw_gid, user=pw.pw_uid, group=pw.pw_gid,
-                        groups=tuple(os.getgrouplist(name, pw.pw_gid)))
-        # Ask the kernel, as that user, which directory on the way it cannot enter (mode bits, ACLs, mounts).
-        parents = [str(p) for p in reversed(self.directory.parents)]
-        exes = [binaries.exe(n) for n in ("initdb", "pg_ctl", "postgres")]
-        script = 'for p in "$@"; do [ -x "$p" ] || { printf "%s" "$p"; exit 1; }; done'
-        rc, blocked = await _exec(["/bin/sh", "-c", script, "sh", *parents, *exes], runner, cwd=Path("/"), timeout=30)
-        if rc == 0:
-            return runner, ""
-        if blocked in exes:
-            return None, (f"it cannot execute {blocked}; install PostgreSQL system-wide (apt-get install postgresql) "
-                          "or make those binaries readable by it")
-        return None, (
-            f"it cannot enter {_describe(blocked)} on the way to {self.directory}. Let it through (chmod o+x {blocked}, "
-            f"or setfacl -m u:{name}:x {blocked}), or set [node] data_dir to a directory it can reach, e.g. /var/lib/reef"
-        )
-
-    async def _namespace_runner(self, binaries: Binaries) -> tuple[Runner | None, str]:
-        # Inside a user namespace mapping one unprivileged uid to root, PostgreSQL sees a non-root user that owns
-        # the (root-owned) cluster, and can reach it even under /root.
-        unshare = shutil.which(UNSHARE)
-        if unshare is None:
-            return None, "unshare (util-linux) is not installed"
-        inner = next((p for p in _unprivileged_users()), None)
-        if inner is None:
-            return None, "no unprivileged user exists to map to"
-        prefix = (unshare, "--user", f"--map-user={inner.pw_uid}", f"--map-group={inner.pw_gid}", "--")
-        runner = Runner(f"a user namespace (unshare, as {inner.pw_name})", os.geteuid(), os.getegid(), prefix=prefix)
-        # The cluster dir itself is given to root (the mapped user) afterwards; the way to it must be open.
-        check = '[ "$(id -u)" != 0 ] && [ -x "$1" ] && [ -x "$2" ]'
-        try:
-            rc, out = await _exec(["/bin/sh", "-c", check, "sh", self.directory.parent, binaries.exe("postgres")],
-                                  runner, cwd=Path("/"), timeout=30)
-        except OSError as exc:
-            return None, f"unshare failed: {exc}"
-        if rc != 0:
-            return None, f"unshare --user does not work here ({out.strip() or f'exit {rc}'})"
-        return runner, ""
-
-
-def _unprivileged_users() -> list[pwd.struct_passwd]:
-    # 65534 (nobody) is also the uid that unmapped owners show as inside a namespace: never map to it.
-    preferred = []
-    for name in (SERVER_USER, "daemon"):
-        try:
-            preferred.append(pwd.getpwnam(name))
-        except KeyError:
-            pass
-    return [pw for pw in (*preferred, *pwd.getpwall()) if 0 < pw.pw_uid < 65534]
 
 
 def _try_flock(fd: int, op: int) -> bool:

@@ -17,8 +17,9 @@ from typing import Iterator
 import asyncpg
 import pytest
 
-from node import embedded_pg
-from node.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, default_bindirs, find_binaries, pgserver_bindir
+from node import embedded_pg, pg_runas
+from node.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from node.pg_binaries import default_bindirs, find_binaries, pgserver_bindir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -312,7 +313,7 @@ async def test_unknown_configured_user_is_an_error(tmp_path: Path) -> None:
 async def test_without_unshare_root_falls_back_to_the_postgres_user(
     template_cluster: Path, open_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded_pg, "UNSHARE", "/nonexistent/unshare")
+    monkeypatch.setattr(pg_runas, "UNSHARE", "/nonexistent/unshare")
     directory = _copy(template_cluster, open_dir)
     cluster = EmbeddedPostgres(directory)
     dsn = await cluster.start()
@@ -326,7 +327,7 @@ async def test_without_unshare_root_falls_back_to_the_postgres_user(
 async def test_without_unshare_and_an_unreachable_dir_root_gets_every_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded_pg, "UNSHARE", "/nonexistent/unshare")
+    monkeypatch.setattr(pg_runas, "UNSHARE", "/nonexistent/unshare")
     with pytest.raises(EmbeddedPostgresError) as err:
         await EmbeddedPostgres(tmp_path / "postgres").start()
     message = str(err.value)
