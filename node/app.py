@@ -97,5 +97,10 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
     from .ratelimit import create_rate_limiter
 
-    app[appkeys.RATE_LIMITER] = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
-    yield
+    limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
+    app[appkeys.RATE_LIMITER] = limiter
+    limiter.start()  # sweeps expired leases of the request budget back to Redis
+    try:
+        yield
+    finally:
+        await limiter.close()

@@ -25,6 +25,7 @@ from node.ratelimit import (
     check_action,
     create_rate_limiter,
     is_new_agent,
+    lease_chunk,
 )
 from tests.factories import auth, create_agent
 
@@ -386,6 +387,198 @@ async def test_node_with_unreachable_redis_stays_up_and_limits(node):
     statuses = [(await client.get(PING)).status for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert client.server.app[appkeys.RATE_LIMITER].degraded
+
+
+# ---- Leased request budget (hit_leased) ------------------------------------------------------------
+
+
+class CountingScript:
+    """Wraps a limiter's Lua script to count the calls that reach Redis."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kw: Any) -> Any:
+        self.calls += 1
+        return await self.script(*args, **kw)
+
+
+def counted(rl: RedisRateLimiter) -> CountingScript:
+    rl._lease_script = CountingScript(rl._lease_script)
+    return rl._lease_script
+
+
+async def bucket_tokens(redis_client: Any, key: str) -> float:
+    return float(await redis_client.hget(REDIS_PREFIX + key, "t"))
+
+
+def test_lease_chunk_is_a_twentieth_capped():
+    assert [lease_chunk(c) for c in (1, 3, 19, 20, 100, 1000, 100_000)] == [1, 1, 1, 1, 5, 50, 50]
+
+
+async def test_leased_hits_count_down_exactly_in_one_process_with_few_redis_calls(redis_client):
+    rl = RedisRateLimiter(redis_client, clock=FakeClock())  # a frozen clock: no lease expires
+    calls = counted(rl)
+    key = f"t:{uuid.uuid4()}"
+    decisions = [await rl.hit_leased(key, 100, 86400) for _ in range(100)]
+    assert all(d.allowed and d.limit == 100 for d in decisions)
+    assert [d.remaining for d in decisions] == list(range(99, -1, -1))  # the same headers as without leases
+    # Leases of 1, 2, 4, then chunks of 5 until the bucket is low (under 2 chunks), then 1 at a time.
+    assert calls.calls == 3 + 17 + 8  # 100 = 1 + 2 + 4 + 17 * 5 + 8 * 1: 28 calls instead of 100
+    denied = await rl.hit_leased(key, 100, 86400)
+    assert not denied.allowed and denied.remaining == 0 and 860 < denied.retry_after <= 864
+
+
+async def test_most_leased_hits_do_not_reach_redis(redis_client):
+    rl = RedisRateLimiter(redis_client, clock=FakeClock())
+    calls = counted(rl)
+    key = f"t:{uuid.uuid4()}"
+    decisions = [await rl.hit_leased(key, 100_000, 60) for _ in range(5000)]
+    assert all(d.allowed for d in decisions)
+    assert calls.calls <= 6 + 5000 // 50 + 1  # ramp 1..32, then chunks of 50: about 1 call per 50 hits
+    assert 100_000 - 5000 <= await bucket_tokens(redis_client, key) <= 100_000
+
+
+async def test_two_processes_with_leases_never_admit_more_than_the_bucket(redis_client, redis_url):
+    a_client, b_client = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    try:
+        a, b = RedisRateLimiter(a_client), RedisRateLimiter(b_client)
+        a_calls, b_calls = counted(a), counted(b)
+        key = f"t:{uuid.uuid4()}"
+        # 500 hits at once, interleaved over both: each process keeps asking while it has waiting hits,
+        # so no leased token is left over and exactly the bucket's 100 are admitted.
+        hits = [lim.hit_leased(key, 100, 86400) for _ in range(250) for lim in (a, b)]
+        decisions = await asyncio.gather(*hits)
+        assert sum(d.allowed for d in decisions) == 100
+        assert a._leases[key].tokens == 0 and b._leases[key].tokens == 0
+        assert await bucket_tokens(redis_client, key) < 1
+        assert a_calls.calls + b_calls.calls < 80  # vs 500 without leases
+        assert all(d.retry_after > 0 for d in decisions if not d.allowed)
+    finally:
+        await a_client.aclose()
+        await b_client.aclose()
+
+
+async def test_leftover_lease_blocks_the_other_process_only_until_it_expires(redis_client, redis_url):
+    clock = FakeClock()
+    a_client, b_client = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    try:
+        a = RedisRateLimiter(a_client, clock=clock, lease_idle=1.0)
+        b = RedisRateLimiter(b_client, clock=clock, lease_idle=1.0)
+        key = f"t:{uuid.uuid4()}"
+        for _ in range(4):  # leases of 1, 2 and 4 tokens: a holds 3 unspent
+            assert (await a.hit_leased(key, 100, 86400)).allowed
+        assert a._leases[key].tokens == 3
+        admitted_by_b = 0
+        while (await b.hit_leased(key, 100, 86400)).allowed:
+            admitted_by_b += 1
+        # The trade-off: b is refused while a holds 3 tokens (at most lease_chunk(100) - 1 = 4).
+        assert admitted_by_b == 100 - 4 - 3
+
+        clock.advance(0.5)
+        assert await a.sweep() == 0  # not idle long enough: a keeps its lease
+        clock.advance(0.5)
+        assert await a.sweep() == 3  # idle for lease_idle: the tokens go back to Redis
+        assert key not in a._leases
+        assert [(await b.hit_leased(key, 100, 86400)).allowed for _ in range(4)] == [True, True, True, False]
+    finally:
+        await a_client.aclose()
+        await b_client.aclose()
+
+
+async def test_an_expired_lease_goes_back_with_the_keys_next_hit(redis_client):
+    clock = FakeClock()
+    rl = RedisRateLimiter(redis_client, clock=clock, lease_idle=1.0)
+    calls = counted(rl)
+    key = f"t:{uuid.uuid4()}"
+    for _ in range(4):
+        await rl.hit_leased(key, 100, 86400)
+    assert rl._leases[key].tokens == 3 and await bucket_tokens(redis_client, key) == pytest.approx(93, abs=0.01)
+    clock.advance(1.0)
+    before = calls.calls
+    d = await rl.hit_leased(key, 100, 86400)  # returns 3, takes a fresh lease of 1: one call
+    assert calls.calls == before + 1
+    assert d.allowed and d.remaining == 95 and rl._leases[key].tokens == 0
+    assert await bucket_tokens(redis_client, key) == pytest.approx(95, abs=0.01)
+
+
+async def test_background_sweep_and_close_return_leftover_leases(redis_client):
+    rl = RedisRateLimiter(redis_client, lease_idle=0.1)
+    key, key2 = f"t:{uuid.uuid4()}", f"t:{uuid.uuid4()}"
+    rl.start()
+    try:
+        for _ in range(4):
+            await rl.hit_leased(key, 100, 86400)
+        assert await bucket_tokens(redis_client, key) == pytest.approx(93, abs=0.01)
+        await asyncio.sleep(0.35)
+        assert await bucket_tokens(redis_client, key) == pytest.approx(96, abs=0.01) and key not in rl._leases
+    finally:
+        await rl.close()
+    assert rl._sweeper is None
+
+    rl = RedisRateLimiter(redis_client, lease_idle=60)
+    for _ in range(4):
+        await rl.hit_leased(key2, 100, 86400)
+    await rl.close()  # shutdown gives back even leases that have not expired
+    assert await bucket_tokens(redis_client, key2) == pytest.approx(96, abs=0.01) and not rl._leases
+
+
+async def test_leased_hits_fall_back_when_redis_is_unreachable():
+    client = aioredis.from_url(f"redis://127.0.0.1:{closed_port()}/15", socket_connect_timeout=1)
+    rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.2, clock=FakeClock(0.0))
+    try:
+        results = await asyncio.gather(*(rl.hit_leased("k", 2, 60) for _ in range(3)))
+        assert sorted(d.allowed for d in results) == [False, True, True]
+        assert rl.degraded
+        assert not (await rl.hit_leased("k", 2, 60)).allowed
+    finally:
+        await rl.close()  # nothing to give back, and no error
+        await client.aclose()
+
+
+async def test_leased_outage_mid_run_spends_the_lease_then_falls_back(redis_client, redis_url):
+    proxy = TcpProxy(int(redis_url.split(":")[2].split("/")[0]))
+    await proxy.start()
+    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/15", socket_connect_timeout=1)
+    clock = FakeClock(0.0)
+    rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.3, retry_interval=5, clock=clock)
+    key = f"t:{uuid.uuid4()}"
+    try:
+        for _ in range(4):
+            await rl.hit_leased(key, 100, 86400)  # a holds 3 leased tokens
+        await proxy.cut()
+        assert all([(await rl.hit_leased(key, 100, 86400)).allowed for _ in range(3)]) and not rl.degraded
+        d = await rl.hit_leased(key, 100, 86400)  # lease spent: Redis is asked, fails, the fallback answers
+        assert d.allowed and rl.degraded
+
+        await proxy.start()
+        clock.advance(6)
+        d = await rl.hit_leased(key, 100, 86400)
+        assert d.allowed and not rl.degraded and d.remaining == 92  # the shared bucket again: 93 - 1
+    finally:
+        await client.aclose()
+        await proxy.cut()
+
+
+async def test_node_with_redis_leases_the_request_budget_and_answers_429(node, redis_client, redis_url):
+    client = await node(redis={"url": redis_url}, limits={"requests_per_minute": 100})
+    agent, key = await create_agent(client.server.app[appkeys.POOL])
+    limiter = client.server.app[appkeys.RATE_LIMITER]
+    calls = counted(limiter)
+    remaining = []
+    for _ in range(100):
+        resp = await client.get(PING, headers=auth(key))
+        assert resp.status == 200
+        remaining.append(int(resp.headers["X-RateLimit-Remaining"]))
+    assert remaining[:5] == [99, 98, 97, 96, 95] and remaining[-1] <= 1
+    assert calls.calls < 50
+    resp = await client.get(PING, headers=auth(key))
+    while resp.status == 200:  # at most the tokens refilled (1.7/s) while the requests ran
+        resp = await client.get(PING, headers=auth(key))
+    assert resp.status == 429
+    assert resp.headers["Retry-After"] == "1" and resp.headers["X-RateLimit-Remaining"] == "0"
+    assert await redis_client.exists(f"{REDIS_PREFIX}req:agent:{agent.id}")
 
 
 # ---- Per-action limits ---------------------------------------------------------------------------
