@@ -163,7 +163,7 @@ def _uuid(frame: dict[str, Any], key: str) -> uuid.UUID | None:
 async def _rate_limit(request: web.Request, agent: Agent) -> None:
     """Frames that write count against the agent's request budget, as the same call over HTTP would."""
     capacity = request.app[appkeys.CONFIG].limits.requests_per_minute
-    decision = await request.app[appkeys.RATE_LIMITER].hit(f"req:agent:{agent.id}", capacity, 60.0)
+    decision = await request.app[appkeys.RATE_LIMITER].hit_leased(f"req:agent:{agent.id}", capacity, 60.0)
     if not decision.allowed:
         seconds = max(1, math.ceil(decision.retry_after))
         raise RateLimited("Rate limit exceeded.", f"Wait {seconds} s before sending again.", extra={"retry_after_seconds": seconds})
