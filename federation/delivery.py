@@ -42,6 +42,18 @@ class DeliverySettings:
     poll_seconds: float = 5.0
     stop_grace_seconds: float | None = None  # None: the delivery timeout plus 5 s
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> "DeliverySettings":
+        """The retry policy an admin set in [federation] (the rest as defaulted here)."""
+        f = cfg.federation
+        return cls(
+            retry_base_seconds=float(f.delivery_backoff_seconds),
+            retry_cap_seconds=float(f.delivery_backoff_max_seconds),
+            give_up_after_seconds=f.delivery_max_age_hours * 3600.0,
+            down_after_failures=f.host_down_after_failures,
+            probe_interval_seconds=float(f.host_probe_interval_seconds),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -96,7 +108,7 @@ class DeliveryWorker:
         self.pool = pool
         self.cfg = cfg
         self.fetcher = fetcher
-        self.settings = settings or DeliverySettings()
+        self.settings = settings or DeliverySettings.from_config(cfg)
         self._keys: dict[str, SigningKey] = {}
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._wake = asyncio.Event()

@@ -94,6 +94,11 @@ class FederationConfig:
     max_document_bytes: int = 1_000_000
     delivery_concurrency_per_host: int = 4
     delivery_timeout_seconds: int = 10
+    delivery_backoff_seconds: int = 30
+    delivery_backoff_max_seconds: int = 6 * 3600
+    delivery_max_age_hours: int = 96
+    host_down_after_failures: int = 10
+    host_probe_interval_seconds: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,11 +257,20 @@ def _validate(cfg: Config) -> None:
             "Use 0 (keep stream events forever) or a number of hours, e.g. 168 (7 days).",
         )
     for key in ("signature_window_seconds", "fetch_timeout_seconds", "max_document_bytes",
-                "delivery_concurrency_per_host", "delivery_timeout_seconds"):
+                "delivery_concurrency_per_host", "delivery_timeout_seconds", "delivery_backoff_seconds",
+                "delivery_backoff_max_seconds", "delivery_max_age_hours", "host_down_after_failures",
+                "host_probe_interval_seconds"):
         if getattr(cfg.federation, key) <= 0:
             raise ConfigError(
-                f"Invalid value for [federation] {key}: it must be positive.", f"Set {key} to a number above 0."
+                f"Invalid value for [federation] {key}: {getattr(cfg.federation, key)}; it must be positive.",
+                f"Set {key} to a number above 0 (default {getattr(FederationConfig(), key)}).",
             )
+    if cfg.federation.delivery_backoff_max_seconds < cfg.federation.delivery_backoff_seconds:
+        raise ConfigError(
+            f"Invalid value for [federation] delivery_backoff_max_seconds: {cfg.federation.delivery_backoff_max_seconds}"
+            f" is less than delivery_backoff_seconds ({cfg.federation.delivery_backoff_seconds}).",
+            "Set delivery_backoff_max_seconds to at least delivery_backoff_seconds (defaults 21600 and 30).",
+        )
     for key in ("fetch_timeout_seconds", "max_proof_bytes"):
         if getattr(cfg.claims, key) <= 0:
             raise ConfigError(

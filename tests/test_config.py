@@ -54,6 +54,10 @@ def test_env_overrides_file_and_is_typed():
         ({}, {"REEF_SERVER__PORT": "abc"}, "REEF_SERVER__PORT"),
         ({}, {"REEF_SERVER__PROT": "1"}, "Did you mean 'port'"),
         ({}, {"REEF_NOPE__X": "1"}, "REEF_<SECTION>__<KEY>"),
+        ({"federation": {"delivery_max_age_hours": 0}}, {}, "[federation] delivery_max_age_hours"),
+        ({"federation": {"host_down_after_failures": -1}}, {}, "[federation] host_down_after_failures"),
+        ({"federation": {"delivery_backoff_seconds": 600, "delivery_backoff_max_seconds": 60}}, {},
+         "delivery_backoff_max_seconds"),
     ],
 )
 def test_bad_config_names_the_key_and_gives_a_hint(data, env, needle):
@@ -105,3 +109,21 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "[server] port" in proc.stderr and "hint:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_federation_retry_settings_reach_the_delivery_worker(aiohttp_server, aiohttp_client, make_config):
+    from ap_peer import start_node
+    from federation.delivery import DeliverySettings
+
+    node = await start_node(aiohttp_server, aiohttp_client, make_config, federation={
+        "delivery_backoff_seconds": 5, "delivery_backoff_max_seconds": 120, "delivery_max_age_hours": 2,
+        "host_down_after_failures": 3, "host_probe_interval_seconds": 60,
+    })
+    s = node.workers.delivery.settings
+    assert (s.retry_base_seconds, s.retry_cap_seconds, s.give_up_after_seconds) == (5, 120, 7200)
+    assert (s.down_after_failures, s.probe_interval_seconds) == (3, 60)
+    assert DeliverySettings.from_config(build_config({}, env={})) == DeliverySettings()  # the defaults agree
+    # Tests still set the policy directly.
+    override = DeliverySettings(retry_base_seconds=0.01)
+    other = await start_node(aiohttp_server, aiohttp_client, make_config, delivery=override)
+    assert other.workers.delivery.settings is override
