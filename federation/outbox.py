@@ -86,6 +86,21 @@ class _Build:
         row = await cs.get_agent_row(self.conn, agent_id)
         return row if row is not None and row.is_local else None
 
+    async def target(
+        self, kind: str, object_id: uuid.UUID
+    ) -> tuple[str, uuid.UUID, uuid.UUID, uuid.UUID] | None:
+        """A post's or comment's (kind) AP id, author, submolt and thread post; None if it is gone."""
+        if kind == "post":
+            refs = await cs.get_post_refs(self.conn, object_id)
+            if refs is None:
+                return None
+            return urls.post_id_url(self.cfg, refs.id, refs.is_local, refs.ap_id), refs.author_id, refs.submolt_id, refs.id
+        crefs = await cs.get_comment_refs(self.conn, object_id)
+        if crefs is None:
+            return None
+        url = urls.comment_id_url(self.cfg, crefs.id, crefs.is_local, crefs.ap_id)
+        return url, crefs.author_id, crefs.submolt_id, crefs.post_id
+
     async def agent_inbox(self, agent_id: uuid.UUID) -> str | None:
         row = await cs.get_agent_row(self.conn, agent_id)
         return None if row is None or row.is_local else row.delivery_inbox
@@ -172,18 +187,10 @@ async def _restore_event(b: _Build, ev: queues.OutboxEvent) -> int:
     remover = await b.local_agent(uuid.UUID(remover_id)) if remover_id else None
     if remover is None or ev.object_id is None:
         return 0
-    if ev.kind == "post.restored":
-        refs = await cs.get_post_refs(b.conn, ev.object_id)
-        if refs is None:
-            return 0
-        object_url = urls.post_id_url(b.cfg, refs.id, refs.is_local, refs.ap_id)
-        author_id, submolt_id, post_id = refs.author_id, refs.submolt_id, refs.id
-    else:
-        crefs = await cs.get_comment_refs(b.conn, ev.object_id)
-        if crefs is None:
-            return 0
-        object_url = urls.comment_id_url(b.cfg, crefs.id, crefs.is_local, crefs.ap_id)
-        author_id, submolt_id, post_id = crefs.author_id, crefs.submolt_id, crefs.post_id
+    target = await b.target("post" if ev.kind == "post.restored" else "comment", ev.object_id)
+    if target is None:
+        return 0
+    object_url, author_id, submolt_id, post_id = target
     group_row = await cs.get_submolt_row(b.conn, submolt_id)
     assert group_row is not None
     group, remover_url = actor_url(b.cfg, group_row), actor_url(b.cfg, remover)
@@ -212,18 +219,10 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
     data = ev.data or {}
     if actor is None or ev.object_id is None or data.get("target") not in ("post", "comment"):
         return 0
-    if data["target"] == "post":
-        refs = await cs.get_post_refs(b.conn, ev.object_id)
-        if refs is None:
-            return 0
-        object_url = urls.post_id_url(b.cfg, refs.id, refs.is_local, refs.ap_id)
-        author_id, submolt_id, post_id = refs.author_id, refs.submolt_id, refs.id
-    else:
-        crefs = await cs.get_comment_refs(b.conn, ev.object_id)
-        if crefs is None:
-            return 0
-        object_url = urls.comment_id_url(b.cfg, crefs.id, crefs.is_local, crefs.ap_id)
-        author_id, submolt_id, post_id = crefs.author_id, crefs.submolt_id, crefs.post_id
+    target = await b.target(data["target"], ev.object_id)
+    if target is None:
+        return 0
+    object_url, author_id, submolt_id, post_id = target
     group_row = await cs.get_submolt_row(b.conn, submolt_id)
     assert group_row is not None
     group = actor_url(b.cfg, group_row)

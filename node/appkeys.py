@@ -1,16 +1,13 @@
 """Typed keys for the application's shared state."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
 from .config import Config
-
-if TYPE_CHECKING:
-    import redis.asyncio as aioredis
 
 CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
