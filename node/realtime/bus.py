@@ -62,13 +62,14 @@ class RedisBus(LocalBus):
     Redis was away is not lost.
     """
 
-    def __init__(self, hub: Hub, url: str, namespace: str) -> None:
+    def __init__(self, hub: Hub, url: str, namespace: str, *, socket_timeout: float = 5.0) -> None:
         super().__init__(hub)
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         self.url = url
+        self.socket_timeout = socket_timeout
         self.origin = uuid.uuid4().hex
         self.channel = f"reef:{namespace}:stream"
         self.procs_key = f"reef:{namespace}:procs"
@@ -77,7 +78,7 @@ class RedisBus(LocalBus):
         # Its own client: no retries with long backoffs inside a request (a publish that fails is
         # logged; the subscribers recover from PostgreSQL), and the one pub/sub connection.
         self.redis = aioredis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 1), health_check_interval=15
+            url, socket_connect_timeout=2, socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 1), health_check_interval=15
         )
         self.subscribed = asyncio.Event()
         self.subscriptions = 0  # how many times the channel was (re)subscribed: 1 + reconnects
@@ -180,7 +181,10 @@ class RedisBus(LocalBus):
             try:
                 await pubsub.subscribe(self.channel)
                 while True:
-                    msg = await pubsub.get_message(timeout=None)
+                    # A bounded wait: an idle channel is not an error. (Blocking without a timeout ran into the
+                    # socket timeout whenever nothing was published for 5 s, and every such "reconnect" made
+                    # every open stream re-read its events from PostgreSQL.) Health checks PING meanwhile.
+                    msg = await pubsub.get_message(timeout=min(1.0, self.socket_timeout / 2))
                     if msg is None:
                         continue
                     if msg["type"] == "subscribe":
