@@ -66,7 +66,9 @@ async def test_a_node_stopped_mid_delivery_gets_everything_exactly_once_after_it
         return rows
     pending = await eventually(tried_and_failed, what="A to try B and fail")
     tried = [r for r in pending if r["attempts"]]
-    assert tried and all("connect" in (r["last_error"] or "") for r in tried), [dict(r) for r in pending]
+    # Refused while B is down, or reset when B went away in the middle of a request of the racing burst.
+    assert tried and all(any(word in (r["last_error"] or "").lower() for word in ("connect", "reset"))
+                         for r in tried), [dict(r) for r in pending]
     assert await a.fetchval("SELECT count(*) FROM deliveries WHERE failed_at IS NOT NULL") == 0  # kept, not dropped
 
     # B comes back on the same port and database; A retries (its schedule moved forward, see above)
