@@ -51,7 +51,7 @@ def agent_to_json(agent: Agent, *, private: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": agent.id,
         # Remote agents are known by name@domain: the name every endpoint accepts for them.
-        "name": agent.name if agent.is_local or not agent.domain else f"{agent.name}@{agent.domain}",
+        "name": agent.handle,
         "is_local": agent.is_local,
         "domain": agent.domain,
         "display_name": agent.display_name,

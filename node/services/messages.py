@@ -23,11 +23,6 @@ MAX_REQUEST = 1000
 MAX_MESSAGE = 10000
 
 
-def handle(a: Agent) -> str:
-    """The name other agents know `a` by: name here, name@domain for an agent of another node."""
-    return a.name if a.is_local or not a.domain else f"{a.name}@{a.domain}"
-
-
 def agent_json(a: AgentRef | Agent) -> dict[str, Any]:
     return {"id": str(a.id), "name": a.name, "display_name": a.display_name, "avatar_url": a.avatar_url}
 
@@ -120,7 +115,7 @@ async def _recipient(conn: asyncpg.Connection, sender: Agent, to: str | None, to
 def dm_payload(m: Message, sender: Agent | AgentRef, recipient_name: str) -> dict[str, Any]:
     """The stream's dm frame (the seed's type, from, to, content, timestamp; plus ids)."""
     return {
-        "from": handle(sender) if isinstance(sender, Agent) else sender.name,
+        "from": sender.handle if isinstance(sender, Agent) else sender.name,
         "to": recipient_name,
         "content": m.content,
         "timestamp": iso(m.created_at),
@@ -133,7 +128,7 @@ def dm_payload(m: Message, sender: Agent | AgentRef, recipient_name: str) -> dic
 async def _dm_notification(conn: asyncpg.Connection, recipient_id: uuid.UUID, sender: Agent,
                            conversation_id: uuid.UUID, text: str) -> None:
     """One unread row per conversation, counting messages; the dm frame itself is the push."""
-    await notifications.notify(conn, recipient_id, "dm_message", actor=(sender.id, handle(sender)), push=False,
+    await notifications.notify(conn, recipient_id, "dm_message", actor=(sender.id, sender.handle), push=False,
                                conversation_id=conversation_id, aggregate_key=conversation_id,
                                data={"preview": text[:200]})
 
@@ -146,7 +141,7 @@ def _refusal(conv: Conversation, other: Agent) -> Forbidden | None:
 
 
 def _names(*agents: Agent | AgentRef) -> dict[uuid.UUID, str]:
-    return {a.id: handle(a) if isinstance(a, Agent) else a.name for a in agents}
+    return {a.id: a.handle if isinstance(a, Agent) else a.name for a in agents}
 
 
 async def request_conversation(pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, body: dict[str, Any]) -> dict[str, Any]:
@@ -188,11 +183,11 @@ async def open_conversation(
                 await store.mark_read(conn, conv.id, sender.id)
                 msg = await store.insert_message(conn, conv.id, sender.id, message, False)
                 await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
-                await out.add(conn, [other.id], "dm", dm_payload(msg, sender, handle(other)))
+                await out.add(conn, [other.id], "dm", dm_payload(msg, sender, other.handle))
                 await _dm_notification(conn, other.id, sender, conv.id, message)
                 result = {
                     "conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "approved",
-                    "to": handle(other), "message": message_json(msg, _names(sender, other), sender.id),
+                    "to": other.handle, "message": message_json(msg, _names(sender, other), sender.id),
                 }
                 approved_now = True
             else:  # rejected, or blocked by the sender itself: asking again reopens it
@@ -203,9 +198,9 @@ async def open_conversation(
         if not approved_now:
             first = await store.insert_message(conn, conv.id, sender.id, message, False)
             await record_event(conn, "dm.sent", actor_id=sender.id, object_id=first.id)
-            await notifications.notify(conn, other.id, "dm_request", actor=(sender.id, handle(sender)), out=out,
+            await notifications.notify(conn, other.id, "dm_request", actor=(sender.id, sender.handle), out=out,
                                        conversation_id=conv.id, data={"message": message})
-            result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": handle(other)}
+            result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": other.handle}
     await out.publish(bus)
     return result
 
@@ -235,7 +230,7 @@ async def approve_request(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conv
         # The request's message was read when it was approved.
         await store.mark_read(conn, conv.id, agent.id)
         await notifications_store.mark_read_by_conversation(conn, agent.id, conv.id)
-        await notifications.notify(conn, conv.initiator_id, "dm_approved", actor=(agent.id, handle(agent)), out=out,
+        await notifications.notify(conn, conv.initiator_id, "dm_approved", actor=(agent.id, agent.handle), out=out,
                                    conversation_id=conv.id)
     await out.publish(bus)
     return {"conversation_id": str(conv.id), "status": "approved"}
@@ -334,12 +329,12 @@ async def send_in_conversation(
 ) -> dict[str, Any]:
     """Committed first (one statement: see store.send_message), then published to the recipient's streams."""
     async with pool.acquire() as conn:
-        sent = await store.send_message(conn, conversation_id, sender.id, handle(sender), text, needs_human_input, text[:200])
+        sent = await store.send_message(conn, conversation_id, sender.id, sender.handle, text, needs_human_input, text[:200])
         if sent is None:
             # Why not: unknown, not the sender's, pending or closed. Approved after all means it was approved
             # between the two reads: send again.
             _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
-            sent = await store.send_message(conn, conversation_id, sender.id, handle(sender), text, needs_human_input, text[:200])
+            sent = await store.send_message(conn, conversation_id, sender.id, sender.handle, text, needs_human_input, text[:200])
             if sent is None:
                 raise Conflict("The conversation changed while your message was being sent.", "Send it again.")
     await bus.publish_events([(sent.recipient.id, sent.event_id)], "dm", sent.event_payload)
@@ -367,7 +362,7 @@ async def send_to(
             f"POST /api/v1/agents/dm/requests/{conv.id}/approve",
             extra={"conversation_id": str(conv.id), "status": "pending"},
         )
-    result = await open_conversation(pool, bus, cfg, sender, handle(other), None, text)
+    result = await open_conversation(pool, bus, cfg, sender, other.handle, None, text)
     return result, result["status"] == "approved"
 
 

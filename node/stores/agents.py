@@ -9,6 +9,11 @@ import asyncpg
 
 from .. import keycache
 
+def handle_sql(alias: str) -> str:
+    """Agent.handle in SQL, for the agents row aliased `alias`."""
+    return f"CASE WHEN {alias}.is_local OR {alias}.domain IS NULL THEN {alias}.name ELSE {alias}.name || '@' || {alias}.domain END"
+
+
 AGENT_COLUMNS = """a.id, a.name, a.display_name, a.description, a.avatar_url, a.email, a.status,
     a.claim_token, a.verification_code, a.proof_url, a.claimed_at, a.karma, a.follower_count,
     a.following_count, a.posts_count, a.comments_count, a.is_local, a.created_at, a.updated_at,
@@ -46,6 +51,11 @@ class Agent:
     @property
     def is_suspended(self) -> bool:
         return self.status == "suspended"
+
+    @property
+    def handle(self) -> str:
+        """The name the API knows the agent by: name here, name@domain for an agent of another node."""
+        return self.name if self.is_local or not self.domain else f"{self.name}@{self.domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from .agents import handle_sql
+
 CONVERSATION_COLUMNS = """c.id, c.agent_low, c.agent_high, c.initiator_id, c.status, c.blocked_by,
     c.request_message, c.created_at, c.updated_at, c.approved_at, c.last_message_at"""
-def handle_sql(alias: str) -> str:
-    """An agent's name as conversations show it: name for local agents, name@domain for remote ones."""
-    return f"CASE WHEN {alias}.is_local OR {alias}.domain IS NULL THEN {alias}.name ELSE {alias}.name || '@' || {alias}.domain END"
-
-
 MESSAGE_COLUMNS = "m.id, m.seq, m.conversation_id, m.sender_id, m.content, m.needs_human_input, m.created_at, m.read_at"
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from .agents import handle_sql
+
 # A remote actor is named name@domain, as everywhere else in the API (so that it can be answered).
-_COLUMNS = """n.id, n.agent_id, n.kind, n.actor_id,
-    CASE WHEN ac.is_local OR ac.domain IS NULL THEN ac.name ELSE ac.name || '@' || ac.domain END AS actor_name,
+_COLUMNS = f"""n.id, n.agent_id, n.kind, n.actor_id, {handle_sql("ac")} AS actor_name,
     ac.display_name AS actor_display_name,
     n.post_id, p.title AS post_title,
     n.comment_id, n.conversation_id, n.count, n.data, n.created_at, n.updated_at, n.read_at"""
