@@ -110,24 +110,30 @@ def _decision(allowed: bool, capacity: int, tokens: float, rate: float, now: flo
 # State is a hash {t: tokens, ts: unix seconds}; a missing key is a full bucket, so the key
 # expires once the bucket would be full again (plus a second) and idle buckets cost nothing.
 # Numbers go back as strings: Redis truncates Lua numbers to integers.
-_TOKEN_BUCKET_LUA = """
+# Both scripts: refill the bucket (ARGV[1] tokens per ARGV[2] seconds) by Redis' clock, then save it.
+_REFILL_LUA = """
 local capacity = tonumber(ARGV[1])
 local rate = capacity / tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
 if tokens == nil or ts == nil then tokens, ts = capacity, now end
 if now > ts then tokens = math.min(capacity, tokens + (now - ts) * rate) end
+"""
+_SAVE_LUA = """
+local t_str, now_str = string.format('%.17g', tokens), string.format('%.6f', now)
+redis.call('HSET', KEYS[1], 't', t_str, 'ts', now_str)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+"""
+_TOKEN_BUCKET_LUA = _REFILL_LUA + """
+local cost = tonumber(ARGV[3])
 local allowed = 0
 if tokens >= cost then
   tokens = math.min(capacity, tokens - cost)
   allowed = 1
 end
-local t_str, now_str = string.format('%.17g', tokens), string.format('%.6f', now)
-redis.call('HSET', KEYS[1], 't', t_str, 'ts', now_str)
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+""" + _SAVE_LUA + """
 return {allowed, t_str, now_str}
 """
 
@@ -136,16 +142,8 @@ return {allowed, t_str, now_str}
 # locally. ARGV[5] tokens of an expired lease come back first (in the same round trip). While the
 # bucket is low (fewer than two chunks, ARGV[6]) only the cost is granted, so the last tokens are not
 # parked in one process while another is refused.
-_LEASE_LUA = """
-local capacity = tonumber(ARGV[1])
-local rate = capacity / tonumber(ARGV[2])
+_LEASE_LUA = _REFILL_LUA + """
 local cost, want, back, chunk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens, ts = tonumber(state[1]), tonumber(state[2])
-if tokens == nil or ts == nil then tokens, ts = capacity, now end
-if now > ts then tokens = math.min(capacity, tokens + (now - ts) * rate) end
 tokens = math.min(capacity, tokens + back)
 local granted = 0
 if tokens >= cost then
@@ -153,9 +151,7 @@ if tokens >= cost then
   if tokens < 2 * chunk then granted = cost end
   tokens = tokens - granted
 end
-local t_str, now_str = string.format('%.17g', tokens), string.format('%.6f', now)
-redis.call('HSET', KEYS[1], 't', t_str, 'ts', now_str)
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+""" + _SAVE_LUA + """
 return {granted, t_str, now_str}
 """
 

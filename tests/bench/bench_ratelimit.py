@@ -23,16 +23,9 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from node.ratelimit import RedisRateLimiter  # noqa: E402
+from tests.test_ratelimit import CountingScript  # noqa: E402
 
 
-class CountingScript:
-    def __init__(self, script: Any) -> None:
-        self.script = script
-        self.calls = 0
-
-    async def __call__(self, *args: Any, **kw: Any) -> Any:
-        self.calls += 1
-        return await self.script(*args, **kw)
 
 
 async def run(client: Any, mode: str, hits: int, keys: int, capacity: int) -> tuple[float, float]:
