@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 
 from node import appkeys
@@ -21,7 +20,6 @@ log = logging.getLogger(__name__)
 # and DELIVERY_SETTINGS to shrink backoff and down-host thresholds instead of waiting.
 RUN_WORKERS = web.AppKey("federation_run_workers", bool)
 DELIVERY_SETTINGS = web.AppKey("federation_delivery_settings", DeliverySettings)
-CHANNELS = ("reef_inbox", "reef_outbox", "reef_delivery")
 
 
 @dataclass
@@ -53,17 +51,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         finally:
             await outbox.stop()
         return
-    # One connection listens for all three channels: NOTIFY wakes the worker at once (other processes'
-    # writes included); each worker still polls, so a lost notification only delays, never loses, work.
-    wakers = {"reef_inbox": workers.inbox.wake, "reef_outbox": outbox.wake, "reef_delivery": delivery.wake}
-
-    def on_notify(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
-        wakers[channel]()
-
-    listener: asyncpg.Connection = await pool.acquire()
+    # NOTIFY wakes a worker at once (other processes' writes included), through the process's one LISTEN
+    # connection (node.listen). Each worker still polls, so a lost notification only delays, never loses,
+    # work; after a reconnection every worker looks for work at once.
+    listener = app[appkeys.LISTENER]
+    for channel, wake in (("reef_inbox", workers.inbox.wake), ("reef_outbox", outbox.wake),
+                          ("reef_delivery", delivery.wake)):
+        await listener.subscribe(channel, lambda _payload, wake=wake: wake(), lambda _first, wake=wake: wake())
     try:
-        for channel in CHANNELS:
-            await listener.add_listener(channel, on_notify)
         workers.inbox.start()
         outbox.start()
         delivery.start()
@@ -74,12 +69,6 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         await workers.inbox.stop()
         await outbox.stop()
         await delivery.stop()
-        for channel in CHANNELS:
-            try:
-                await listener.remove_listener(channel, on_notify)
-            except (asyncpg.InterfaceError, OSError):
-                pass  # the connection is going anyway
-        await pool.release(listener)
 
 
 def setup(app: web.Application) -> None:

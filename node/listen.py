@@ -2,7 +2,8 @@
 
 Subscribers name a channel, a callback for each notification, and a callback for (re)connection:
 notifications sent while the connection was away are lost, so a subscriber uses `on_connect` to
-catch up (the stream re-reads its events; the key cache forgets what it knew).
+catch up (the stream re-reads its events; the key cache forgets what it knew; the federation workers
+look for work).
 """
 from __future__ import annotations
 
