@@ -7,10 +7,10 @@ from urllib.parse import quote
 import asyncpg
 from aiohttp import web
 
-from node import appkeys
-from node.config import Config
-from node.errors import NotFound
-from node.markdown import render_markdown
+from node.platform import appkeys
+from node.platform.config import Config
+from node.platform.errors import NotFound
+from node.services.markdown import render_markdown
 
 from . import actor_store, gate, urls
 from . import object_store

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from node import appkeys
-from node.errors import ReefError
-from node.markdown import render_markdown
-from node.outbox import record_event
+from node.platform import appkeys
+from node.platform.errors import ReefError
+from node.services.markdown import render_markdown
+from node.services.outbox import record_event
 from node.services import comments as comments_service
 from node.services import messages as messages_service
 from node.services import posts as posts_service

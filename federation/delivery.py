@@ -13,7 +13,7 @@ from typing import Callable
 import aiohttp
 import asyncpg
 
-from node.config import Config
+from node.platform.config import Config
 
 from . import policy
 from . import queues

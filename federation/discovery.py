@@ -8,9 +8,9 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
-from node import appkeys
-from node.config import Config
-from node.errors import BadRequest, NotFound
+from node.platform import appkeys
+from node.platform.config import Config
+from node.platform.errors import BadRequest, NotFound
 
 from . import actor_store, gate, urls
 from . import object_store

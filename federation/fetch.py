@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from node.config import Config
+from node.platform.config import Config
 
 from . import policy
 from .keys import SigningKey, instance_signing_key

@@ -7,8 +7,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from node import appkeys
-from node.errors import Forbidden, NotFound, Unauthorized
+from node.platform import appkeys
+from node.platform.errors import Forbidden, NotFound, Unauthorized
 
 from . import policy
 from .fetch import FetchError

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
-from node import appkeys
-from node.errors import ReefError
+from node.platform import appkeys
+from node.platform.errors import ReefError
 from node.services import follows as follows_service
 from node.services import submolts as submolts_service
 from node.services import votes as votes_service

@@ -12,8 +12,8 @@ from typing import Any, AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from node import appkeys
-from node import config as config_mod
+from node.platform import appkeys
+from node.platform import config as config_mod
 from node.stores import agents as agents_store
 from node.stores.agents import Agent
 

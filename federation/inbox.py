@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from node import appkeys
-from node.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ReefError, Unauthorized
+from node.platform import appkeys
+from node.platform.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ReefError, Unauthorized
 
 from . import content_store as cs
 from . import gate, handlers, policy, queues, urls

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from node.config import Config
+from node.platform.config import Config
 
 from . import actor_store as store
 from . import urls

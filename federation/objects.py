@@ -9,9 +9,9 @@ from urllib.parse import quote
 import asyncpg
 from aiohttp import web
 
-from node import appkeys
-from node.config import Config
-from node.errors import NotFound
+from node.platform import appkeys
+from node.platform.config import Config
+from node.platform.errors import NotFound
 
 from . import gate, urls
 from . import object_store as store

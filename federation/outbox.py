@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import asyncpg
 
-from node.config import Config
+from node.platform.config import Config
 
 from . import content_store as cs
 from . import actors, object_store, policy, queues, urls

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node import appkeys
-from node.errors import NotFound
+from node.platform import appkeys
+from node.platform.errors import NotFound
 
 from . import content_store as cs
 from . import gate, queues, urls

@@ -1,7 +1,7 @@
 """Which peer hosts this node federates with: [federation] enabled, mode, allow and block lists."""
 from __future__ import annotations
 
-from node.config import Config
+from node.platform.config import Config
 
 from .urls import host_of
 

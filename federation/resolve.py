@@ -11,8 +11,8 @@ from urllib.parse import quote
 import nh3
 from aiohttp import web
 
-from node import appkeys
-from node.errors import Forbidden, NotFound, ReefError
+from node.platform import appkeys
+from node.platform.errors import Forbidden, NotFound, ReefError
 
 from . import actor_store as store
 from . import urls

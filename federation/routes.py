@@ -5,7 +5,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from node import appkeys
+from node.platform import appkeys
 
 from . import actors, discovery, objects
 from .fetch import FETCHER, Fetcher

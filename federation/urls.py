@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from node.config import Config
+from node.platform.config import Config
 
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 # Addressing may use either short form for Public; readers must accept all three.

@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from node import appkeys
+from node.platform import appkeys
 
 from .delivery import DeliverySettings, DeliveryWorker
 from .fetch import FETCHER
@@ -52,7 +52,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             await outbox.stop()
         return
     # NOTIFY wakes a worker at once (other processes' writes included), through the process's one LISTEN
-    # connection (node.listen). Each worker still polls, so a lost notification only delays, never loses,
+    # connection (node.platform.listen). Each worker still polls, so a lost notification only delays, never loses,
     # work; after a reconnection every worker looks for work at once.
     listener = app[appkeys.LISTENER]
     for channel, wake in (("reef_inbox", workers.inbox.wake), ("reef_outbox", outbox.wake),

@@ -11,21 +11,21 @@ from aiohttp import web
 from federation import inbox as federation_inbox, routes as federation_routes
 from web.app import setup as setup_web_site
 
-from . import appkeys, metrics
+from .platform import appkeys, metrics
 from .api import routes
-from .config import Config
-from .db import create_pool, database_dsn
-from .keycache import key_cache_ctx
-from .listen import listener_ctx
-from .middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
-from .migrations import apply_migrations
+from .platform.config import Config
+from .platform.db import create_pool, database_dsn
+from .edge.keycache import key_cache_ctx
+from .platform.listen import listener_ctx
+from .edge.middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
+from .platform.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
 
 
 def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     """Build the node: Agent API, stream, ActivityPub, web site and background workers, on one app."""
-    from .ratelimit import rate_limit_middleware
+    from .edge.ratelimit import rate_limit_middleware
 
     app = web.Application(
         client_max_size=cfg.limits.max_body_bytes,
@@ -95,7 +95,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
-    from .ratelimit import create_rate_limiter
+    from .edge.ratelimit import create_rate_limiter
 
     limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
     app[appkeys.RATE_LIMITER] = limiter

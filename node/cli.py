@@ -7,8 +7,8 @@ import logging
 import sys
 from typing import Any, Awaitable, Callable
 
-from .config import Config, ConfigError, load_config
-from .logs import setup_logging
+from .platform.config import Config, ConfigError, load_config
+from .platform.logs import setup_logging
 
 log = logging.getLogger("reef")
 
@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_pool(cfg: Config, fn: Callable[[Any], Awaitable[int]], *, migrate: bool = True) -> int:
-    from .db import create_pool, database_dsn
-    from .migrations import apply_migrations
+    from .platform.db import create_pool, database_dsn
+    from .platform.migrations import apply_migrations
 
     async with database_dsn(cfg) as dsn:
         pool = await create_pool(dsn, 1, 2)
@@ -81,7 +81,7 @@ async def _with_pool(cfg: Config, fn: Callable[[Any], Awaitable[int]], *, migrat
 def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from . import config as config_mod, gctune
+    from .platform import config as config_mod, gctune
     from .app import create_app
 
     server: dict[str, Any] = {}
@@ -103,7 +103,7 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(cfg: Config, args: argparse.Namespace) -> int:
-    from .migrations import apply_migrations
+    from .platform.migrations import apply_migrations
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reef: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(cfg.log.level, cfg.log.format)
-    from .embedded_pg import EmbeddedPostgresError
-    from .migrations import MigrationError
+    from .platform.embedded.cluster import EmbeddedPostgresError
+    from .platform.migrations import MigrationError
 
     try:
         return COMMANDS[args.command](cfg, args)

@@ -249,13 +249,13 @@ class Node:
 
     @property
     def pool(self) -> Any:
-        from node.appkeys import POOL
+        from node.platform.appkeys import POOL
 
         return self.app[POOL]
 
     @property
     def cfg(self) -> Any:
-        from node.appkeys import CONFIG
+        from node.platform.appkeys import CONFIG
 
         return self.app[CONFIG]
 

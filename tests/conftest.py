@@ -13,9 +13,9 @@ from typing import Any, AsyncIterator, Callable
 import asyncpg
 import pytest
 
-from node import config as config_mod
-from node.config import Config, build_config
-from node.migrations import apply_migrations
+from node.platform import config as config_mod
+from node.platform.config import Config, build_config
+from node.platform.migrations import apply_migrations
 
 pytest_plugins = ["ap_fixtures"]  # peer, peer2 and node for the ActivityPub tests
 
@@ -38,7 +38,7 @@ def pg_server() -> Any:
     if url:
         yield url
         return
-    from node.embedded_pg import EmbeddedPostgres
+    from node.platform.embedded.cluster import EmbeddedPostgres
 
     tmp = Path(tempfile.mkdtemp(prefix="reef-test-pg-"))
     cluster = EmbeddedPostgres(tmp / "postgres")

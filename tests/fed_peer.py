@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from federation.signatures import generate_rsa_keypair, sign_request
-from node.config import Config
+from node.platform.config import Config
 
 AP = "application/activity+json"
 AS_TYPE = "https://www.w3.org/ns/activitystreams#type"

@@ -11,11 +11,11 @@ from aiohttp import web
 from web_support import PASSWORD, csrf_from
 
 from federation.fetch import SafeResolver
-from node import proof
+from node.adapters import proof
 from node.app import create_app
-from node.appkeys import POOL
-from node.config import ConfigError, build_config
-from node.proof import shows_code, visible_text
+from node.platform.appkeys import POOL
+from node.platform.config import ConfigError, build_config
+from node.adapters.proof import shows_code, visible_text
 from tests.factories import auth
 
 HINT = "Post the verification code {code} publicly at that address, then submit again."

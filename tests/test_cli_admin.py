@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from node.cli import main
-from node.db import create_pool
+from node.platform.db import create_pool
 from tests.factories import create_agent
 
 REPO = Path(__file__).resolve().parent.parent

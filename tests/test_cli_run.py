@@ -13,7 +13,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from node import embedded_pg
+from node.platform.embedded import cluster as embedded_pg
 
 _script = Path(sys.executable).with_name("reef")
 REEF = [str(_script)] if _script.exists() else [sys.executable, "-m", "node"]

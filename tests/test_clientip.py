@@ -11,11 +11,11 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 from web_support import get_csrf
 
-from node import appkeys
+from node.platform import appkeys
 from node.app import create_app
-from node.clientip import CLIENT_IP, client_ip, parse_hop, rightmost_untrusted, trusted_networks
-from node.config import ConfigError, build_config
-from node.config import replace as config_replace
+from node.edge.clientip import CLIENT_IP, client_ip, parse_hop, rightmost_untrusted, trusted_networks
+from node.platform.config import ConfigError, build_config
+from node.platform.config import replace as config_replace
 
 PROXY = "127.0.0.1"  # the test client's peer
 ALICE, BOB = "203.0.113.7", "198.51.100.23"

@@ -28,7 +28,7 @@ async def api(aiohttp_client, make_config):
 
 
 def pool_of(client) -> Any:
-    from node.appkeys import POOL
+    from node.platform.appkeys import POOL
 
     return client.server.app[POOL]
 

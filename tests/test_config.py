@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import Config, ConfigError, build_config, load_config
+from node.platform.config import Config, ConfigError, build_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import asyncio
 from aiohttp.test_utils import make_mocked_request
 
 from node.api import messages as messages_api
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 
 

@@ -17,9 +17,9 @@ from typing import Iterator
 import asyncpg
 import pytest
 
-from node import embedded_pg, pg_runas
-from node.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
-from node.pg_binaries import default_bindirs, find_binaries, pgserver_bindir
+from node.platform.embedded import cluster as embedded_pg, runas as pg_runas
+from node.platform.embedded.cluster import EmbeddedPostgres, EmbeddedPostgresError
+from node.platform.embedded.binaries import default_bindirs, find_binaries, pgserver_bindir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ async def test_restart_keeps_data_and_stop_is_idempotent(cluster_dir: Path) -> N
 HOLDER = """
 import asyncio, sys
 from pathlib import Path
-from node.embedded_pg import EmbeddedPostgres
+from node.platform.embedded.cluster import EmbeddedPostgres
 
 async def main():
     cluster = EmbeddedPostgres(Path(sys.argv[1]))
@@ -340,7 +340,7 @@ NORMAL_USER = """
 import asyncio, json, sys
 from pathlib import Path
 import asyncpg
-from node.embedded_pg import EmbeddedPostgres
+from node.platform.embedded.cluster import EmbeddedPostgres
 
 async def main():
     directory = Path(sys.argv[1])

@@ -7,9 +7,9 @@ import logging
 from aiohttp import web
 
 from node.app import create_app
-from node.errors import Conflict
-from node.http import ok, read_json
-from node.validation import get_int, get_str
+from node.platform.errors import Conflict
+from node.edge.http import ok, read_json
+from node.edge.validation import get_int, get_str
 
 
 def _app_with_probe_routes(cfg):
@@ -95,7 +95,7 @@ async def test_access_log_line_has_request_fields(client, caplog):
 def test_json_log_lines_carry_request_id_and_extras():
     import io
 
-    from node.logs import JsonFormatter, request_id_var
+    from node.platform.logs import JsonFormatter, request_id_var
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -116,7 +116,7 @@ def test_json_log_lines_carry_request_id_and_extras():
 
 
 async def test_key_use_is_recorded_once_a_minute_not_on_every_request(client):
-    from node.appkeys import POOL
+    from node.platform.appkeys import POOL
     from tests.factories import auth, create_agent
 
     pool = client.server.app[POOL]

@@ -10,8 +10,8 @@ from fed_peer import AP, node_config
 from federation import urls
 from federation.signatures import parse_signature, sign_request, verify_signature
 from node.app import create_app
-from node.appkeys import CONFIG, POOL
-from node.config import replace
+from node.platform.appkeys import CONFIG, POOL
+from node.platform.config import replace
 
 LD = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
 BASE = "http://127.0.0.1:8080"
@@ -286,7 +286,7 @@ async def test_post_and_comment_urls_negotiate_content(node):
 
 
 async def test_urls_parse_back():
-    from node.config import build_config
+    from node.platform.config import build_config
 
     cfg = replace(build_config({}, env={}), node={"domain": "reef.example", "https": True})
     assert urls.parse_local(cfg, "https://reef.example/u/alice") == urls.LocalRef("agent", "alice")

@@ -11,7 +11,7 @@ from federation.fetch import FetchError
 from federation.gate import verify_request
 from federation.signatures import SignatureError
 from node.app import create_app
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from factories import auth, create_agent
 from federation import signatures as sig
 from federation import urls
 from federation.resolve import resolve_actor
-from node.outbox import record_event
+from node.services.outbox import record_event
 from node.services import submolts as submolts_service
 from node.stores import agents as agents_store
 from node.stores import follows as follows_store

@@ -9,7 +9,7 @@ from ap_peer import AS_PUBLIC, Node, Peer, pump, start_node
 from factories import auth, create_agent
 from federation import urls
 from federation.resolve import resolve_actor
-from node.outbox import record_event
+from node.services.outbox import record_event
 from node.services import follows as follows_service
 from node.services import submolts as submolts_service
 from node.stores import agents as agents_store

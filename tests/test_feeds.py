@@ -13,8 +13,8 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 import pytest
 
-from node.appkeys import POOL
-from node.cursors import decode_cursor, encode_cursor
+from node.platform.appkeys import POOL
+from node.edge.cursors import decode_cursor, encode_cursor
 from node.services import feeds as feeds_service
 from tests.factories import auth, create_agent
 

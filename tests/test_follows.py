@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import make_mocked_request
 
 from node.api import follows as follows_api
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 
 

@@ -1,7 +1,7 @@
 """Group chats: invitations, owner rights, membership checked on send and delivery, history, group_msg on the stream."""
 from __future__ import annotations
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 from tests.test_stream import connect, frame
 

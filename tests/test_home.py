@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 
-from node.appkeys import CONFIG, POOL
+from node.platform.appkeys import CONFIG, POOL
 from node.services import home as home_service
 from tests.factories import auth, create_agent
 from tests.test_notifications import _comment, _post, _submolt, api  # noqa: F401 - api is a fixture

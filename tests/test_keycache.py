@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from node import appkeys
+from node.platform import appkeys
 from node.app import create_app
-from node.auth import hash_key
+from node.edge.auth import hash_key
 from tests.factories import auth, create_agent
 
 HOUR = 3600
@@ -168,7 +168,7 @@ async def test_zero_seconds_turns_the_cache_off(aiohttp_client: Any, make_config
 
 
 def test_a_negative_lifetime_is_a_config_error() -> None:
-    from node.config import ConfigError, build_config
+    from node.platform.config import ConfigError, build_config
 
     with pytest.raises(ConfigError) as err:
         build_config({"server": {"key_cache_seconds": -1}}, env={})

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from node.markdown import LINK_REL, render_markdown, sanitize_html
+from node.services.markdown import LINK_REL, render_markdown, sanitize_html
 
 REL = f'rel="{LINK_REL}"'
 

@@ -54,7 +54,7 @@ async def test_garbage_collections_and_their_pauses_are_counted(client):
 def test_tuning_raises_the_young_threshold_and_freezes_what_exists():
     import gc
 
-    from node import gctune
+    from node.platform import gctune
 
     saved = gc.get_threshold()
     try:

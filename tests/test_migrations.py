@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from node.migrations import Migration, MigrationError, apply_migrations, load_migrations
+from node.platform.migrations import Migration, MigrationError, apply_migrations, load_migrations
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 from node.app import create_app
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 from tests.test_stream import connect, frame
 

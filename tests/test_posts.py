@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 
 POST_KEYS = {

@@ -12,12 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from node import appkeys
+from node.platform import appkeys
 from node.app import create_app
-from node.config import Config, build_config
-from node.errors import RateLimited, Unprocessable
-from node.http import ok, require_agent
-from node.ratelimit import (
+from node.platform.config import Config, build_config
+from node.platform.errors import RateLimited, Unprocessable
+from node.edge.http import ok, require_agent
+from node.edge.ratelimit import (
     REDIS_PREFIX,
     MemoryRateLimiter,
     RedisRateLimiter,
@@ -237,7 +237,7 @@ async def test_unreachable_redis_falls_back_and_warns_rarely(caplog):
     rl = RedisRateLimiter(
         client, fallback=MemoryRateLimiter(), timeout=0.2, retry_interval=5, warn_interval=60, clock=clock
     )
-    caplog.set_level(logging.WARNING, logger="node.ratelimit")
+    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit")
     try:
         results = [await rl.hit("k", 2, 60) for _ in range(3)]
         assert [d.allowed for d in results] == [True, True, False]  # limits still hold, per process
@@ -307,7 +307,7 @@ async def test_redis_outage_mid_run_and_recovery(redis_client, redis_url, caplog
     client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/15", socket_connect_timeout=1)
     clock = FakeClock(0.0)
     rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.3, retry_interval=5, clock=clock)
-    caplog.set_level(logging.WARNING, logger="node.ratelimit")
+    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit")
     key = f"t:{uuid.uuid4()}"
     try:
         assert (await rl.hit(key, 10, 3600)).remaining == 9

@@ -120,7 +120,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    from node.db import create_pool
+    from node.platform.db import create_pool
 
     p = await create_pool(database_url, 1, 2)
     yield p

@@ -1,7 +1,7 @@
 """Remote agents and submolts appear as name@domain wherever posts and comments name them."""
 from __future__ import annotations
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from factories import auth, create_agent
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 
 SEARCH = "/api/v1/search"
 

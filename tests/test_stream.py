@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from node.realtime.app import REALTIME
 from node.realtime.tokens import issue_token
 from tests.factories import auth, create_agent
@@ -320,7 +320,7 @@ async def test_events_announced_while_the_listen_connection_was_away_arrive_once
     """pg_notify reaches only connected listeners: after reconnecting, every open stream re-reads its events.
     The sweep is set to an hour, so only the reconnection can explain the delivery."""
     from node.app import create_app
-    from node.appkeys import LISTENER
+    from node.platform.appkeys import LISTENER
     from node.stores import stream as stream_store
 
     client = await aiohttp_client(create_app(make_config(limits={"stream_resync_seconds": 3600})))

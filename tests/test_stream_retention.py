@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from node.appkeys import POOL
-from node.config import ConfigError, build_config
+from node.platform.appkeys import POOL
+from node.platform.config import ConfigError, build_config
 from node.realtime import app as realtime_app
 from node.stores import stream as stream_store
 from tests.factories import create_agent

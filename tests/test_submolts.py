@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 
 
@@ -367,7 +367,7 @@ async def test_moderator_errors(client):
 
 
 async def test_nul_characters_are_refused_not_a_500(client):
-    from node.cursors import encode_cursor
+    from node.edge.cursors import encode_cursor
 
     _, key = await create_agent(pool_of(client), "owner")
     await make_submolt(client, key, "club")

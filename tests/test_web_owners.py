@@ -7,7 +7,7 @@ from web_support import (
 )
 
 from node.app import create_app
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from web.sessions import COOKIE
 
 

@@ -7,7 +7,7 @@ import pytest
 from web_support import NO_WAIT_LIMITS, api, make_comment, make_post, make_submolt, register
 
 from node.app import create_app
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 
 
 @pytest.fixture

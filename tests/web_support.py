@@ -6,7 +6,7 @@ from typing import Any
 
 from factories import auth, create_agent
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 from web import auth as web_auth
 
 # The limits that would make a test wait between posts and comments are switched off (0).

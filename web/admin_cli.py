@@ -7,8 +7,8 @@ import getpass
 import sys
 from typing import Any, Awaitable, Callable
 
-from node.config import Config
-from node.errors import ReefError
+from node.platform.config import Config
+from node.platform.errors import ReefError
 
 from . import auth
 

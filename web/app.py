@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from federation.gate import HTML_VIEWS
-from node import appkeys
+from node.platform import appkeys
 from node.stores import web_accounts as accounts_store
 
 from .handlers import moderation, owners, reading

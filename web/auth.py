@@ -10,8 +10,8 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from node.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
-from node.ratelimit import RateLimiter, rate_limited
+from node.platform.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
+from node.edge.ratelimit import RateLimiter, rate_limited
 from node.services import agents as agents_service
 from node.services import claims as claims_service
 from node.stores import agents as agents_store

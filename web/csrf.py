@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node import appkeys
-from node.errors import Forbidden
+from node.platform import appkeys
+from node.platform.errors import Forbidden
 
 from .sessions import SECRET, SESSION
 

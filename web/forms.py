@@ -5,7 +5,7 @@ import uuid
 
 from aiohttp import web
 
-from node.errors import NotFound
+from node.platform.errors import NotFound
 
 from .csrf import check_csrf
 

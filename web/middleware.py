@@ -11,8 +11,8 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from node.errors import ReefError
-from node.middleware import REQUEST_ID
+from node.platform.errors import ReefError
+from node.edge.middleware import REQUEST_ID
 from node.stores.web_accounts import Account
 
 from .render import render, safe_next

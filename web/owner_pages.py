@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from node.config import Config
-from node.errors import NotFound
+from node.platform.config import Config
+from node.platform.errors import NotFound
 from node.services import moderation as moderation_service
 from node.services import submolts as submolts_service
 from node.stores import agents as agents_store

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from node.config import Config
-from node.errors import BadRequest, Gone, NotFound, Unprocessable
+from node.platform.config import Config
+from node.platform.errors import BadRequest, Gone, NotFound, Unprocessable
 from node.services import comments as comments_service
 from node.services import feeds as feeds_service
 from node.services import search as search_service

@@ -14,7 +14,7 @@ import jinja2
 from markupsafe import Markup
 from aiohttp import web
 
-from node import appkeys
+from node.platform import appkeys
 
 from .csrf import csrf_token
 from .sessions import SESSION

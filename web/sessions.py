@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from node import appkeys
+from node.platform import appkeys
 from node.stores import web_accounts as store
 from node.stores.web_accounts import Account
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..auth import presented_key
-from ..clientip import client_ip
-from ..http import current_agent, ok, read_json, require_agent
-from ..proof import PROOF_HTTP, proof_http_ctx
-from ..ratelimit import action_limit
+from ..platform import appkeys
+from ..edge.auth import presented_key
+from ..edge.clientip import client_ip
+from ..edge.http import current_agent, ok, read_json, require_agent
+from ..adapters.proof import PROOF_HTTP, proof_http_ctx
+from ..edge.ratelimit import action_limit
 from ..services import agents as agents_service
 from ..services import claims as claims_service
 

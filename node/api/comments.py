@@ -5,12 +5,12 @@ import uuid
 
 from aiohttp import web
 
-from .. import appkeys
-from ..errors import Unprocessable
-from ..http import current_agent, ok, parse_uuid, read_json, require_agent
-from ..ratelimit import action_limit
+from ..platform import appkeys
+from ..platform.errors import Unprocessable
+from ..edge.http import current_agent, ok, parse_uuid, read_json, require_agent
+from ..edge.ratelimit import action_limit
 from ..services import comments as service
-from ..validation import get_str, query_choice, query_int
+from ..edge.validation import get_str, query_choice, query_int
 
 
 def _parent_id(body: dict) -> uuid.UUID | None:

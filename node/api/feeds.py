@@ -7,10 +7,10 @@ from typing import Any, AsyncIterator, Mapping
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import current_agent, ok, require_agent
+from ..platform import appkeys
+from ..edge.http import current_agent, ok, require_agent
 from ..services import feeds as service
-from ..validation import query_choice, query_int
+from ..edge.validation import query_choice, query_int
 
 RISING_TASK = web.AppKey("rising_refresh_task", asyncio.Task)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import ok, require_agent
+from ..platform import appkeys
+from ..edge.http import ok, require_agent
 from ..services import follows as service
 from .feeds import paging_args
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import ok, parse_uuid, read_json, require_agent
+from ..platform import appkeys
+from ..edge.http import ok, parse_uuid, read_json, require_agent
 from ..realtime.app import REALTIME
 from ..services import groups as service
-from ..validation import get_str, query_int
+from ..edge.validation import get_str, query_int
 
 
 def _id(request: web.Request):

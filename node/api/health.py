@@ -6,8 +6,8 @@ import time
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import dumps
+from ..platform import appkeys
+from ..edge.http import dumps
 
 
 async def health(request: web.Request) -> web.Response:

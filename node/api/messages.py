@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import ok, parse_uuid, read_json, require_agent
+from ..platform import appkeys
+from ..edge.http import ok, parse_uuid, read_json, require_agent
 from ..realtime import app as realtime_app
 from ..realtime.app import REALTIME
 from ..services import messages as service
-from ..validation import get_str, query_int
+from ..edge.validation import get_str, query_int
 
 
 async def check(request: web.Request) -> web.Response:

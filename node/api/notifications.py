@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import ok, parse_uuid, require_agent
+from ..platform import appkeys
+from ..edge.http import ok, parse_uuid, require_agent
 from ..services import notifications as service
-from ..validation import query_int
+from ..edge.validation import query_int
 
 
 async def list_notifications(request: web.Request) -> web.Response:

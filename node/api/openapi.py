@@ -8,8 +8,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from .. import appkeys
-from ..http import dumps
+from ..platform import appkeys
+from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
 
 ERROR_SCHEMA = {

@@ -5,9 +5,9 @@ import uuid
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import current_agent, ok, parse_uuid, read_json, require_agent
-from ..ratelimit import action_limit
+from ..platform import appkeys
+from ..edge.http import current_agent, ok, parse_uuid, read_json, require_agent
+from ..edge.ratelimit import action_limit
 from ..services import posts as service
 
 

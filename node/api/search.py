@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import current_agent, ok
+from ..platform import appkeys
+from ..edge.http import current_agent, ok
 from ..services import search as search_service
 
 

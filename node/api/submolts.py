@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import appkeys
-from ..http import current_agent, ok, read_json, require_agent
+from ..platform import appkeys
+from ..edge.http import current_agent, ok, read_json, require_agent
 from ..services import submolts as service
-from ..validation import query_choice, query_int
+from ..edge.validation import query_choice, query_int
 
 
 async def create_submolt(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from .. import appkeys
+from ..platform import appkeys
 from ..stores import stream as stream_store
 from ..services.notifications import PG_CHANNEL
 from .bus import LocalBus, RedisBus

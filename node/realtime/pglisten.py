@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def subscriber(hub: Hub, channel: str):
-    """The (on_notify, on_connect) pair for node.listen.Listener.subscribe."""
+    """The (on_notify, on_connect) pair for node.platform.listen.Listener.subscribe."""
 
     def on_notify(payload: str) -> None:
         try:

@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from .. import appkeys
-from ..errors import BadRequest, Forbidden, RateLimited, ReefError, Unauthorized
-from ..http import current_agent, ok, require_agent
+from ..platform import appkeys
+from ..platform.errors import BadRequest, Forbidden, RateLimited, ReefError, Unauthorized
+from ..edge.http import current_agent, ok, require_agent
 from ..services import messages as messages_service
 from ..stores import agents as agents_store
 from ..stores import stream as stream_store

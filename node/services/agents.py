@@ -10,13 +10,13 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..auth import hash_key, key_display_prefix, new_api_key
-from ..config import Config
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
-from ..outbox import record_event
+from ..edge.auth import hash_key, key_display_prefix, new_api_key
+from ..platform.config import Config
+from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from .outbox import record_event
 from ..stores import agents as store
 from ..stores.agents import Agent, Owner, RecentComment, RecentPost
-from ..validation import get_int, get_str
+from ..edge.validation import get_int, get_str
 
 NAME_MIN, NAME_MAX = 2, 32
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")

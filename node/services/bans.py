@@ -5,7 +5,7 @@ import uuid
 
 import asyncpg
 
-from ..errors import Forbidden
+from ..platform.errors import Forbidden
 from ..stores import moderation as store
 
 

@@ -8,12 +8,12 @@ from typing import Any, Mapping
 import aiohttp
 import asyncpg
 
-from ..config import Config
-from ..errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
-from ..proof import ProofResult, check_proof
+from ..platform.config import Config
+from ..platform.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
+from ..adapters.proof import ProofResult, check_proof
 from ..stores import agents as store
 from ..stores.agents import Agent
-from ..validation import get_str
+from ..edge.validation import get_str
 from .agents import URL_MAX, agent_to_json, check_http_url, claim_url, owner_to_json
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 
-from .. import cursors
-from ..errors import Forbidden, Gone, NotFound, Unprocessable
-from ..markdown import render_markdown
-from ..outbox import record_event
+from ..edge import cursors
+from ..platform.errors import Forbidden, Gone, NotFound, Unprocessable
+from .markdown import render_markdown
+from .outbox import record_event
 from . import bans
 from . import submolts as submolts_service
 from ..stores import agents as agents_store

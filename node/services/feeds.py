@@ -22,7 +22,15 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
-from ..cursors import bad_cursor, cursor_datetime, cursor_float, cursor_int, cursor_uuid, decode_cursor, encode_cursor
+from ..edge.cursors import (
+    bad_cursor,
+    cursor_datetime,
+    cursor_float,
+    cursor_int,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
 from ..stores import feeds as store
 from ..stores import posts as posts_store
 from ..stores.agents import Agent
@@ -192,7 +200,7 @@ async def refresh_rising_ranks(pool: asyncpg.Pool, at: dt.datetime | None = None
             try:
                 await store.unlock_rising_refresh(conn)
             except BaseException:
-                conn.terminate()  # pooled connections are not reset on release (node.db): never keep the lock
+                conn.terminate()  # pooled connections are not reset on release (node.platform.db): never keep the lock
                 raise
     return written
 

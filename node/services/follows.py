@@ -5,9 +5,9 @@ from typing import Any
 
 import asyncpg
 
-from ..cursors import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
-from ..errors import BadRequest, NotFound
-from ..outbox import record_event
+from ..edge.cursors import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
+from ..platform.errors import BadRequest, NotFound
+from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import follows as store
 from ..stores.agents import Agent

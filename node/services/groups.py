@@ -6,13 +6,13 @@ from typing import Any
 
 import asyncpg
 
-from ..config import Config
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from ..platform.config import Config
+from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from ..stores import agents as agents_store
 from ..stores import groups as store
 from ..stores.agents import Agent
 from ..stores.groups import Group, GroupMessage, Member
-from ..validation import get_str
+from ..edge.validation import get_str
 from .events import Outbox, Publisher, iso
 from .messages import MAX_MESSAGE, check_new_agent
 

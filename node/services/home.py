@@ -5,7 +5,7 @@ from typing import Any
 
 import asyncpg
 
-from ..config import Config
+from ..platform.config import Config
 from ..stores import messages as messages_store
 from ..stores import notifications as store
 from ..stores.agents import Agent

@@ -7,14 +7,14 @@ from typing import Any
 
 import asyncpg
 
-from ..config import Config
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..outbox import record_event
+from ..platform.config import Config
+from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound
+from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import messages as store
 from ..stores.agents import Agent
 from ..stores.messages import AgentRef, Conversation, ConversationSummary, Message
-from ..validation import get_bool, get_str
+from ..edge.validation import get_bool, get_str
 from . import notifications
 from .events import Outbox, Publisher, iso
 from ..stores import notifications as notifications_store

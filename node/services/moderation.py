@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..errors import Forbidden, NotFound, Unprocessable
-from ..outbox import record_event
+from ..platform.errors import Forbidden, NotFound, Unprocessable
+from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import comments as comments_store
 from ..stores import moderation as store

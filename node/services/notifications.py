@@ -1,6 +1,6 @@
 """Notifications: stored rows for what concerns an agent, pushed on its stream when new.
 
-Other services do not call this module: node.outbox.record_event hands every domain event to on_event,
+Other services do not call this module: node.services.outbox.record_event hands every domain event to on_event,
 in the transaction of the change, and the stream is told through pg_notify, which PostgreSQL delivers
 to every node process only when that transaction commits.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from .. import cursors
-from ..errors import NotFound
+from ..edge import cursors
+from ..platform.errors import NotFound
 from ..stores import notifications as store
 from ..stores import stream as stream_store
 from ..stores.notifications import Notification
@@ -104,7 +104,7 @@ async def _mention(conn: asyncpg.Connection, text: str, actor: tuple[uuid.UUID, 
 
 async def on_event(conn: asyncpg.Connection, kind: str, *, actor_id: uuid.UUID | None, object_id: uuid.UUID | None,
                    data: dict[str, Any]) -> None:
-    """Notifications for a domain event (called by node.outbox.record_event, same transaction)."""
+    """Notifications for a domain event (called by node.services.outbox.record_event, same transaction)."""
     if object_id is None or kind not in _HANDLED:
         return
     actor = await _actor(conn, actor_id)

@@ -7,15 +7,15 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
-from ..markdown import render_markdown
-from ..outbox import record_event
+from ..platform.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
+from .markdown import render_markdown
+from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import posts as store
 from ..stores import submolts as submolts_store
 from ..stores.agents import Agent
 from ..stores.posts import Post, PostView
-from ..validation import get_str
+from ..edge.validation import get_str
 from . import bans
 from . import notifications
 from . import submolts as submolts_service

@@ -6,13 +6,13 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..errors import Gone, NotFound, Unprocessable
+from ..platform.errors import Gone, NotFound, Unprocessable
 from ..stores import comments as comments_store
 from ..stores import posts as posts_store
 from ..stores import reports as store
 from ..stores.agents import Agent
 from ..stores.reports import Report
-from ..validation import get_str
+from ..edge.validation import get_str
 
 MAX_REASON = 500
 

@@ -8,13 +8,20 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..cursors import bad_cursor, cursor_datetime, cursor_float, cursor_uuid, decode_cursor, encode_cursor
-from ..errors import BadRequest, Unprocessable
+from ..edge.cursors import (
+    bad_cursor,
+    cursor_datetime,
+    cursor_float,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from ..platform.errors import BadRequest, Unprocessable
 from ..stores import posts as posts_store
 from ..stores import search as store
 from ..stores.agents import Agent
 from ..stores.search import Hit, Keyset
-from ..validation import query_int
+from ..edge.validation import query_int
 from .agents import agent_to_json
 from .comments import comment_to_json
 from .posts import post_to_json

@@ -8,15 +8,23 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from ..cursors import bad_cursor, cursor_datetime, cursor_int, cursor_str, cursor_uuid, decode_cursor, encode_cursor
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from ..markdown import render_markdown
-from ..outbox import record_event
+from ..edge.cursors import (
+    bad_cursor,
+    cursor_datetime,
+    cursor_int,
+    cursor_str,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from .markdown import render_markdown
+from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import submolts as store
 from ..stores.agents import Agent
 from ..stores.submolts import Moderator, Submolt, SubmoltView
-from ..validation import get_bool, get_str
+from ..edge.validation import get_bool, get_str
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{2,30}")
 # Names that would collide with feeds, site paths or words agents use for the whole node.

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import Forbidden, Gone, NotFound
-from ..outbox import record_event
+from ..platform.errors import Forbidden, Gone, NotFound
+from .outbox import record_event
 from ..stores import votes as store
 from ..stores.agents import Agent
 from ..stores.votes import Kind

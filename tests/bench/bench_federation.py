@@ -157,8 +157,8 @@ def run_sink(hosts: int, sample: int) -> None:
 
 async def prepare(dsn: str, ports: list[str], followers: int) -> tuple[str, str]:
     """A fresh migrated database with agent `bench` (its API key returned) followed by `followers` remote agents."""
-    from node.auth import hash_key, key_display_prefix, new_api_key
-    from node.migrations import apply_migrations
+    from node.edge.auth import hash_key, key_display_prefix, new_api_key
+    from node.platform.migrations import apply_migrations
     from node.stores import agents as agents_store
 
     conn = await asyncpg.connect(dsn)

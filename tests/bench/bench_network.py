@@ -35,7 +35,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from node.migrations import apply_migrations  # noqa: E402
+from node.platform.migrations import apply_migrations  # noqa: E402
 
 BENCH_DB = "reef_bench"
 N_KEYS = 2000

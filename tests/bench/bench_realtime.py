@@ -40,7 +40,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from node.migrations import apply_migrations  # noqa: E402
+from node.platform.migrations import apply_migrations  # noqa: E402
 from tests.test_realtime_processes import Node, RedisServer  # noqa: E402
 
 BENCH_DB = "reef_bench_rt"

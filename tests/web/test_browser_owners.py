@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from web_support import PASSWORD, api, claim, make_admin, make_comment, make_post, make_submolt, register
 
-from node.appkeys import POOL
+from node.platform.appkeys import POOL
 
 
 async def _login(page, node, email: str, password: str = PASSWORD) -> None:

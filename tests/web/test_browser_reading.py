@@ -158,7 +158,7 @@ async def test_search_from_the_header(node, open_page, shoot):
 
 
 async def test_remote_content_is_marked_and_missing_pages_are_html(node, open_page, shoot):
-    from node.appkeys import POOL
+    from node.platform.appkeys import POOL
 
     async with node.app[POOL].acquire() as conn:
         agent_id = await conn.fetchval(

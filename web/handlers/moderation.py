@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node import appkeys
-from node.errors import NotFound, Unprocessable
+from node.platform import appkeys
+from node.platform.errors import NotFound, Unprocessable
 from node.services import moderation as service
 
 from .. import owner_pages

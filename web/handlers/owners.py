@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node import appkeys
-from node.clientip import client_ip
-from node.errors import ReefError
-from node.proof import PROOF_HTTP
+from node.platform import appkeys
+from node.edge.clientip import client_ip
+from node.platform.errors import ReefError
+from node.adapters.proof import PROOF_HTTP
 from node.realtime.app import REALTIME
 from node.services import admin as admin_service
 from node.services import agents as agents_service

@@ -5,8 +5,8 @@ import uuid
 
 from aiohttp import web
 
-from node import appkeys
-from node.errors import NotFound
+from node.platform import appkeys
+from node.platform.errors import NotFound
 
 from .. import pages
 from ..render import render

@@ -7,9 +7,9 @@ import secrets
 
 from aiohttp import web
 
-from .errors import Forbidden, Unauthorized
-from .stores import agents as agents_store
-from .stores.agents import Agent
+from ..platform.errors import Forbidden, Unauthorized
+from ..stores import agents as agents_store
+from ..stores.agents import Agent
 
 KEY_PREFIX = "reef_sk_"
 
@@ -45,7 +45,7 @@ def presented_key(request: web.Request) -> str | None:
 async def resolve_agent(pool, key: str, cache=None) -> tuple[Agent, "agents_store.ApiKey"]:
     """The agent that owns a key, or Unauthorized with the reason.
 
-    cache: a node.keycache.KeyCache (or None) that remembers lookups between requests.
+    cache: a node.edge.keycache.KeyCache (or None) that remembers lookups between requests.
     """
     key_hash = hash_key(key)
     found = cache.get(key_hash) if cache is not None else None

@@ -41,7 +41,7 @@ async def database_dsn(cfg: Config) -> AsyncIterator[str]:
     if cfg.database.url:
         yield cfg.database.url
         return
-    from .embedded_pg import EmbeddedPostgres
+    from .embedded.cluster import EmbeddedPostgres
 
     cluster = EmbeddedPostgres(cfg.data_dir / "postgres", run_as=cfg.database.embedded_user or None)
     dsn = await cluster.start()

@@ -62,5 +62,5 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # aiohttp's own access log is replaced by ours (see node.middleware).
+    # aiohttp's own access log is replaced by ours (see node.edge.middleware).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -40,6 +40,6 @@ async def record_event(
     # Wake the federation worker without waiting for its poll interval.
     await conn.execute("SELECT pg_notify('reef_outbox', '')")
     # Notifications for the agents concerned (replies, mentions, follows, votes, moderation), same transaction.
-    from .services import notifications
+    from . import notifications
 
     await notifications.on_event(conn, kind, actor_id=actor_id, object_id=object_id, data=data or {})

@@ -2,7 +2,7 @@
 
 Correctness comes from invalidation, not from the short lifetime: migration 0031's triggers announce on
 the `reef_auth` channel every change that matters to authentication (a key revoked, expired or deleted; an
-agent suspended, renamed, claimed, edited or deleted), every process listens (node.listen) and forgets
+agent suspended, renamed, claimed, edited or deleted), every process listens (node.platform.listen) and forgets
 that agent at once. The process that made the change also forgets it synchronously (forget_agent, called
 by node.stores.agents), so its own next request never sees the old row. While the LISTEN connection is
 down, nothing is cached and nothing cached is used; on reconnection everything is forgotten.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 from aiohttp import web
 
-from . import appkeys
+from ..platform import appkeys
 
 if TYPE_CHECKING:
-    from .stores.agents import KeyLookup
+    from ..stores.agents import KeyLookup
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class KeyCache:
         self.entries.clear()
         self.by_agent.clear()
 
-    # --- node.listen subscriber ---
+    # --- node.platform.listen subscriber ---
 
     def on_notify(self, payload: str) -> None:
         try:

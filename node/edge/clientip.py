@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from aiohttp import web
 
-from . import appkeys
+from ..platform import appkeys
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -9,14 +9,14 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from . import appkeys
+from ..platform import appkeys
 from .auth import presented_key, resolve_agent
 from .clientip import client_ip
-from .errors import ReefError
+from ..platform.errors import ReefError
 from .http import AGENT, dumps
-from .logs import request_id_var
-from .metrics import route_label
-from .stores import agents as agents_store
+from ..platform.logs import request_id_var
+from ..platform.metrics import route_label
+from ..stores import agents as agents_store
 
 log = logging.getLogger("reef.access")
 errlog = logging.getLogger("reef.errors")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .pg_binaries import Binaries
+    from .binaries import Binaries
 
 log = logging.getLogger(__name__)
 

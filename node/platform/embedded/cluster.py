@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import asyncpg
 
-from .pg_binaries import Binaries, default_bindirs, find_binaries
-from .pg_runas import EmbeddedPostgresError, Runner, choose_runner, chown_tree, describe_path, exec_command
+from .binaries import Binaries, default_bindirs, find_binaries
+from .runas import EmbeddedPostgresError, Runner, choose_runner, chown_tree, describe_path, exec_command
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,6 @@ STARTED_AT = web.AppKey("started_at", float)
 # name@host (WebFinger + actor document) into a local row and return the name the services know it by
 # ("name@domain" for remote rows); they raise ReefError (404/403/502/504). Absent: remote names are unknown.
 REMOTE_RESOLVER = web.AppKey("remote_resolver", Any)
-METRICS = web.AppKey("metrics", Any)  # node.metrics.Metrics
-LISTENER = web.AppKey("listener", Any)  # node.listen.Listener: this process's LISTEN connection
-KEY_CACHE = web.AppKey("key_cache", Any)  # node.keycache.KeyCache: authenticated API keys
+METRICS = web.AppKey("metrics", Any)  # node.platform.metrics.Metrics
+LISTENER = web.AppKey("listener", Any)  # node.platform.listen.Listener: this process's LISTEN connection
+KEY_CACHE = web.AppKey("key_cache", Any)  # node.edge.keycache.KeyCache: authenticated API keys

@@ -13,12 +13,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from . import appkeys
+from ..platform import appkeys
 from .clientip import client_ip
-from .config import Config
-from .errors import RateLimited, ReefError
+from ..platform.config import Config
+from ..platform.errors import RateLimited, ReefError
 from .http import AGENT
-from .stores.agents import Agent
+from ..stores.agents import Agent
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from federation.fetch import AddressRefused, SafeResolver, is_public_address
 
-from . import appkeys
-from .config import Config
-from .errors import ReefError
+from ..platform import appkeys
+from ..platform.config import Config
+from ..platform.errors import ReefError
 
 log = logging.getLogger(__name__)
 

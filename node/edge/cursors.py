@@ -9,7 +9,7 @@ import math
 import uuid
 from typing import Any, Mapping
 
-from .errors import BadRequest
+from ..platform.errors import BadRequest
 
 # Bump when the layout of every cursor changes; a cursor of another version is refused, never misread.
 VERSION = 1

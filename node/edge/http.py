@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
-from .stores.agents import Agent
+from ..platform.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
+from ..stores.agents import Agent
 
 AGENT = web.RequestKey("agent", object)  # request[AGENT]: the authenticated Agent, or None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .errors import BadRequest, Unprocessable
+from ..platform.errors import BadRequest, Unprocessable
 
 _MISSING = object()
 
