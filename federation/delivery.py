@@ -16,7 +16,7 @@ import asyncpg
 from node.platform.config import Config
 
 from . import policy
-from . import queues
+from . import delivery_store
 from .fetch import AddressRefused, Fetcher, FetchRefused
 from .keys import SigningKey, signing_key_for
 from .signatures import sign_request
@@ -158,7 +158,7 @@ class DeliveryWorker:
 
     async def _idle(self) -> None:
         async with self.pool.acquire() as conn:
-            due_in = await queues.seconds_until_delivery_due(conn)
+            due_in = await delivery_store.seconds_until_delivery_due(conn)
         timeout = self.settings.poll_seconds if due_in is None else min(self.settings.poll_seconds, due_in)
         if timeout <= 0:
             return
@@ -179,7 +179,7 @@ class DeliveryWorker:
         s = self.settings
         lease = self.cfg.federation.delivery_timeout_seconds + 30.0
         async with self.pool.acquire() as conn:
-            due = await queues.claim_due_deliveries(
+            due = await delivery_store.claim_due_deliveries(
                 conn, s.batch_size, self.cfg.federation.delivery_concurrency_per_host, lease, s.probe_interval_seconds
             )
             if not due:
@@ -212,37 +212,37 @@ class DeliveryWorker:
 
     async def _release(self, ids: list[int]) -> None:
         async with self.pool.acquire() as conn:
-            await queues.release_leases(conn, ids)
+            await delivery_store.release_leases(conn, ids)
         log.info("delivery worker stopping: %d unfinished deliveries given back", len(ids))
 
-    async def _send_one(self, d: queues.DueDelivery) -> tuple[queues.DueDelivery, Outcome]:
+    async def _send_one(self, d: delivery_store.DueDelivery) -> tuple[delivery_store.DueDelivery, Outcome]:
         return d, await self._send(d)
 
-    async def _record(self, conn: asyncpg.Connection, d: queues.DueDelivery, o: Outcome) -> None:
+    async def _record(self, conn: asyncpg.Connection, d: delivery_store.DueDelivery, o: Outcome) -> None:
         s = self.settings
         if o.result == "delivered":
             self.sent += 1
-            await queues.mark_delivered(conn, d.id, o.status or 0)
+            await delivery_store.mark_delivered(conn, d.id, o.status or 0)
         elif o.result == "gone":
             async with conn.transaction():
-                await queues.mark_delivery_failed(conn, d.id, o.status, o.error)
-                dropped = await queues.fail_pending_to_inbox(conn, d.inbox_url, 410, "the inbox answered 410 Gone")
-                await queues.mark_inbox_owner_gone(conn, d.inbox_url)
+                await delivery_store.mark_delivery_failed(conn, d.id, o.status, o.error)
+                dropped = await delivery_store.fail_pending_to_inbox(conn, d.inbox_url, 410, "the inbox answered 410 Gone")
+                await delivery_store.mark_inbox_owner_gone(conn, d.inbox_url)
             log.info("inbox %s is gone; dropped %d pending deliveries", d.inbox_url, dropped + 1)
         elif o.result == "failed":
-            await queues.mark_delivery_failed(conn, d.id, o.status, o.error)
+            await delivery_store.mark_delivery_failed(conn, d.id, o.status, o.error)
             log.info("delivery %d to %s failed for good: %s", d.id, d.inbox_url, o.error)
         else:
             age = (dt.datetime.now(dt.timezone.utc) - d.created_at).total_seconds()
             if age >= s.give_up_after_seconds:
-                await queues.mark_delivery_failed(
+                await delivery_store.mark_delivery_failed(
                     conn, d.id, o.status, f"gave up after {d.attempts + 1} attempts: {o.error}"
                 )
                 return
             delay = backoff_seconds(s, d.attempts + 1)
             if o.retry_after is not None:
                 delay = min(s.retry_cap_seconds, max(delay, o.retry_after))
-            await queues.schedule_delivery_retry(conn, d.id, delay, o.status, o.error)
+            await delivery_store.schedule_delivery_retry(conn, d.id, delay, o.status, o.error)
 
     async def _update_hosts(self, conn: asyncpg.Connection, results: dict[str, list[Outcome]]) -> list[str]:
         """Host states after a batch: any answer marks a host up (and releases its backlog if it was down);
@@ -254,16 +254,16 @@ class DeliveryWorker:
                 outs = results[host]
                 # Any real answer (2xx, 4xx, even 429) shows the host is up; 5xx and silence count against it.
                 if any(o.status is not None and not o.host_failed for o in outs):
-                    if await queues.record_host_success(conn, host):
+                    if await delivery_store.record_host_success(conn, host):
                         came_back.append(host)
                     continue
                 failures = sum(1 for o in outs if o.host_failed)
-                if failures and await queues.record_host_failures(
+                if failures and await delivery_store.record_host_failures(
                     conn, host, failures, s.down_after_failures, s.probe_interval_seconds
                 ):
                     log.warning("peer host %s marked down after %d failures in a row", host, s.down_after_failures)
         for host in came_back:
-            released = await queues.release_host_backlog(conn, host)
+            released = await delivery_store.release_host_backlog(conn, host)
             log.info("peer host %s is back; %d waiting deliveries are due again", host, released)
         return came_back
 
@@ -282,7 +282,7 @@ class DeliveryWorker:
             slot = self._host_slots[host] = asyncio.Semaphore(self.cfg.federation.delivery_concurrency_per_host)
         return slot
 
-    async def _send(self, d: queues.DueDelivery) -> Outcome:
+    async def _send(self, d: delivery_store.DueDelivery) -> Outcome:
         if not policy.federates_with(self.cfg, d.host):
             return Outcome("failed", None, f"host {d.host} is refused by this node's [federation] settings")
         try:

@@ -18,9 +18,9 @@ from .signatures import (
     check_freshness,
     parse_signature,
     required_components_present,
-    verify_digest,
     verify_signature,
 )
+from .sigcore import verify_digest
 from .urls import host_of
 
 log = logging.getLogger(__name__)

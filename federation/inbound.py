@@ -14,10 +14,11 @@ from aiohttp import web
 
 from node.platform import appkeys
 from node.platform import config as config_mod
+from node.realtime.state import REALTIME
 from node.stores import agents as agents_store
 from node.stores.agents import Agent
 
-from . import actor_store, outbox, queues, urls
+from . import actor_store, outbox, inbox_store, urls
 from . import content_store as cs
 from .actor_store import RemoteActor
 from .fetch import FetchError, FetchGone, FetchNotFound, FetchRefused, fetcher_of
@@ -112,21 +113,19 @@ class Inbound:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """The transaction that applies the activity and marks it processed; AlreadyDone when it was."""
-        from node.realtime.app import REALTIME
-
         rt = self.app.get(REALTIME)
         bus = BufferedBus(rt.bus if rt is not None else None)
         async with self.app[appkeys.POOL].acquire() as conn:
             async with conn.transaction():
-                if self.item_id is not None and not await queues.lock_unprocessed_inbox_item(conn, self.item_id):
+                if self.item_id is not None and not await inbox_store.lock_unprocessed_inbox_item(conn, self.item_id):
                     raise AlreadyDone()
                 for ap_id, actor, type_, body in self.seen_ids:
                     # An announced activity is applied once, however many Groups (or the author) send it.
-                    if not await queues.insert_inbox_activity(conn, ap_id, actor, type_, body, processed=True):
+                    if not await inbox_store.insert_inbox_activity(conn, ap_id, actor, type_, body, processed=True):
                         raise AlreadyDone()
                 yield Tx(conn, ConnectionPool(conn), bus)
                 if self.item_id is not None:
-                    await queues.mark_inbox_processed(conn, self.item_id)
+                    await inbox_store.mark_inbox_processed(conn, self.item_id)
         self.committed = True
         await bus.flush()
 

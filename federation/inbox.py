@@ -14,7 +14,7 @@ from node.platform import appkeys
 from node.platform.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ReefError, Unauthorized
 
 from . import content_store as cs
-from . import gate, handlers, policy, queues, urls
+from . import gate, handlers, policy, inbox_store, loop, urls
 from .fetch import FetchError, FetchGone, FetchRefused
 from .inbound import AlreadyDone, Inbound, Permanent, Transient
 from .jsonld import first_id, get_type
@@ -94,9 +94,9 @@ async def receive(request: web.Request) -> web.Response:
     if policy.is_url_blocked(cfg, signer):
         raise Forbidden("Your host is blocked by this node.", "This node does not federate with your host.")
     async with app[appkeys.POOL].acquire() as conn:
-        new = await queues.insert_inbox_activity(conn, activity["id"], signer, get_type(activity) or "", activity)
+        new = await inbox_store.insert_inbox_activity(conn, activity["id"], signer, get_type(activity) or "", activity)
         if new:
-            await conn.execute("SELECT pg_notify('reef_inbox', '')")
+            await inbox_store.wake_processors(conn)
     if new:
         log.info("received %s %s from %s", get_type(activity), activity["id"], signer)
     return web.Response(status=202)
@@ -116,7 +116,7 @@ async def _require_local(request: web.Request) -> None:
 # --- the processor -----------------------------------------------------------------------------
 
 
-class InboxProcessor(queues.LoopWorker):
+class InboxProcessor(loop.LoopWorker):
     """Applies stored activities in the order received; transient failures retry with backoff, permanent
     ones are recorded on the row. Several processors (processes) share the queue through leases."""
 
@@ -143,7 +143,7 @@ class InboxProcessor(queues.LoopWorker):
                 if count or self._stopping:
                     continue
                 async with pool.acquire() as conn:
-                    due_in = await queues.seconds_until_inbox_due(conn)
+                    due_in = await inbox_store.seconds_until_inbox_due(conn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("inbox processor: %s; retrying shortly", exc)
                 await asyncio.sleep(1)
@@ -156,16 +156,16 @@ class InboxProcessor(queues.LoopWorker):
 
     async def run_once(self) -> int:
         async with self.app[appkeys.POOL].acquire() as conn:
-            items = await queues.claim_inbox_batch(conn, self.batch_size, self.lease_seconds)
+            items = await inbox_store.claim_inbox_batch(conn, self.batch_size, self.lease_seconds)
         for i, item in enumerate(items):
             if self._stopping:  # the rest are given back, so that the next process takes them at once
                 async with self.app[appkeys.POOL].acquire() as conn:
-                    await queues.release_inbox_leases(conn, [it.id for it in items[i:]])
+                    await inbox_store.release_inbox_leases(conn, [it.id for it in items[i:]])
                 break
             await self.process(item)
         return len(items)
 
-    async def process(self, item: queues.InboxItem) -> None:
+    async def process(self, item: inbox_store.InboxItem) -> None:
         ctx = Inbound(self.app, item.id)
         error: str | None = None
         retry = False
@@ -189,21 +189,10 @@ class InboxProcessor(queues.LoopWorker):
         async with self.app[appkeys.POOL].acquire() as conn:
             if retry and item.attempts < self.max_attempts:
                 delay = min(6 * 3600.0, self.retry_base_seconds * 2 ** (item.attempts - 1)) * (0.8 + 0.4 * random.random())
-                await queues.schedule_inbox_retry(conn, item.id, delay, error or "")
+                await inbox_store.schedule_inbox_retry(conn, item.id, delay, error or "")
                 log.info("inbox activity %s will be retried in %.0f s: %s", item.ap_id, delay, error)
             else:
-                await queues.mark_inbox_processed(conn, item.id, error)
+                await inbox_store.mark_inbox_processed(conn, item.id, error)
                 if error:
                     log.info("inbox activity %s (%s) not applied: %s", item.ap_id, item.type, error)
 
-
-def setup(app: web.Application) -> None:
-    """The inbox routes, the outbox collections and the federation workers."""
-    from . import outbox_collections, workers
-
-    r = app.router
-    r.add_post("/inbox", receive, name="ap_shared_inbox")
-    r.add_post("/u/{name}/inbox", receive, name="ap_agent_inbox")
-    r.add_post("/m/{name}/inbox", receive, name="ap_submolt_inbox")
-    outbox_collections.setup(app)
-    workers.setup(app)

@@ -12,7 +12,7 @@ from node.platform.config import Config
 from . import actor_store as store
 from . import urls
 from .actor_store import KeyPair
-from .signatures import generate_rsa_keypair
+from .sigcore import generate_rsa_keypair
 
 _TABLES = {"agent": "agents", "submolt": "submolts"}
 

@@ -12,7 +12,7 @@ import asyncpg
 from node.platform.config import Config
 
 from . import content_store as cs
-from . import actors, object_store, policy, queues, urls
+from . import actors, object_store, policy, activity_store, loop, urls
 from .content_store import ActorRow
 from .jsonld import CONTEXT
 from .objects import comment_to_ap, iso, post_to_ap
@@ -61,8 +61,8 @@ async def publish(
     }
     if not targets:
         return 0
-    activity_id = await queues.insert_activity(conn, activity["id"], activity["actor"], activity["type"], activity, public)
-    return await queues.insert_deliveries(conn, activity_id, targets)
+    activity_id = await activity_store.insert_activity(conn, activity["id"], activity["actor"], activity["type"], activity, public)
+    return await activity_store.insert_deliveries(conn, activity_id, targets)
 
 
 def new_activity(cfg: Config, type_: str, actor: str, obj: Any, **fields: Any) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class _Build:
         return sent + await publish(self.conn, self.cfg, activity, direct - followers)
 
 
-async def _post_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _post_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     actor = await b.local_agent(ev.actor_id)
     refs = await cs.get_post_refs(b.conn, ev.object_id) if ev.object_id else None
     if actor is None or refs is None:
@@ -153,7 +153,7 @@ async def _post_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await b.to_submolt(refs.submolt_id, activity, direct)
 
 
-async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _comment_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     actor = await b.local_agent(ev.actor_id)
     refs = await cs.get_comment_refs(b.conn, ev.object_id) if ev.object_id else None
     if actor is None or refs is None:
@@ -178,7 +178,7 @@ async def _comment_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await b.to_submolt(refs.submolt_id, activity, direct, refs.post_id)
 
 
-async def _restore_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _restore_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     """A moderator's restore, as Lemmy federates it: Undo{the removal's Delete exactly as it was sent}, by the
     Delete's actor (whoever restores: receivers accept an Undo only from the actor of what it undoes), to the
     inboxes the removal reached, each copy as that one went: the Delete's inboxes get the Undo, and where the
@@ -194,7 +194,7 @@ async def _restore_event(b: _Build, ev: queues.OutboxEvent) -> int:
     group_row = await cs.get_submolt_row(b.conn, submolt_id)
     assert group_row is not None
     group, remover_url = actor_url(b.cfg, group_row), actor_url(b.cfg, remover)
-    sent = await queues.sent_removal(b.conn, remover_url, group, object_url)
+    sent = await activity_store.sent_removal(b.conn, remover_url, group, object_url)
     if sent is None:
         return 0
     delete, copies = sent
@@ -214,7 +214,7 @@ async def _restore_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return sent_count
 
 
-async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _vote_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     actor = await b.local_agent(ev.actor_id)
     data = ev.data or {}
     if actor is None or ev.object_id is None or data.get("target") not in ("post", "comment"):
@@ -232,7 +232,7 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
         activity = new_activity(b.cfg, vote_type, actor_id, object_url, audience=group)
     else:
         # Undo the vote as it was sent; if it never was (no remote audience then), rebuild it.
-        original = await queues.latest_activity(b.conn, actor_id, ("Like", "Dislike"), object_url)
+        original = await activity_store.latest_activity(b.conn, actor_id, ("Like", "Dislike"), object_url)
         inner = {k: v for k, v in original.items() if k != "@context"} if original else {
             "id": new_activity_id(b.cfg), "type": vote_type, "actor": actor_id, "object": object_url, "audience": group,
         }
@@ -240,7 +240,7 @@ async def _vote_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await b.to_submolt(submolt_id, activity, {await b.agent_inbox(author_id)}, post_id)
 
 
-async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _follow_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     """A local agent follows (or subscribes to) a remote actor: Follow, which waits for Accept; or Undo."""
     actor = await b.local_agent(ev.actor_id)
     if actor is None or ev.object_id is None:
@@ -257,7 +257,7 @@ async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
         else:
             await cs.set_follow_state(b.conn, actor.id, target.id, accepted=False, ap_id=activity["id"])
     else:
-        original = await queues.latest_activity(b.conn, actor_id, ("Follow",), target_id)
+        original = await activity_store.latest_activity(b.conn, actor_id, ("Follow",), target_id)
         inner = {k: v for k, v in original.items() if k != "@context"} if original else {
             "id": new_activity_id(b.cfg), "type": "Follow", "actor": actor_id, "object": target_id,
         }
@@ -265,7 +265,7 @@ async def _follow_event(b: _Build, ev: queues.OutboxEvent) -> int:
     return await publish(b.conn, b.cfg, activity, [target.delivery_inbox])
 
 
-async def _dm_event(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _dm_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     """A DM to a remote agent: a Note addressed to the recipient alone (Lemmy and Mastodon read it so)."""
     actor = await b.local_agent(ev.actor_id)
     msg = await cs.get_direct_message(b.conn, ev.object_id) if ev.object_id else None
@@ -299,7 +299,7 @@ async def _actor_update(b: _Build, actor: ActorRow, doc: dict[str, Any] | None, 
     return await publish(b.conn, b.cfg, new_activity(b.cfg, "Update", actor_id, obj, **addressing), inboxes)
 
 
-async def _agent_updated(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _agent_updated(b: _Build, ev: activity_store.OutboxEvent) -> int:
     """A local agent changed its profile: its remote followers' servers (shared inboxes) hear of it now,
     instead of at their next daily refetch of the actor."""
     agent = await b.local_agent(ev.object_id or ev.actor_id)
@@ -311,7 +311,7 @@ async def _agent_updated(b: _Build, ev: queues.OutboxEvent) -> int:
     return await _actor_update(b, agent, await actors.local_agent_document(b.conn, b.cfg, agent.name), inboxes)
 
 
-async def _submolt_updated(b: _Build, ev: queues.OutboxEvent) -> int:
+async def _submolt_updated(b: _Build, ev: activity_store.OutboxEvent) -> int:
     """A local submolt's settings changed: the Group tells its remote subscribers' servers."""
     group = await cs.get_submolt_row(b.conn, ev.object_id) if ev.object_id else None
     if group is None or not group.is_local:
@@ -322,7 +322,7 @@ async def _submolt_updated(b: _Build, ev: queues.OutboxEvent) -> int:
     return await _actor_update(b, group, await actors.local_submolt_document(b.conn, b.cfg, group.name), inboxes)
 
 
-_BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
+_BUILDERS: dict[str, Callable[[_Build, activity_store.OutboxEvent], Awaitable[int]]] = {
     "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
     "comment.created": _comment_event, "comment.updated": _comment_event,
     "comment.deleted": _comment_event, "comment.removed": _comment_event,
@@ -335,7 +335,7 @@ _BUILDERS: dict[str, Callable[[_Build, queues.OutboxEvent], Awaitable[int]]] = {
 }
 
 
-async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.OutboxEvent) -> int:
+async def process_event(conn: asyncpg.Connection, cfg: Config, ev: activity_store.OutboxEvent) -> int:
     """The activities and deliveries of one event (none when nobody remote is concerned)."""
     if not cfg.federation.enabled:
         return 0
@@ -348,7 +348,7 @@ async def process_event(conn: asyncpg.Connection, cfg: Config, ev: queues.Outbox
 # --- the worker -----------------------------------------------------------------------------------
 
 
-class OutboxWorker(queues.LoopWorker):
+class OutboxWorker(loop.LoopWorker):
     """Takes pending events in order (FOR UPDATE SKIP LOCKED), turns each into activities and deliveries and
     marks it processed, all in one transaction; woken by NOTIFY reef_outbox, polling as a fallback."""
 
@@ -390,7 +390,7 @@ class OutboxWorker(queues.LoopWorker):
             return
         self._last_prune = now
         async with self.pool.acquire() as conn:
-            removed = await queues.prune(conn)
+            removed = await activity_store.prune(conn)
         if removed:
             log.info("pruned %d finished federation queue rows", removed)
 
@@ -398,16 +398,16 @@ class OutboxWorker(queues.LoopWorker):
         """Process one batch of events; returns how many were taken."""
         deliveries = 0
         async with self.pool.acquire() as conn, conn.transaction():
-            events = await queues.take_outbox_events(conn, self.batch_size)
+            events = await activity_store.take_outbox_events(conn, self.batch_size)
             for ev in events:
                 try:
                     async with conn.transaction():  # a savepoint: one bad event does not undo the others
                         deliveries += await process_event(conn, self.cfg, ev)
-                        await queues.mark_event_processed(conn, ev.id)
+                        await activity_store.mark_event_processed(conn, ev.id)
                 except (asyncpg.PostgresError, LookupError, KeyError, TypeError, ValueError, AssertionError) as exc:
                     # A bug or an inconsistent row must not block the queue: record it, log it, move on.
                     log.exception("outbox event %d (%s) could not be turned into activities", ev.id, ev.kind)
-                    await queues.mark_event_processed(conn, ev.id, error=f"{exc.__class__.__name__}: {exc}")
+                    await activity_store.mark_event_processed(conn, ev.id, error=f"{exc.__class__.__name__}: {exc}")
         if deliveries and self.on_deliveries is not None:
             self.on_deliveries()
         return len(events)

@@ -7,7 +7,7 @@ from node.platform import appkeys
 from node.platform.errors import NotFound
 
 from . import content_store as cs
-from . import gate, queues, urls
+from . import gate, activity_store, urls
 from .jsonld import CONTEXT
 
 PAGE_SIZE = 20
@@ -23,8 +23,8 @@ async def _outbox(request: web.Request, kind: str) -> web.StreamResponse:
         if row is None:
             raise NotFound(f"No {kind} named {name[:40]!r} on this node.", "Names are case-insensitive.")
         actor = urls.agent_url(cfg, row.name) if kind == "agent" else urls.submolt_url(cfg, row.name)
-        total = await queues.count_public_activities(conn, actor)
-        recent = await queues.list_public_activities(conn, actor, PAGE_SIZE)
+        total = await activity_store.count_public_activities(conn, actor)
+        recent = await activity_store.list_public_activities(conn, actor, PAGE_SIZE)
     items = [{k: v for k, v in a.body.items() if k != "@context"} for a in recent]
     return gate.ap_response({
         "@context": CONTEXT, "id": urls.outbox_url(actor), "type": "OrderedCollection",
@@ -47,7 +47,7 @@ async def get_activity(request: web.Request) -> web.StreamResponse:
     cfg = request.app[appkeys.CONFIG]
     ap_id = urls.activity_url(cfg, request.match_info["id"])
     async with request.app[appkeys.POOL].acquire() as conn:
-        found = await queues.get_activity_by_ap_id(conn, ap_id)
+        found = await activity_store.get_activity_by_ap_id(conn, ap_id)
     if found is None:
         raise NotFound("No such public activity.", "Activities of this node are served at their id.")
     return gate.ap_response(found.body)

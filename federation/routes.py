@@ -1,4 +1,4 @@
-"""Registers the federation routes this package serves (discovery, actors, objects) and its app state."""
+"""Registers the federation routes this package serves (discovery, actors, objects, inboxes, outbox collections), its app state and its workers."""
 from __future__ import annotations
 
 from typing import AsyncIterator
@@ -7,7 +7,7 @@ from aiohttp import web
 
 from node.platform import appkeys
 
-from . import actors, discovery, objects
+from . import actors, discovery, inbox, objects, outbox_collections, workers
 from .fetch import FETCHER, Fetcher
 from .jsonld import install_document_loader
 from .resolve import RemoteResolver
@@ -43,3 +43,8 @@ def setup(app: web.Application) -> None:
     r.add_get("/m/{name}/featured", actors.submolt_featured, name="ap_submolt_featured")
     r.add_get("/post/{id}", objects.get_post, name="ap_post")
     r.add_get("/comment/{id}", objects.get_comment, name="ap_comment")
+    r.add_post("/inbox", inbox.receive, name="ap_shared_inbox")
+    r.add_post("/u/{name}/inbox", inbox.receive, name="ap_agent_inbox")
+    r.add_post("/m/{name}/inbox", inbox.receive, name="ap_submolt_inbox")
+    outbox_collections.setup(app)
+    workers.setup(app)  # inbox processor, outbox worker, delivery worker

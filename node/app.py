@@ -8,7 +8,7 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from federation import inbox as federation_inbox, routes as federation_routes
+from federation import routes as federation_routes
 from web.app import setup as setup_web_site
 
 from .platform import appkeys, metrics
@@ -17,6 +17,8 @@ from .platform.config import Config
 from .platform.db import create_pool, database_dsn
 from .edge.keycache import key_cache_ctx
 from .platform.listen import listener_ctx
+from .edge.ratelimit.middleware import rate_limit_middleware
+from .edge.ratelimit.redis_buckets import create_rate_limiter
 from .edge.middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
 from .platform.migrations import apply_migrations
 
@@ -25,8 +27,6 @@ log = logging.getLogger(__name__)
 
 def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     """Build the node: Agent API, stream, ActivityPub, web site and background workers, on one app."""
-    from .edge.ratelimit import rate_limit_middleware
-
     app = web.Application(
         client_max_size=cfg.limits.max_body_bytes,
         # Request lines up to 64 KiB (aiohttp's default is 8 KiB), so an over-long query string reaches the
@@ -47,8 +47,7 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     metrics.setup(app)
     routes.setup(app)  # the Agent API and the stream
     setup_web_site(app)  # the web site for humans
-    federation_routes.setup(app)  # discovery, actors, objects
-    federation_inbox.setup(app)  # inboxes, outbox collections, federation workers
+    federation_routes.setup(app)  # discovery, actors, objects, inboxes, outbox collections, federation workers
     return app
 
 
@@ -95,8 +94,6 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
-    from .edge.ratelimit import create_rate_limiter
-
     limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
     app[appkeys.RATE_LIMITER] = limiter
     limiter.start()  # sweeps expired leases of the request budget back to Redis

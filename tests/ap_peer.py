@@ -18,10 +18,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from federation import signatures as sig
+from federation import signatures as sig, sigcore
 
 AS_PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
-_PEER_KEYS = sig.generate_rsa_keypair()  # one key for every peer of a run: RSA generation is slow
+_PEER_KEYS = sigcore.generate_rsa_keypair()  # one key for every peer of a run: RSA generation is slow
 
 
 @dataclass
@@ -158,7 +158,7 @@ class Peer:
             rec.key_id = parsed.key_id
             sig.required_components_present(parsed, "POST")
             sig.check_freshness(parsed, request.headers, window=300)
-            sig.verify_digest(request.headers, rec.body)
+            sigcore.verify_digest(request.headers, rec.body)
             async with aiohttp.ClientSession() as s:
                 async with s.get(parsed.key_id.split("#")[0], headers={"Accept": "application/activity+json"}) as r:
                     doc = await r.json(content_type=None)

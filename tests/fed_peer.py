@@ -7,7 +7,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from federation.signatures import generate_rsa_keypair, sign_request
+from federation.signatures import sign_request
+
+from federation.sigcore import generate_rsa_keypair
 from node.platform.config import Config
 
 AP = "application/activity+json"

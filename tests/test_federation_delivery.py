@@ -9,7 +9,7 @@ import pytest
 
 from ap_peer import Node, pump, start_node
 from factories import auth, create_agent
-from federation import outbox, queues, urls
+from federation import outbox, delivery_store, urls
 from federation.delivery import DeliverySettings, backoff_seconds
 from federation.resolve import resolve_actor
 from node.services import follows as follows_service
@@ -54,7 +54,7 @@ async def _fast_forward(node: Node) -> None:
 
 async def _host(node: Node, host: str):
     async with node.pool.acquire() as conn:
-        return await queues.get_peer_host(conn, host)
+        return await delivery_store.get_peer_host(conn, host)
 
 
 def test_backoff_doubles_from_30_seconds_to_6_hours_with_jitter():

@@ -9,6 +9,7 @@ import pytest
 from ap_peer import AS_PUBLIC, Node, Peer, start_node
 from factories import auth, create_agent
 from federation import signatures as sig
+from federation import sigcore
 from federation import urls
 from federation.resolve import resolve_actor
 from node.services.outbox import record_event
@@ -16,7 +17,7 @@ from node.services import submolts as submolts_service
 from node.stores import agents as agents_store
 from node.stores import follows as follows_store
 
-OTHER_PRIV, _ = sig.generate_rsa_keypair()
+OTHER_PRIV, _ = sigcore.generate_rsa_keypair()
 
 
 async def _val(node: Node, sql: str, *args):
@@ -475,7 +476,7 @@ async def test_a_stopping_processor_gives_its_leases_back(node, peer):
 
 
 async def test_finished_queue_rows_are_pruned_and_pending_ones_kept(node, peer):
-    from federation import queues
+    from federation import activity_store
 
     await create_agent(node.pool, "alice")
     await _deliver(node, peer, peer.activity("Follow", "bob", node.url + "/u/alice"))
@@ -484,7 +485,7 @@ async def test_finished_queue_rows_are_pruned_and_pending_ones_kept(node, peer):
     async with node.pool.acquire() as conn:
         await conn.execute("UPDATE inbox_activities SET received_at = now() - interval '60 days', processed_at = now() - interval '40 days' WHERE processed_at IS NOT NULL")
         await conn.execute("UPDATE deliveries SET delivered_at = now() - interval '20 days'")
-        assert await queues.prune(conn) == 2
+        assert await activity_store.prune(conn) == 2
         assert await conn.fetchval("SELECT count(*) FROM inbox_activities") == 1  # carol's, pending
         assert await conn.fetchval("SELECT count(*) FROM deliveries") == 0
         assert await conn.fetchval("SELECT count(*) FROM activities") == 1  # the outbox keeps its history

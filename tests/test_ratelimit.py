@@ -17,16 +17,9 @@ from node.app import create_app
 from node.platform.config import Config, build_config
 from node.platform.errors import RateLimited, Unprocessable
 from node.edge.http import ok, require_agent
-from node.edge.ratelimit import (
-    REDIS_PREFIX,
-    MemoryRateLimiter,
-    RedisRateLimiter,
-    action_limit,
-    check_action,
-    create_rate_limiter,
-    is_new_agent,
-    lease_chunk,
-)
+from node.edge.ratelimit.actions import action_limit, check_action, is_new_agent
+from node.edge.ratelimit.buckets import MemoryRateLimiter
+from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter, create_rate_limiter, lease_chunk
 from tests.factories import auth, create_agent
 
 PING = "/api/v1/_test/ping"
@@ -237,7 +230,7 @@ async def test_unreachable_redis_falls_back_and_warns_rarely(caplog):
     rl = RedisRateLimiter(
         client, fallback=MemoryRateLimiter(), timeout=0.2, retry_interval=5, warn_interval=60, clock=clock
     )
-    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit")
+    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit.redis_buckets")
     try:
         results = [await rl.hit("k", 2, 60) for _ in range(3)]
         assert [d.allowed for d in results] == [True, True, False]  # limits still hold, per process
@@ -307,7 +300,7 @@ async def test_redis_outage_mid_run_and_recovery(redis_client, redis_url, caplog
     client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/15", socket_connect_timeout=1)
     clock = FakeClock(0.0)
     rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.3, retry_interval=5, clock=clock)
-    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit")
+    caplog.set_level(logging.WARNING, logger="node.edge.ratelimit.redis_buckets")
     key = f"t:{uuid.uuid4()}"
     try:
         assert (await rl.hit(key, 10, 3600)).remaining == 9

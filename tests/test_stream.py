@@ -11,7 +11,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from node.platform.appkeys import POOL
-from node.realtime.app import REALTIME
+from node.realtime.state import REALTIME
 from node.realtime.tokens import issue_token
 from tests.factories import auth, create_agent
 

@@ -11,7 +11,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from node.platform.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
-from node.edge.ratelimit import RateLimiter, rate_limited
+from node.edge.ratelimit.buckets import RateLimiter
+from node.edge.ratelimit.middleware import rate_limited
 from node.services import agents as agents_service
 from node.services import claims as claims_service
 from node.stores import agents as agents_store

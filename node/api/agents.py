@@ -8,7 +8,7 @@ from ..edge.auth import presented_key
 from ..edge.clientip import client_ip
 from ..edge.http import current_agent, ok, read_json, require_agent
 from ..adapters.proof import PROOF_HTTP, proof_http_ctx
-from ..edge.ratelimit import action_limit
+from ..edge.ratelimit.actions import action_limit
 from ..services import agents as agents_service
 from ..services import claims as claims_service
 

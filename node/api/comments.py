@@ -8,7 +8,7 @@ from aiohttp import web
 from ..platform import appkeys
 from ..platform.errors import Unprocessable
 from ..edge.http import current_agent, ok, parse_uuid, read_json, require_agent
-from ..edge.ratelimit import action_limit
+from ..edge.ratelimit.actions import action_limit
 from ..services import comments as service
 from ..edge.validation import get_str, query_choice, query_int
 

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from ..platform import appkeys
 from ..edge.http import ok, parse_uuid, read_json, require_agent
-from ..realtime.app import REALTIME
+from ..realtime.state import REALTIME
 from ..services import groups as service
 from ..edge.validation import get_str, query_int
 

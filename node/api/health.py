@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from ..platform import appkeys
+from ..platform.db import ping
 from ..edge.http import dumps
 
 
@@ -17,7 +18,7 @@ async def health(request: web.Request) -> web.Response:
     started = time.perf_counter()
     try:
         async with app[appkeys.POOL].acquire(timeout=5) as conn:
-            await conn.fetchval("SELECT 1")
+            await ping(conn)
         checks["database"] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure means unhealthy
         healthy = False

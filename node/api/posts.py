@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..platform import appkeys
 from ..edge.http import current_agent, ok, parse_uuid, read_json, require_agent
-from ..edge.ratelimit import action_limit
+from ..edge.ratelimit.actions import action_limit
 from ..services import posts as service
 
 

@@ -2,9 +2,9 @@
 
 Correctness comes from invalidation, not from the short lifetime: migration 0031's triggers announce on
 the `reef_auth` channel every change that matters to authentication (a key revoked, expired or deleted; an
-agent suspended, renamed, claimed, edited or deleted), every process listens (node.platform.listen) and forgets
-that agent at once. The process that made the change also forgets it synchronously (forget_agent, called
-by node.stores.agents), so its own next request never sees the old row. While the LISTEN connection is
+agent suspended, renamed, claimed, edited or deleted), every process listens (node.platform.listen) and
+forgets that agent at once. The process that made the change also forgets it synchronously (the stores call
+node.platform.forget.forget_agent, where every cache registers), so its own next request never sees the old row. While the LISTEN connection is
 down, nothing is cached and nothing cached is used; on reconnection everything is forgotten.
 
 What may be up to `ttl` seconds old: the counters on the Agent (karma, followers, posts), which are not
@@ -15,28 +15,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import weakref
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import AsyncIterator
 
 from aiohttp import web
 
-from ..platform import appkeys
-
-if TYPE_CHECKING:
-    from ..stores.agents import KeyLookup
+from ..platform import appkeys, forget
+from ..stores.agents import KeyLookup
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "reef_auth"
 MAX_ENTRIES = 100_000
-
-_caches: "weakref.WeakSet[KeyCache]" = weakref.WeakSet()
-
-
-def forget_agent(agent_id: uuid.UUID) -> None:
-    """Drop the agent's keys from every cache of this process (call after changing the agent or a key)."""
-    for cache in list(_caches):
-        cache.forget(agent_id)
 
 
 class KeyCache:
@@ -49,7 +38,7 @@ class KeyCache:
         self.generation = 0  # bumped by every forget: a lookup that raced with one is not stored
         self.hits = 0
         self.misses = 0
-        _caches.add(self)
+        forget.register(self)
 
     @property
     def enabled(self) -> bool:

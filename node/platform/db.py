@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import asyncpg
 
 from .config import Config
+from .embedded.cluster import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,14 @@ async def database_dsn(cfg: Config) -> AsyncIterator[str]:
     if cfg.database.url:
         yield cfg.database.url
         return
-    from .embedded.cluster import EmbeddedPostgres
-
     cluster = EmbeddedPostgres(cfg.data_dir / "postgres", run_as=cfg.database.embedded_user or None)
     dsn = await cluster.start()
     try:
         yield dsn
     finally:
         await cluster.stop()
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    """One round trip: raises if the server does not answer (the health check)."""
+    await conn.fetchval("SELECT 1")

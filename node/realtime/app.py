@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import asyncpg
@@ -17,7 +16,9 @@ from ..stores import stream as stream_store
 from ..services.notifications import PG_CHANNEL
 from .bus import LocalBus, RedisBus
 from .hub import Hub
+from . import presence, stream
 from .pglisten import subscriber
+from .state import REALTIME, Realtime
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +26,7 @@ PRUNE_FIRST_DELAY = 30.0  # seconds after start: the first pruning
 PRUNE_EVERY = 600.0  # seconds between two prunings
 
 
-@dataclass
-class Realtime:
-    hub: Hub
-    bus: LocalBus
-    secret: bytes
-    presence_locks: dict = field(default_factory=dict)
-
-
-REALTIME = web.AppKey("realtime", Realtime)
-
-
 async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
-    from . import presence
-
     cfg = app[appkeys.CONFIG]
     pool = app[appkeys.POOL]
     async with pool.acquire() as conn:
@@ -109,8 +97,6 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    from . import stream
-
     app.cleanup_ctx.append(_realtime_ctx)
     app.on_shutdown.append(_close_streams)
     stream.setup(app)

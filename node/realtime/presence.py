@@ -5,16 +5,15 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
+from ..stores import groups as groups_store
 from ..stores import messages as messages_store
 from ..stores import stream as stream_store
 from .hub import Session
-
-if TYPE_CHECKING:
-    from .app import Realtime
+from .state import Realtime
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +25,6 @@ def _now() -> str:
 async def audience(conn: asyncpg.Connection, agent_id: uuid.UUID) -> list[uuid.UUID]:
     """Who may see this agent's presence and typing: open DMs, shared groups, mutual follows."""
     found = set(await messages_store.contacts(conn, agent_id))
-    try:
-        from ..stores import groups as groups_store
-    except ImportError:  # group chats not installed
-        return list(found)
     found.update(await groups_store.co_members(conn, agent_id))
     found.discard(agent_id)
     return list(found)

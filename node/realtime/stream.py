@@ -14,11 +14,12 @@ from aiohttp import WSMsgType, web
 from ..platform import appkeys
 from ..platform.errors import BadRequest, Forbidden, RateLimited, ReefError, Unauthorized
 from ..edge.http import current_agent, ok, require_agent
+from ..services import groups as groups_service
 from ..services import messages as messages_service
 from ..stores import agents as agents_store
 from ..stores import stream as stream_store
 from ..stores.agents import Agent
-from .app import REALTIME, Realtime
+from .state import REALTIME, Realtime
 from .hub import Session
 from .tokens import TokenError, issue_token, verify_token
 
@@ -199,8 +200,6 @@ async def _dm(request: web.Request, rt: Realtime, agent: Agent, frame: dict[str,
 
 
 async def _group_msg(request: web.Request, rt: Realtime, agent: Agent, frame: dict[str, Any]) -> dict[str, Any] | None:
-    from ..services import groups as groups_service
-
     await _rate_limit(request, agent)
     group_id = _uuid(frame, "group_id") or _uuid(frame, "to")
     if group_id is None:
@@ -217,8 +216,6 @@ async def _typing(request: web.Request, rt: Realtime, agent: Agent, frame: dict[
     out = {"type": "typing", "from": agent.name, "typing": typing, "timestamp": _now()}
     group_id = _uuid(frame, "group_id")
     if group_id is not None:
-        from ..services import groups as groups_service
-
         targets = await groups_service.typing_targets(pool, agent, group_id)
         out["group_id"] = str(group_id)
     else:

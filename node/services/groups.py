@@ -73,7 +73,7 @@ async def _invite(conn: asyncpg.Connection, out: Outbox, group: Group, owner: Ag
         raise BadRequest("You are already in the group.", "Invite another agent.")
     if invitee.is_suspended:
         raise Forbidden(f"{invitee.name} is suspended.", "Invite another agent.")
-    count = await conn.fetchval("SELECT count(*) FROM chat_group_members WHERE group_id = $1", group.id)
+    count = await store.count_members(conn, group.id)
     if count >= MAX_MEMBERS:
         raise Conflict(f"A group has at most {MAX_MEMBERS} members and invitations.", "Remove someone first.")
     if not await store.invite(conn, group.id, invitee.id, owner.id):

@@ -79,13 +79,13 @@ async def pg_publish(conn: asyncpg.Connection, deliveries: list[tuple[uuid.UUID,
     message = json.dumps({"e": [[str(a), i] for a, i in deliveries], "t": type_, "p": payload}, ensure_ascii=False)
     if len(message.encode()) > 7000:  # NOTIFY payloads stop at 8000 bytes: name the agents, they re-read
         message = json.dumps({"r": [str(a) for a, _ in deliveries]})
-    await conn.execute("SELECT pg_notify($1, $2)", PG_CHANNEL, message)
+    await stream_store.notify(conn, PG_CHANNEL, message)
 
 
 async def _actor(conn: asyncpg.Connection, actor_id: uuid.UUID | None) -> tuple[uuid.UUID, str] | None:
     if actor_id is None:
         return None
-    name = await conn.fetchval("SELECT name FROM agents WHERE id = $1", actor_id)
+    name = await store.agent_name(conn, actor_id)
     return (actor_id, name) if name else None
 
 

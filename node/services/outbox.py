@@ -6,6 +6,9 @@ from typing import Any
 
 import asyncpg
 
+from ..stores import outbox as outbox_store
+from . import notifications
+
 # The kinds the federation worker understands. Services record one of these after their write,
 # on the same connection and inside the same transaction, so an event exists iff the change does.
 KINDS = frozenset(
@@ -33,13 +36,6 @@ async def record_event(
     """Insert an outbox event; call it inside the transaction of the change it describes."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox event kind {kind!r}")
-    await conn.execute(
-        "INSERT INTO outbox_events (kind, actor_id, object_id, data) VALUES ($1, $2, $3, $4)",
-        kind, actor_id, object_id, data or {},
-    )
-    # Wake the federation worker without waiting for its poll interval.
-    await conn.execute("SELECT pg_notify('reef_outbox', '')")
+    await outbox_store.insert_event(conn, kind, actor_id=actor_id, object_id=object_id, data=data or {})
     # Notifications for the agents concerned (replies, mentions, follows, votes, moderation), same transaction.
-    from . import notifications
-
     await notifications.on_event(conn, kind, actor_id=actor_id, object_id=object_id, data=data or {})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..edge import keycache
+from ..platform import forget
 
 def handle_sql(alias: str) -> str:
     """Agent.handle in SQL, for the agents row aliased `alias`."""
@@ -216,7 +216,7 @@ async def update_agent_profile(conn: asyncpg.Connection, agent_id: uuid.UUID, ch
         f"""UPDATE agents AS a SET {sets}, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
         agent_id, *(changes[c] for c in cols),
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return _agent(row)
 
 
@@ -232,7 +232,7 @@ async def mark_claimed(
             RETURNING {AGENT_COLUMNS}""",
         agent_id, proof_url, owner_id,
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return _agent(row) if row else None
 
 
@@ -241,7 +241,7 @@ async def set_agent_status(conn: asyncpg.Connection, agent_id: uuid.UUID, status
         f"""UPDATE agents AS a SET status = $2, updated_at = now() WHERE a.id = $1 RETURNING {AGENT_COLUMNS}""",
         agent_id, status,
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return _agent(row)
 
 
@@ -256,7 +256,7 @@ async def set_agent_email(conn: asyncpg.Connection, agent_id: uuid.UUID, email: 
            WHERE id = (SELECT owner_id FROM agents WHERE id = $1)""",
         agent_id, email,
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return _agent(row)
 
 
@@ -314,7 +314,7 @@ async def revoke_api_keys(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
     status = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE agent_id = $1 AND revoked_at IS NULL", agent_id
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return int(status.split()[-1])
 
 
@@ -324,7 +324,7 @@ async def revoke_api_key_by_hash(conn: asyncpg.Connection, agent_id: uuid.UUID, 
             WHERE agent_id = $1 AND key_hash = $2 AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}""",
         agent_id, key_hash,
     )
-    keycache.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
+    forget.forget_agent(agent_id)  # its key may be cached (node.edge.keycache)
     return _key(row) if row else None
 
 

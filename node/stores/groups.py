@@ -103,6 +103,11 @@ async def list_members(conn: asyncpg.Connection, group_id: uuid.UUID) -> list[Me
     return [_member(r) for r in rows]
 
 
+async def count_members(conn: asyncpg.Connection, group_id: uuid.UUID) -> int:
+    """Members and pending invitations."""
+    return await conn.fetchval("SELECT count(*) FROM chat_group_members WHERE group_id = $1", group_id)
+
+
 async def active_member_ids(conn: asyncpg.Connection, group_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch(
         "SELECT agent_id FROM chat_group_members WHERE group_id = $1 AND status = 'active'", group_id

@@ -254,3 +254,7 @@ async def posts_from_followed(conn: asyncpg.Connection, agent_id: uuid.UUID, lim
     )
     return [FollowedPost(r["id"], r["title"], r["author"], r["submolt"], r["score"], r["comment_count"], r["created_at"])
             for r in rows]
+
+
+async def agent_name(conn: asyncpg.Connection, agent_id: uuid.UUID) -> str | None:
+    return await conn.fetchval("SELECT name FROM agents WHERE id = $1", agent_id)

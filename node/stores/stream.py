@@ -118,3 +118,8 @@ async def get_or_create_secret(conn: asyncpg.Connection, name: str, candidate: b
         "INSERT INTO node_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate
     )
     return await conn.fetchval("SELECT value FROM node_secrets WHERE name = $1", name)
+
+
+async def notify(conn: asyncpg.Connection, channel: str, message: str) -> None:
+    """pg_notify on the caller's connection: delivered to every listener when its transaction commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", channel, message)

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from node.edge.ratelimit import RedisRateLimiter  # noqa: E402
+from node.edge.ratelimit.redis_buckets import RedisRateLimiter  # noqa: E402
 from tests.test_ratelimit import CountingScript  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from node.platform import appkeys
 from node.edge.clientip import client_ip
 from node.platform.errors import ReefError
 from node.adapters.proof import PROOF_HTTP
-from node.realtime.app import REALTIME
+from node.realtime.state import REALTIME
 from node.services import admin as admin_service
 from node.services import agents as agents_service
 from node.services import claims as claims_service

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .runas import EmbeddedPostgresError, exec_command
+from .process import EmbeddedPostgresError, exec_command
 
 MIN_MAJOR = 12
 INSTALL_HINT = (

@@ -15,7 +15,8 @@ from urllib.parse import quote
 import asyncpg
 
 from .binaries import Binaries, default_bindirs, find_binaries
-from .runas import EmbeddedPostgresError, Runner, choose_runner, chown_tree, describe_path, exec_command
+from .process import EmbeddedPostgresError, Runner, exec_command
+from .runas import choose_runner, chown_tree, describe_path
 
 log = logging.getLogger(__name__)
 

@@ -1,110 +1,22 @@
-"""Token-bucket rate limits: per API key (or IP) for every request, and per action (post, comment, register)."""
+"""Buckets in Redis, shared by every process of the node, with leased tokens for the request budget."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol
+from typing import Any, Callable
 
-from aiohttp import web
 from redis.exceptions import RedisError
 
-from ..platform import appkeys
-from .clientip import client_ip
-from ..platform.config import Config
-from ..platform.errors import RateLimited, ReefError
-from .http import AGENT
-from ..stores.agents import Agent
+from ...platform.config import Config
+
+from .buckets import Decision, MemoryRateLimiter, check_args, make_decision
 
 log = logging.getLogger(__name__)
 
 REDIS_PREFIX = "reef:rl:"
-Action = Literal["post", "comment", "register"]
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_at: float  # unix time at which the bucket is full again
-    retry_after: float  # seconds until one token is available (0 when allowed)
-
-
-class RateLimiter(Protocol):
-    async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision: ...
-
-    async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None: ...
-
-    async def hit_leased(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision: ...
-
-
-def _check_args(capacity: int, per_seconds: float, cost: int) -> None:
-    if capacity < 1 or per_seconds <= 0 or cost < 1:
-        raise ValueError(f"bad bucket: capacity={capacity} per_seconds={per_seconds} cost={cost}")
-
-
-class MemoryRateLimiter:
-    """In-process buckets: correct for one process. The clock is injectable so tests never wait."""
-
-    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._max_keys = max_keys
-        self._clock = clock
-
-    async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
-        _check_args(capacity, per_seconds, cost)
-        return self._take(key, capacity, per_seconds, cost)
-
-    async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None:
-        """Give back tokens taken by hit() (never above capacity): the action they paid for failed."""
-        _check_args(capacity, per_seconds, cost)
-        self._take(key, capacity, per_seconds, -cost)
-
-    async def hit_leased(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
-        """In one process every hit is local already: the same as hit()."""
-        return await self.hit(key, capacity, per_seconds, cost)
-
-    def start(self) -> None:
-        """Nothing runs in the background here (RedisRateLimiter sweeps its leases)."""
-
-    async def close(self) -> None:
-        """Nothing to give back."""
-
-    def _take(self, key: str, capacity: int, per_seconds: float, cost: int) -> Decision:
-        # No await in here: within one event loop this read-modify-write is atomic.
-        now = self._clock()
-        rate = capacity / per_seconds
-        tokens, updated = self._buckets.get(key, (float(capacity), now))
-        tokens = min(float(capacity), tokens + max(0.0, now - updated) * rate)
-        allowed = tokens >= cost
-        if allowed:
-            tokens = min(float(capacity), tokens - cost)  # cost < 0 is a refund
-        if len(self._buckets) >= self._max_keys and key not in self._buckets:
-            self._evict()
-        self._buckets[key] = (tokens, now)
-        return _decision(allowed, capacity, tokens, rate, now, cost)
-
-    def _evict(self) -> None:
-        # Drop the buckets idle longest; an evicted bucket is full, the lenient side.
-        for k, _ in sorted(self._buckets.items(), key=lambda kv: kv[1][1])[: len(self._buckets) // 10 + 1]:
-            del self._buckets[k]
-
-
-def _decision(allowed: bool, capacity: int, tokens: float, rate: float, now: float, cost: int) -> Decision:
-    retry = 0.0 if allowed else (cost - tokens) / rate
-    return Decision(
-        allowed=allowed,
-        limit=capacity,
-        remaining=max(0, int(math.floor(tokens))),
-        reset_at=now + (capacity - tokens) / rate,
-        retry_after=retry,
-    )
-
 
 # One atomic read-modify-write per hit, on Redis' clock so that every process agrees on "now".
 # State is a hash {t: tokens, ts: unix seconds}; a missing key is a full bucket, so the key
@@ -247,12 +159,12 @@ class RedisRateLimiter:
         return self._failing
 
     async def hit(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
-        _check_args(capacity, per_seconds, cost)
+        check_args(capacity, per_seconds, cost)
         return await self._take(key, capacity, per_seconds, cost)
 
     async def refund(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> None:
         """Give back tokens taken by hit() (never above capacity): the action they paid for failed."""
-        _check_args(capacity, per_seconds, cost)
+        check_args(capacity, per_seconds, cost)
         await self._take(key, capacity, per_seconds, -cost)
 
     async def _take(self, key: str, capacity: int, per_seconds: float, cost: int) -> Decision:
@@ -271,11 +183,11 @@ class RedisRateLimiter:
         if self._failing:
             self._failing = False
             log.warning("Redis answers again; rate limits are shared between processes again")
-        return _decision(bool(allowed), capacity, float(tokens), capacity / per_seconds, float(now), cost)
+        return make_decision(bool(allowed), capacity, float(tokens), capacity / per_seconds, float(now), cost)
 
     async def hit_leased(self, key: str, capacity: int, per_seconds: float, cost: int = 1) -> Decision:
         """Like hit(), from a locally held lease of the shared bucket: most calls do not reach Redis."""
-        _check_args(capacity, per_seconds, cost)
+        check_args(capacity, per_seconds, cost)
         lease = self._leases.get(key)
         if lease is None:
             lease = self._leases[key] = _Lease(capacity, per_seconds, cost)
@@ -285,7 +197,7 @@ class RedisRateLimiter:
             if lease.tokens >= cost and not self._expired(lease, now):
                 lease.tokens -= cost
                 lease.used_at = now
-                return _decision(
+                return make_decision(
                     True, capacity, lease.redis_tokens + lease.tokens, capacity / per_seconds,
                     lease.server_now + (now - lease.fetched_at), cost,
                 )
@@ -331,10 +243,10 @@ class RedisRateLimiter:
             lease.redis_tokens, lease.server_now = float(tokens), float(server_now)
             lease.fetched_at = lease.used_at = self._clock()
             if granted < cost:
-                refused = _decision(False, capacity, float(tokens), capacity / per_seconds, float(server_now), cost)
+                refused = make_decision(False, capacity, float(tokens), capacity / per_seconds, float(server_now), cost)
                 return refused
             lease.tokens = granted - cost
-            return _decision(
+            return make_decision(
                 True, capacity, lease.redis_tokens + lease.tokens, capacity / per_seconds, lease.server_now, cost
             )
         finally:
@@ -412,198 +324,3 @@ def create_rate_limiter(cfg: Config, redis: Any) -> MemoryRateLimiter | RedisRat
     if redis is None:
         return MemoryRateLimiter()
     return RedisRateLimiter(redis, fallback=MemoryRateLimiter())
-
-
-def limit_headers(d: Decision) -> dict[str, str]:
-    return {
-        "X-RateLimit-Limit": str(d.limit),
-        "X-RateLimit-Remaining": str(d.remaining),
-        "X-RateLimit-Reset": str(int(math.ceil(d.reset_at))),
-    }
-
-
-def rate_limited(d: Decision, what: str, hint: str) -> RateLimited:
-    seconds = max(1, int(math.ceil(d.retry_after)))
-    headers = limit_headers(d) | {"Retry-After": str(seconds)}
-    return RateLimited(
-        what,
-        hint,
-        headers=headers,
-        extra={
-            "retry_after_seconds": seconds,
-            "retry_after_minutes": max(1, int(math.ceil(seconds / 60))),
-            "retryAfter": seconds,
-        },
-    )
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The general request budget: [limits] requests_per_minute per key, unauthenticated_per_minute per IP."""
-    if not request.path.startswith("/api/") or request.path == "/api/v1/health":
-        return await handler(request)
-    limits = request.app[appkeys.CONFIG].limits
-    agent = request.get(AGENT)
-    if agent is not None:
-        key, capacity = f"req:agent:{agent.id}", limits.requests_per_minute
-    else:
-        key, capacity = f"req:ip:{client_ip(request)}", limits.unauthenticated_per_minute
-    decision = await request.app[appkeys.RATE_LIMITER].hit_leased(key, capacity, 60.0)
-    if not decision.allowed:
-        raise rate_limited(
-            decision,
-            "Rate limit exceeded.",
-            f"This node allows {capacity} requests per minute; wait {max(1, math.ceil(decision.retry_after))} s and retry.",
-        )
-    headers = limit_headers(decision)
-    try:
-        response = await handler(request)
-    except (ReefError, web.HTTPException) as exc:
-        # Errors count against the budget too, so they report it; an action limit's own headers win.
-        for name, value in headers.items():
-            exc.headers.setdefault(name, value)
-        raise
-    if not response.prepared:  # a WebSocket has already sent its headers
-        response.headers.update(headers)
-    return response
-
-
-# ---- Per-action limits (posts, comments, registrations) ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Bucket:
-    key: str
-    capacity: int
-    per_seconds: float
-    error: str
-    verb: str  # "post" -> hint "You can post again in 23 minutes."
-
-
-def _span(seconds: float) -> str:
-    """A limit's period in words: 1800 -> '30 minutes', 7200 -> '2 hours'."""
-    s = int(seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size and s % size == 0:
-            n = s // size
-            return f"{n} {unit}" + ("s" if n != 1 else "")
-    return f"{s} second" + ("s" if s != 1 else "")
-
-
-def _wait(seconds: float) -> str:
-    """A wait in words, rounded up: 12 seconds, 23 minutes, 3 hours 5 minutes."""
-    s = max(1, int(math.ceil(seconds)))
-    if s < 60:
-        return f"{s} second" + ("s" if s != 1 else "")
-    m = int(math.ceil(s / 60))
-    if m < 120:
-        return f"{m} minute" + ("s" if m != 1 else "")
-    h, m = divmod(m, 60)
-    return f"{h} hours" + (f" {m} minute" + ("s" if m != 1 else "") if m else "")
-
-
-def is_new_agent(cfg: Config, agent: Agent, now: dt.datetime | None = None) -> bool:
-    """Younger than [limits] new_agent_hours: the stricter new_agent_* limits apply."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now - agent.created_at < dt.timedelta(hours=cfg.limits.new_agent_hours)
-
-
-def _buckets(cfg: Config, agent: Agent | None, action: Action, ip: str | None) -> list[_Bucket]:
-    """The buckets an action must fit in; a value <= 0 in [limits] switches that limit off."""
-    lim = cfg.limits
-    if action == "register":
-        if not ip:
-            raise ValueError("check_action(..., 'register') needs ip=")
-        n = lim.registrations_per_hour
-        return [] if n <= 0 else [_Bucket(
-            f"act:register:ip:{ip}", n, 3600.0,
-            f"Too many registrations from this address: at most {n} per hour.", "register",
-        )]
-    if agent is None:
-        raise ValueError(f"check_action(..., {action!r}) needs the agent")
-    new = is_new_agent(cfg, agent)
-    who = f"New agents (younger than {lim.new_agent_hours} hours) can" if new else "You can"
-    if action == "post":
-        every = lim.new_agent_post_interval_seconds if new else lim.post_interval_seconds
-        return [] if every <= 0 else [_Bucket(
-            f"act:post:{agent.id}", 1, float(every), f"{who} only post once every {_span(every)}.", "post",
-        )]
-    if action == "comment":
-        every = lim.new_agent_comment_interval_seconds if new else lim.comment_interval_seconds
-        per_day = lim.new_agent_comments_per_day if new else lim.comments_per_day
-        out = []
-        if every > 0:
-            out.append(_Bucket(
-                f"act:comment:{agent.id}", 1, float(every),
-                f"{who} only comment once every {_span(every)}.", "comment",
-            ))
-        if per_day > 0:
-            out.append(_Bucket(
-                f"act:comment_day:{agent.id}", per_day, 86400.0,
-                f"{who} only write {per_day} comment{'s' if per_day != 1 else ''} per day.", "comment",
-            ))
-        return out
-    raise ValueError(f"unknown action {action!r}")
-
-
-class ActionGrant:
-    """Tokens taken for one action; refund() gives them back if the action did not happen."""
-
-    def __init__(self, limiter: RateLimiter, taken: list[_Bucket]) -> None:
-        self._limiter = limiter
-        self._taken = taken
-
-    async def refund(self) -> None:
-        taken, self._taken = self._taken, []  # at most once
-        for b in taken:
-            await self._limiter.refund(b.key, b.capacity, b.per_seconds)
-
-
-async def check_action(
-    app_or_limiter: web.Application | RateLimiter,
-    cfg: Config,
-    agent: Agent | None,
-    action: Action,
-    *,
-    ip: str | None = None,
-) -> ActionGrant:
-    """Take one token from every bucket of the action, or raise RateLimited (429) naming the wait.
-
-    Taking is atomic per bucket, so concurrent requests cannot both slip through; if a later
-    bucket refuses, the earlier ones are refunded. Prefer `action_limit`, which also refunds
-    when the action itself fails (a rejected post must not cost the agent its post slot).
-    """
-    limiter = app_or_limiter[appkeys.RATE_LIMITER] if isinstance(app_or_limiter, web.Application) else app_or_limiter
-    grant = ActionGrant(limiter, [])
-    for b in _buckets(cfg, agent, action, ip):
-        d = await limiter.hit(b.key, b.capacity, b.per_seconds)
-        if not d.allowed:
-            await grant.refund()
-            raise rate_limited(d, b.error, f"You can {b.verb} again in {_wait(d.retry_after)}.")
-        grant._taken.append(b)
-    return grant
-
-
-@contextlib.asynccontextmanager
-async def action_limit(
-    app_or_limiter: web.Application | RateLimiter,
-    cfg: Config,
-    agent: Agent | None,
-    action: Action,
-    *,
-    ip: str | None = None,
-) -> AsyncIterator[ActionGrant]:
-    """Check-then-commit: `async with action_limit(...): await service(...)`; an exception refunds.
-
-    Reserving before the work (rather than checking, then recording after) keeps two concurrent
-    posts from both passing; a cancelled request keeps its reservation (the conservative side).
-    """
-    grant = await check_action(app_or_limiter, cfg, agent, action, ip=ip)
-    try:
-        yield grant
-    except Exception:
-        await grant.refund()
-        raise
