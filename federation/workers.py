@@ -12,7 +12,7 @@ from node.platform import appkeys
 from .delivery import DeliverySettings, DeliveryWorker
 from .fetch import FETCHER
 from .inbox import InboxProcessor
-from .outbox import OutboxWorker
+from .outbox_worker import OutboxWorker
 
 log = logging.getLogger(__name__)
 

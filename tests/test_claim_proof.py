@@ -15,7 +15,7 @@ from node.adapters import proof
 from node.app import create_app
 from node.platform.appkeys import POOL
 from node.platform.config import ConfigError, build_config
-from node.adapters.proof import shows_code, visible_text
+from node.adapters.pagetext import shows_code, visible_text
 from tests.factories import auth
 
 HINT = "Post the verification code {code} publicly at that address, then submit again."

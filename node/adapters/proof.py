@@ -7,7 +7,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import AsyncIterator
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -19,6 +18,7 @@ from federation.fetch import AddressRefused, SafeResolver, is_public_address
 from ..platform import appkeys
 from ..platform.config import Config
 from ..platform.errors import ReefError
+from .pagetext import shows_code, visible_text
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,6 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml, text/plain;q=0.9, */*;q=0.1"
 X_HOSTS = frozenset({"x.com", "twitter.com", "www.x.com", "www.twitter.com", "mobile.x.com", "mobile.twitter.com"})
 _X_STATUS = re.compile(r"/([A-Za-z0-9_]{1,15})/status(?:es)?/([0-9]{1,25})(?:/.*)?")
 _X_HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")
-# Elements whose content a reader never sees as text; comments are dropped by the parser.
-_HIDDEN = frozenset({"script", "style", "template"})
-# Elements that do not break a line: text on either side of them joins into one word.
-_INLINE = frozenset({
-    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "mark", "q", "s",
-    "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var", "wbr",
-})
-# What link previews show of a page; JavaScript-rendered posts (Mastodon, Bluesky) carry their text only here.
-_DESCRIPTIONS = frozenset({"description", "og:description", "twitter:description"})
 _NOT_TEXT = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip")
 
 PROOF_HTTP = web.AppKey("proof_http", aiohttp.ClientSession)
@@ -143,19 +134,6 @@ def x_post(url: str) -> tuple[str, str] | None:
         return None
     match = _X_STATUS.fullmatch(parts.path)
     return (match.group(1), match.group(2)) if match else None
-
-
-def shows_code(text: str, code: str) -> bool:
-    """The code appears in the text as a whole token (not inside a longer word), case-insensitively."""
-    return re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text, re.IGNORECASE) is not None
-
-
-def visible_text(html: str) -> str:
-    """The text a reader sees: tags, comments, scripts and styles removed, entities decoded."""
-    parser = _TextParser()
-    parser.feed(html)
-    parser.close()
-    return "".join(parser.parts)
 
 
 async def check_proof(http: aiohttp.ClientSession, cfg: Config, proof_url: str, code: str) -> ProofResult:
@@ -374,45 +352,3 @@ def _page_text(page: _Page, code: str) -> str:
     return visible_text(text) if markup else text
 
 
-class _TextParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def close(self) -> None:
-        # Markup cut off by the end of the page (an unclosed comment or tag) is no text to a browser; some
-        # Python versions hand it to handle_data.
-        rest = self.rawdata
-        if rest[:1] == "<" and rest[1:2] and (rest[1].isalpha() or rest[1] in "!/?"):
-            self.rawdata = ""
-        super().close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN:
-            self._hidden += 1
-        else:
-            self._tag(tag, attrs)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _HIDDEN:
-            self._tag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag not in _INLINE:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
-
-    def _tag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._hidden or tag in _INLINE:
-            return
-        self.parts.append(" ")
-        if tag == "meta":
-            found = dict(attrs)
-            if (found.get("name") or found.get("property") or "").lower() in _DESCRIPTIONS:
-                self.parts.extend((found.get("content") or "", " "))
