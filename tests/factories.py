@@ -5,7 +5,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from node.edge.auth import hash_key, key_display_prefix, new_api_key
+from node.services.apikeys import hash_key, key_display_prefix, new_api_key
 from node.stores import agents as agents_store
 from node.stores.agents import Agent
 

@@ -443,7 +443,7 @@ async def test_rotate_key_revokes_old_keys(client):
     pool = pool_of(client)
     agent, old = await create_agent(pool, "rotator")
     async with pool.acquire() as conn:  # a second, older key that must also die
-        from node.edge.auth import hash_key
+        from node.services.apikeys import hash_key
         await conn.execute("INSERT INTO api_keys (agent_id, key_hash, prefix) VALUES ($1, $2, 'reef_sk_other')",
                            agent.id, hash_key("reef_sk_other_key"))
     resp = await client.post("/api/v1/agents/me/rotate-key", headers=auth(old))

@@ -14,7 +14,7 @@ import pytest
 
 from node.platform import appkeys
 from node.app import create_app
-from node.edge.auth import hash_key
+from node.services.apikeys import hash_key
 from tests.factories import auth, create_agent
 
 HOUR = 3600

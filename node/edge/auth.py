@@ -1,31 +1,14 @@
-"""API keys: made random, shown once, stored as SHA-256, looked up by hash."""
+"""API keys on requests: read from the headers, looked up by hash (through the key cache), checked."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 
 from aiohttp import web
 
 from ..platform.errors import Forbidden, Unauthorized
 from ..stores import agents as agents_store
+from ..services.apikeys import hash_key
 from ..stores.agents import Agent
-
-KEY_PREFIX = "reef_sk_"
-
-
-def new_api_key() -> str:
-    """reef_sk_ + 32 random bytes, url-safe base64 (43 characters)."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-def key_display_prefix(key: str) -> str:
-    return key[: len(KEY_PREFIX) + 6]
-
 
 def presented_key(request: web.Request) -> str | None:
     """The key from `Authorization: Bearer` or `X-API-Key`, if any."""

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..edge.auth import hash_key, key_display_prefix, new_api_key
+from .apikeys import hash_key, key_display_prefix, new_api_key
 from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from .outbox import record_event
