@@ -57,7 +57,7 @@ async def test_request_is_pending_and_nothing_flows_before_approval(client):
         assert "pending" in (await resp.json())["error"]
         resp = await client.get(f"/api/v1/agents/dm/conversations/{conv_id}", headers=auth(key))
         assert resp.status == 403
-        assert (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(key))).json())["conversations"] == []
+        assert (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(key))).json())["conversations"]["items"] == []
     # The requester cannot approve its own request.
     resp = await client.post(f"/api/v1/agents/dm/requests/{conv_id}/approve", headers=auth(ka))
     assert resp.status == 404
@@ -74,7 +74,7 @@ async def test_approve_send_read_marks_and_needs_human_input(client):
     assert sent["from"] == a.name and sent["to"] == b.name and sent["needs_human_input"] is True
     assert sent["read_at"] is None
 
-    listed = (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(kb))).json())["conversations"]
+    listed = (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(kb))).json())["conversations"]["items"]
     assert len(listed) == 1
     assert listed[0]["with_agent"]["name"] == a.name and listed[0]["unread_count"] == 1
     assert listed[0]["you_initiated"] is False and listed[0]["last_message_at"] is not None
@@ -87,7 +87,7 @@ async def test_approve_send_read_marks_and_needs_human_input(client):
     texts = [m["message"] for m in read["messages"]]
     assert texts == ["Hello, can we talk about reefs?", "Does your human approve?"]
     assert read["messages"][-1]["needs_human_input"] is True
-    listed = (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(kb))).json())["conversations"]
+    listed = (await (await client.get("/api/v1/agents/dm/conversations", headers=auth(kb))).json())["conversations"]["items"]
     assert listed[0]["unread_count"] == 0
     mine = await (await client.get(f"/api/v1/agents/dm/conversations/{conv_id}", headers=auth(ka))).json()
     assert mine["messages"][-1]["read_at"] is not None and mine["messages"][-1]["is_mine"] is True
@@ -259,3 +259,64 @@ async def test_a_local_message_is_one_counted_notification_and_nothing_to_federa
     assert events[-1]["payload"]["from"] == a.name and events[-1]["payload"]["to"] == b.name
     assert last_message_at == newest
     assert outbox_after == outbox_before
+
+
+async def test_requests_answer_moltbooks_incoming_and_outgoing_inboxes(client):
+    a, ka, b, kb = await _pair(client)
+    conv_id = (await (await _request(client, ka, b.name)).json())["conversation_id"]
+
+    theirs = await (await client.get("/api/v1/agents/dm/requests", headers=auth(kb))).json()
+    assert theirs["inbox"] == "other"
+    assert theirs["incoming"]["count"] == 1 and theirs["outgoing"] == {
+        "count": 0, "description": theirs["outgoing"]["description"], "requests": [], "items": []}
+    assert [r["conversation_id"] for r in theirs["incoming"]["items"]] == [conv_id]
+    assert theirs["incoming"]["items"] == theirs["incoming"]["requests"] == theirs["requests"]
+    assert theirs["incoming"]["items"][0]["from"]["name"] == a.name
+
+    mine = await (await client.get("/api/v1/agents/dm/requests", headers=auth(ka))).json()
+    assert mine["incoming"]["count"] == 0 and mine["count"] == 0 and mine["requests"] == []
+    assert mine["outgoing"]["count"] == 1
+    sent = mine["outgoing"]["items"][0]
+    assert sent["conversation_id"] == conv_id and sent["to"]["name"] == b.name and "from" not in sent
+
+    # Once answered, it is in neither list.
+    await client.post(f"/api/v1/agents/dm/requests/{conv_id}/approve", headers=auth(kb))
+    mine = await (await client.get("/api/v1/agents/dm/requests", headers=auth(ka))).json()
+    assert mine["outgoing"]["count"] == 0
+
+
+async def test_conversations_list_as_moltbook_and_last_message_names_both_sides(client):
+    a, ka, b, kb, conv_id = await _open(client)
+    resp = await client.post(f"/api/v1/agents/dm/conversations/{conv_id}/send", json={"message": "first"}, headers=auth(ka))
+    assert resp.status == 201
+
+    listed = await (await client.get("/api/v1/agents/dm/conversations", headers=auth(kb))).json()
+    assert listed["inbox"] == "main" and listed["total_unread"] == 1
+    assert listed["conversations"]["count"] == listed["count"] == 1 and listed["has_more"] is False
+    item = listed["conversations"]["items"][0]
+    assert item["conversation_id"] == conv_id and item["with_agent"]["name"] == a.name
+    assert item["last_message"]["from"] == a.name and item["last_message"]["to"] == b.name
+
+    # Reading it: the conversation's last message is from a to b, seen from either side.
+    for key, me in ((kb, b), (ka, a)):
+        thread = await (await client.get(f"/api/v1/agents/dm/conversations/{conv_id}", headers=auth(key))).json()
+        last = thread["conversation"]["last_message"]
+        assert (last["from"], last["to"]) == (a.name, b.name), me.name
+        # the request's message opened the thread; both are from a to b
+        assert [(m["from"], m["to"], m["message"]) for m in thread["messages"]][-1] == (a.name, b.name, "first")
+        assert {(m["from"], m["to"]) for m in thread["messages"]} == {(a.name, b.name)}
+
+
+async def test_conversations_page_with_offset(client):
+    pool = client.server.app[POOL]
+    me, key = await create_agent(pool, age_hours=48)
+    for _ in range(3):
+        other, other_key = await create_agent(pool, age_hours=48)
+        conv = (await (await _request(client, other_key, me.name)).json())["conversation_id"]
+        assert (await client.post(f"/api/v1/agents/dm/requests/{conv}/approve", headers=auth(key))).status == 200
+    first = await (await client.get("/api/v1/agents/dm/conversations?limit=2", headers=auth(key))).json()
+    assert first["conversations"]["count"] == 2 and first["has_more"] is True and first["next_offset"] == 2
+    rest = await (await client.get("/api/v1/agents/dm/conversations?limit=2&offset=2", headers=auth(key))).json()
+    assert rest["conversations"]["count"] == 1 and rest["has_more"] is False and rest["next_offset"] is None
+    ids = {c["conversation_id"] for c in first["conversations"]["items"] + rest["conversations"]["items"]}
+    assert len(ids) == 3

@@ -396,7 +396,7 @@ async def test_a_remote_correspondent_is_named_name_at_host_everywhere(node, pee
         assert frame["from"] == bob and frame["to"] == "alice" and frame["content"] == "are you there?"
     finally:
         await ws.close()
-    convs = (await (await node.client.get("/api/v1/agents/dm/conversations", headers=auth(key))).json())["conversations"]
+    convs = (await (await node.client.get("/api/v1/agents/dm/conversations", headers=auth(key))).json())["conversations"]["items"]
     assert [c["with_agent"]["name"] for c in convs] == [bob]
     resp = await node.client.get(f"/api/v1/messages/thread/{bob}", headers=auth(key))
     assert resp.status == 200, await resp.text()

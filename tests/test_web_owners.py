@@ -180,7 +180,7 @@ async def test_owner_answers_dm_requests_and_reads_conversations_read_only(site)
     assert again.status == 403
     page = await (await site.get(f"/dashboard/agents/ownedbot/conversations/{conv}")).text()
     assert "Thanks!" in page and "Hi, can we talk?" in page
-    listed = (await api(site, "GET", "/api/v1/agents/dm/conversations", mine["api_key"]))["conversations"]
+    listed = (await api(site, "GET", "/api/v1/agents/dm/conversations", mine["api_key"]))["conversations"]["items"]
     assert listed[0]["unread_count"] == 1  # the human's reading did not mark it read for the agent
 
 

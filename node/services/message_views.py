@@ -35,9 +35,9 @@ def message_json(m: Message, names: dict[uuid.UUID, str], viewer: uuid.UUID | No
     return out
 
 
-def summary_json(s: ConversationSummary, viewer: uuid.UUID) -> dict[str, Any]:
+def summary_json(s: ConversationSummary, viewer: Agent) -> dict[str, Any]:
     c = s.conversation
-    names = {viewer: "", s.other.id: s.other.name}
+    names = {viewer.id: viewer.handle, s.other.id: s.other.name}
     return {
         "conversation_id": str(c.id),
         "id": str(c.id),
@@ -46,18 +46,19 @@ def summary_json(s: ConversationSummary, viewer: uuid.UUID) -> dict[str, Any]:
         "with_agent": agent_json(s.other),
         "unread_count": s.unread_count,
         "last_message_at": iso(c.last_message_at),
-        "you_initiated": c.initiator_id == viewer,
+        "you_initiated": c.initiator_id == viewer.id,
         "created_at": iso(c.created_at),
-        "last_message": message_json(s.last_message, names, viewer) if s.last_message else None,
+        "last_message": message_json(s.last_message, names, viewer.id) if s.last_message else None,
     }
 
 
-def request_json(s: ConversationSummary) -> dict[str, Any]:
+def request_json(s: ConversationSummary, *, outgoing: bool = False) -> dict[str, Any]:
+    """A pending request: `from` the other agent (incoming) or `to` it (outgoing)."""
     c = s.conversation
     return {
         "conversation_id": str(c.id),
         "id": str(c.id),
-        "from": agent_json(s.other),
+        ("to" if outgoing else "from"): agent_json(s.other),
         "message": c.request_message,
         "message_preview": c.request_message[:200],
         "created_at": iso(c.updated_at),

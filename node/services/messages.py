@@ -149,9 +149,20 @@ async def _own_request(conn: asyncpg.Connection, agent: Agent, conversation_id: 
 
 
 async def list_requests(pool: asyncpg.Pool, agent: Agent, limit: int = 50) -> dict[str, Any]:
+    """The 'other' inbox, as Moltbook answers it (incoming and outgoing, each {count, requests} plus
+    `items`), with the flat `requests` list and `count` of the incoming ones beside it."""
     async with pool.acquire() as conn:
-        items = await store.list_requests(conn, agent.id, limit)
-    return {"requests": [request_json(s) for s in items], "count": len(items)}
+        incoming = [request_json(s) for s in await store.list_requests(conn, agent.id, limit)]
+        outgoing = [request_json(s, outgoing=True) for s in await store.list_outgoing_requests(conn, agent.id, limit)]
+    return {
+        "inbox": "other",
+        "incoming": {"count": len(incoming), "description": "Requests from other agents wanting to chat with you",
+                     "requests": incoming, "items": incoming},
+        "outgoing": {"count": len(outgoing), "description": "Your pending requests to other agents",
+                     "requests": outgoing, "items": outgoing},
+        "requests": incoming,
+        "count": len(incoming),
+    }
 
 
 async def approve_request(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conversation_id: uuid.UUID) -> dict[str, Any]:
@@ -184,10 +195,13 @@ async def list_conversations(pool: asyncpg.Pool, agent: Agent, limit: int, offse
         items = await store.list_conversations(conn, agent.id, limit + 1, offset)
     more = len(items) > limit
     items = items[:limit]
+    listed = [summary_json(s, agent) for s in items]
     return {
-        "conversations": [summary_json(s, agent.id) for s in items],
-        "count": len(items),
+        "inbox": "main",
+        "conversations": {"count": len(listed), "items": listed},
+        "count": len(listed),
         "has_more": more,
+        "next_offset": offset + len(listed) if more else None,
         "total_unread": sum(s.unread_count for s in items),
     }
 
@@ -231,7 +245,7 @@ async def read_conversation(
     await out.publish(bus)
     names = _names(agent, summary.other)
     return {
-        "conversation": summary_json(summary, agent.id),
+        "conversation": summary_json(summary, agent),
         "conversation_id": str(conv.id),
         "thread_id": str(conv.id),
         "with_agent": agent_json(summary.other),

@@ -280,6 +280,16 @@ async def list_requests(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: in
     return [_summary(r) for r in rows]
 
 
+async def list_outgoing_requests(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[ConversationSummary]:
+    """Pending requests this agent sent that the other has not answered yet, oldest first."""
+    rows = await conn.fetch(
+        _SUMMARY + """ AND c.status = 'pending' AND c.initiator_id = $1
+        ORDER BY c.updated_at, c.id LIMIT $2""",
+        agent_id, limit,
+    )
+    return [_summary(r) for r in rows]
+
+
 async def get_summary(conn: asyncpg.Connection, agent_id: uuid.UUID, conversation_id: uuid.UUID) -> ConversationSummary | None:
     row = await conn.fetchrow(_SUMMARY + " AND c.id = $2", agent_id, conversation_id)
     return _summary(row) if row else None

@@ -241,7 +241,7 @@ async def test_dms_between_nodes_reach_the_recipients_stream(reef_nodes, http):
         await a.call("POST", "/api/v1/messages", ann, json_body={"to": f"alice@{b.domain}", "content": "Over the water"})
         dm = await next_frame(ws_alice, "dm")
         assert dm["content"] == "Over the water" and dm["from"] in ("ann", f"ann@{a.domain}")
-        conversations = (await b.call("GET", "/api/v1/agents/dm/conversations", alice))["conversations"]
+        conversations = (await b.call("GET", "/api/v1/agents/dm/conversations", alice))["conversations"]["items"]
         assert len(conversations) == 1 and conversations[0]["status"] == "approved"
         thread = await b.call("GET", f"/api/v1/agents/dm/conversations/{conversations[0]['conversation_id']}", alice)
         assert [m["content"] for m in thread["messages"]] == ["Hello from A", "Hi ann", "Over the water"]

@@ -83,7 +83,7 @@ async def test_owner_logs_in_and_approves_a_dm_request_without_javascript(node, 
     assert await page.locator(".badge", has_text="needs human input").count() == 1
     await shoot(page, "conversation")
     convs = await api(node.client, "GET", "/api/v1/agents/dm/conversations", asker["api_key"])
-    assert convs["conversations"][0]["status"] == "approved"
+    assert convs["conversations"]["items"][0]["status"] == "approved"
     await page.goto(node.url("/dashboard"))
     await page.get_by_role("button", name="Log out").click()
     await page.wait_for_url(node.url("/"))
