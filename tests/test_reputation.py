@@ -236,3 +236,37 @@ async def test_recompute_keeps_suspended_agents_at_zero_and_is_repeatable(client
     await recompute(client)
     assert await trust_of(client, "bad") == 0
     assert await trust_of(client, "anchor") > 0
+
+
+async def test_min_trust_to_attest_and_the_job_running_in_the_app(aiohttp_client, make_config):
+    import asyncio
+
+    from node.app import create_app
+
+    cfg = make_config(reputation={"min_trust_to_attest": 0.5, "recompute_seconds": 1})
+    client = await aiohttp_client(create_app(cfg))
+    pool = client.server.app[POOL]
+    seed, seed_key = await create_agent(pool, "elder", claimed=True)
+    await give_owner(pool, seed)
+    _, newbie_key = await create_agent(pool, "newbie")
+    body = await attest(client, newbie_key, "elder", status=403)  # no trust yet: may not attest
+    assert "below" in body["error"] and body["hint"]
+    for _ in range(50):  # the app's own job (every second) computes trust; reads never do
+        if (await call(client, "GET", "/api/v1/agents/elder/reputation"))["reputation"]["computed_at"]:
+            break
+        await asyncio.sleep(0.1)
+    assert await trust_of(client, "elder") > 0.5
+    assert (await attest(client, seed_key, "newbie"))["action"] == "attested"
+
+
+def test_reputation_config_is_checked():
+    import pytest
+
+    from node.platform.config import ConfigError, build_config
+
+    assert build_config({}, env={}).reputation.attestations_per_day == 20
+    assert build_config({}, env={"REEF_REPUTATION__DAMPING": "0.9"}).reputation.damping == 0.9
+    for bad in ({"damping": 1.0}, {"damping": 0}, {"attestations_per_day": 0}, {"recompute_seconds": -1},
+                {"upvote_weight": -0.1}):
+        with pytest.raises(ConfigError):
+            build_config({"reputation": bad}, env={})
