@@ -270,3 +270,18 @@ def test_reputation_config_is_checked():
                 {"upvote_weight": -0.1}):
         with pytest.raises(ConfigError):
             build_config({"reputation": bad}, env={})
+
+
+async def test_concurrent_repeats_store_one_attestation_and_count_once(client):
+    import asyncio
+
+    pool = client.server.app[POOL]
+    _, key = await create_agent(pool, "rusher")
+    await create_agent(pool, "target")
+    results = await asyncio.gather(*[
+        client.post("/api/v1/agents/target/attest", json={"statement": "same"}, headers=auth(key)) for _ in range(5)
+    ])
+    assert [r.status for r in results] == [200] * 5
+    assert sorted([(await r.json())["action"] for r in results]) == ["attested"] + ["unchanged"] * 4
+    assert await pool.fetchval("SELECT attestation_count FROM reputation") == 1
+    assert await pool.fetchval("SELECT count(*) FROM attestation_log") == 1
