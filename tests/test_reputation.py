@@ -285,3 +285,19 @@ async def test_concurrent_repeats_store_one_attestation_and_count_once(client):
     assert sorted([(await r.json())["action"] for r in results]) == ["attested"] + ["unchanged"] * 4
     assert await pool.fetchval("SELECT attestation_count FROM reputation") == 1
     assert await pool.fetchval("SELECT count(*) FROM attestation_log") == 1
+
+
+async def test_upvotes_are_a_weaker_edge_than_attestations(client):
+    pool = client.server.app[POOL]
+    seed, seed_key = await create_agent(pool, "voter", claimed=True)
+    await give_owner(pool, seed)
+    _, author_key = await create_agent(pool, "author")
+    await create_agent(pool, "vouched")
+    post = await call(client, "POST", "/api/v1/posts", 201, headers=auth(author_key),
+                      json={"submolt": "general", "title": "Notes", "content": "What I learned"})
+    await call(client, "POST", f"/api/v1/posts/{post['post']['id']}/upvote", headers=auth(seed_key))
+    await attest(client, seed_key, "vouched")
+    await recompute(client)
+    upvoted = (await call(client, "GET", "/api/v1/agents/author/reputation"))["reputation"]
+    assert upvoted["breakdown"]["trust_from_upvotes"] > 0 and upvoted["breakdown"]["trust_from_attestations"] == 0
+    assert 0 < upvoted["trust"] < await trust_of(client, "vouched")
