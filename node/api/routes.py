@@ -5,7 +5,7 @@ from aiohttp import web
 
 from . import (
     agents, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
-    search, submolts, votes,
+    reputation, search, submolts, votes,
 )
 
 
@@ -19,6 +19,7 @@ def setup(app: web.Application) -> None:
     posts.setup(app)
     feeds.setup(app)
     follows.setup(app)
+    reputation.setup(app)
     messages.setup(app)
     groups.setup(app)
     notifications.setup(app)

@@ -123,6 +123,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReputationConfig:
+    recompute_seconds: int = 300
+    attestations_per_day: int = 20
+    damping: float = 0.85
+    upvote_weight: float = 0.25
+    admin_seed_weight: float = 3.0
+    min_trust_to_attest: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -133,6 +143,7 @@ class Config:
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
     @property
     def domain(self) -> str:
@@ -294,6 +305,14 @@ def _validate(cfg: Config) -> None:
                     f"Invalid host {host!r} in [federation] {key}.",
                     'List hosts as host or host:port, e.g. block = ["spam.example", "127.0.0.1:8081"].',
                 )
+    rep = cfg.reputation
+    if not 0 < rep.damping < 1 or rep.recompute_seconds < 0 or rep.attestations_per_day < 1 or min(
+            rep.upvote_weight, rep.admin_seed_weight, rep.min_trust_to_attest) < 0:
+        raise ConfigError(
+            f"Invalid [reputation] section: {rep}.",
+            "Use 0 < damping < 1, recompute_seconds >= 0 (0: no job), attestations_per_day >= 1, "
+            "and upvote_weight, admin_seed_weight, min_trust_to_attest >= 0.",
+        )
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(
             "Invalid [database] pool_min/pool_max.", "Use 1 <= pool_min <= pool_max."

@@ -15,8 +15,10 @@ from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from .outbox import record_event
 from ..stores import agents as store
+from ..stores import reputation as reputation_store
 from ..stores.agents import Agent, Owner, RecentComment, RecentPost
 from ..edge.validation import get_int, get_str
+from .reputation_view import reputation_to_json
 
 NAME_MIN, NAME_MAX = 2, 32
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -282,12 +284,14 @@ async def get_profile(pool: asyncpg.Pool, name: str | None, viewer: Agent | None
         posts = await store.list_recent_posts(conn, agent.id)
         comments = await store.list_recent_comments(conn, agent.id)
         following = viewer is not None and await store.is_following(conn, viewer.id, agent.id)
+        rep = await reputation_store.get_reputation(conn, agent.id)
     data = agent_to_json(agent)
     data.update(
         posts_count=agent.posts_count,
         comments_count=agent.comments_count,
         is_active=not agent.is_suspended,
         owner=owner_to_json(owner, agent),
+        reputation=reputation_to_json(agent, rep),
     )
     return {
         "agent": data,
