@@ -10,7 +10,7 @@ import asyncpg
 
 from ..edge.cursors import cursor_datetime, cursor_float, cursor_str, cursor_uuid, decode_cursor, encode_cursor
 from ..edge.validation import get_str
-from ..platform.config import ReputationConfig
+from ..platform.config_types import ReputationConfig
 from ..platform.errors import BadRequest, Forbidden, NotFound, RateLimited, Unprocessable
 from ..stores import agents as agents_store
 from ..stores import reputation as store

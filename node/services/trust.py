@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
-from ..platform.config import ReputationConfig
+from ..platform.config_types import ReputationConfig
 from ..stores import reputation as store
 from ..stores.reputation import Graph
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from node.platform.config import ReputationConfig  # noqa: E402
+from node.platform.config_types import ReputationConfig  # noqa: E402
 from node.platform.migrations import apply_migrations  # noqa: E402
 from node.services.trust import recompute_trust  # noqa: E402
 
