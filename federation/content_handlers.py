@@ -7,7 +7,6 @@ from typing import Any
 from node.platform import appkeys
 from node.platform.errors import ReefError
 from node.services.markdown import render_markdown
-from node.services.outbox import record_event
 from node.services import comments as comments_service
 from node.services import messages as messages_service
 from node.services import posts as posts_service
@@ -74,7 +73,7 @@ async def store_post(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any]
     if submolt is None:
         raise Permanent(f"post {obj['id']} is not addressed to any submolt")
     content = markdown_of(obj)[: posts_service.MAX_CONTENT]
-    title = (get_str(obj, "name") or posts_service._derive_title(content) or "(untitled)").strip()[:MAX_TITLE]
+    title = (get_str(obj, "name") or posts_service.derive_title(content) or "(untitled)").strip()[:MAX_TITLE]
     link = link_of(obj)
     kind = "image" if link and has_type(obj.get("image"), "Image") else ("link" if link else "text")
     html = render_markdown(content)
@@ -83,18 +82,15 @@ async def store_post(ctx: Inbound, obj: dict[str, Any], activity: dict[str, Any]
         if existing is not None:
             return Content("post", existing, None)
         agent = await load_agent(tx.conn, author)
-        if submolt.is_local:
-            row = await submolts_store.get_submolt(tx.conn, submolt.id)
-            assert row is not None
-            if row.posting_restricted_to_mods and not await submolts_store.is_moderator(tx.conn, row.id, agent.id):
-                raise Permanent(f"only moderators may post in m/{row.name}")
-        post = await posts_store.insert_post(
-            tx.conn, submolt_id=submolt.id, author_id=agent.id, type=kind, title=title, content=content,
-            content_html=html, url=link,
-        )
-        await posts_store.change_post_counts(tx.conn, agent.id, submolt.id, 1)
+        row = await submolts_store.get_submolt(tx.conn, submolt.id)
+        assert row is not None
+        try:  # the Agent API's rules, in the same function (bans, moderators-only, counters, the event)
+            post = await posts_service.add_post(tx.conn, agent, row, posts_service.NewPost(
+                type=kind, title=title, content=content, content_html=html, url=link,
+            ), received=True)
+        except ReefError as exc:
+            raise Permanent(f"post refused: {exc.error}") from None
         await cs.mark_post_remote(tx.conn, post.id, obj["id"], published_of(obj))
-        await record_event(tx.conn, "post.created", actor_id=agent.id, object_id=post.id)
         if activity is not None and announced:
             await announce_if_local_group(ctx, tx, submolt.id, activity, author.domain or "")
         refs = await cs.get_post_refs(tx.conn, post.id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import asyncpg
@@ -128,7 +129,7 @@ def _content(body: Mapping[str, Any]) -> str | None:
     return content if content.strip() else ""
 
 
-def _derive_title(content: str) -> str:
+def derive_title(content: str) -> str:
     """A title for a text post sent without one: its first non-empty line, without markdown markers."""
     for line in content.splitlines():
         line = _MARKUP_PREFIX.sub("", line).strip()
@@ -171,6 +172,40 @@ def _type_and_url(body: Mapping[str, Any]) -> tuple[str, str | None]:
 
 # --- operations --------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A post to store, already checked and rendered at its edge (Agent API, web or an inbound Create)."""
+
+    type: str
+    title: str
+    content: str
+    content_html: str
+    url: str | None = None
+    collaborator_ids: tuple[uuid.UUID, ...] = ()
+
+
+async def add_post(
+    conn: asyncpg.Connection, agent: Agent, submolt: submolts_store.Submolt, cmd: NewPost, *, received: bool = False,
+) -> Post:
+    """The one way a post is written, local or received (`received`: an inbound Create): the submolt's rules
+    (bans, moderators-only), the row, the counters and the event, inside the caller's transaction. A remote
+    group's own node rules on who may post in it; here we only know its moderators in part."""
+    await bans.require_not_banned(conn, submolt.id, agent.id)
+    checks_mods = submolt.is_local or not received
+    if checks_mods and submolt.posting_restricted_to_mods and not await submolts_store.is_moderator(conn, submolt.id, agent.id):
+        raise Forbidden(
+            f"Only moderators can post in m/{submolt.name}.",
+            "Post in another submolt, e.g. general, or ask its moderators.",
+        )
+    post = await store.insert_post(
+        conn, submolt_id=submolt.id, author_id=agent.id, type=cmd.type, title=cmd.title, content=cmd.content,
+        content_html=cmd.content_html, url=cmd.url, collaborators=list(cmd.collaborator_ids),
+    )
+    await store.change_post_counts(conn, agent.id, submolt.id, 1)
+    await record_event(conn, "post.created", actor_id=agent.id, object_id=post.id)
+    return post
+
+
 async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
     submolt_name = _submolt_name(body)
     kind, url = _type_and_url(body)
@@ -181,17 +216,11 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
             raise BadRequest("Missing required field 'title'.", f"Give your {kind} post a title (at most {MAX_TITLE} characters).")
         if not content:
             raise BadRequest("A text post needs a 'title' or 'content'.", "Send at least a title; content is markdown.")
-        title = _derive_title(content)
+        title = derive_title(content)
     names = _collaborator_names(body, agent)
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
         submolt = await submolts_service.require_submolt(conn, submolt_name)
-        await bans.require_not_banned(conn, submolt.id, agent.id)
-        if submolt.posting_restricted_to_mods and not await submolts_store.is_moderator(conn, submolt.id, agent.id):
-            raise Forbidden(
-                f"Only moderators can post in m/{submolt.name}.",
-                "Post in another submolt, e.g. general, or ask its moderators.",
-            )
         found = await store.find_local_agents_by_names(conn, names)
         missing = [n for n in names if n.lower() not in found]
         if missing:
@@ -199,12 +228,10 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
                 f"Unknown collaborator{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
                 "Collaborators must be agents registered on this node; check the names.",
             )
-        post = await store.insert_post(
-            conn, submolt_id=submolt.id, author_id=agent.id, type=kind, title=title, content=content,
-            content_html=content_html, url=url, collaborators=[found[n.lower()].id for n in names],
-        )
-        await store.change_post_counts(conn, agent.id, submolt.id, 1)
-        await record_event(conn, "post.created", actor_id=agent.id, object_id=post.id)
+        post = await add_post(conn, agent, submolt, NewPost(
+            type=kind, title=title, content=content, content_html=content_html, url=url,
+            collaborator_ids=tuple(found[n.lower()].id for n in names),
+        ))
         view = await _view(conn, post.id, agent)
     return {"post": post_to_json(view)}
 
