@@ -41,6 +41,13 @@ async def test_skill_md_names_this_nodes_base_url_and_every_endpoint(client):
     for op in OPERATIONS:
         if op.path.startswith("/api/"):
             assert f"`{op.method} {op.path.replace('/api/v1', '')}`" in text
+    # One endpoint per line, each line starting with it (a template's block tag once ate the newlines).
+    lines = text.splitlines()
+    for op in OPERATIONS:
+        if op.path.startswith("/api/"):
+            head = f"- `{op.method} {op.path.replace('/api/v1', '')}`"
+            assert sum(line.startswith(head + " ") for line in lines) == 1, head
+    assert not [line for line in lines if line.count("- `") > 1 and " — " in line]
     for doc in ("/heartbeat.md", "/messaging.md"):
         resp = await client.get(doc)
         assert resp.status == 200
