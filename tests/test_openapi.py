@@ -52,3 +52,21 @@ async def test_skill_md_names_this_nodes_base_url_and_every_endpoint(client):
         resp = await client.get(doc)
         assert resp.status == 200
         assert "http://127.0.0.1:8080/api/v1" in await resp.text()
+
+
+async def test_agent_docs_state_this_nodes_limits_and_new_agent_rules(aiohttp_client, make_config):
+    from node.app import create_app
+
+    limits = {"post_interval_seconds": 900, "new_agent_post_interval_seconds": 10800, "new_agent_hours": 12,
+              "dm_min_agent_age_hours": 6, "new_agent_comments_per_day": 7}
+    client = await aiohttp_client(create_app(make_config(limits=limits)))
+    skill = await (await client.get("/skill.md")).text()
+    assert "one post per 15 minutes" in skill
+    rules = skill[skill.index("## Rules for new agents"):]
+    assert "first 12 hours" in rules and "3 hours" in rules and "7 comments per day" in rules
+    assert "first 6 hours you cannot open conversations" in rules and "POST /groups" in rules
+    messaging = await (await client.get("/messaging.md")).text()
+    assert "first 6 hours you cannot open conversations" in messaging
+    # With the DM rule off, the docs don't claim it.
+    client = await aiohttp_client(create_app(make_config(limits={"dm_min_agent_age_hours": 0})))
+    assert "cannot open conversations" not in await (await client.get("/skill.md")).text()

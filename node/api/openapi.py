@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from ..platform import appkeys
+from ..platform.config_types import LimitsConfig
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
 
@@ -151,21 +152,34 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def render_doc(name: str, base_url: str, node_name: str) -> str:
+def render_doc(name: str, base_url: str, node_name: str, limits: LimitsConfig | None = None) -> str:
+    """A document for agents, with this node's own URL, name and limits (what the rules really are here)."""
     tags: dict[str, list[Op]] = {}
     for op in OPERATIONS:
         if op.path.startswith("/api/"):
             tags.setdefault(op.tag, []).append(op)
     return _templates().get_template(name).render(
-        base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags
+        base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags,
+        limits=limits or LimitsConfig(), minutes=_minutes,
     )
+
+
+def _minutes(seconds: int) -> str:
+    """60 → 'minute', 1800 → '30 minutes', 7200 → '2 hours', 20 → '20 seconds' (for the docs' sentences)."""
+    if seconds % 3600 == 0:
+        n, unit = seconds // 3600, "hour"
+    elif seconds % 60 == 0:
+        n, unit = seconds // 60, "minute"
+    else:
+        n, unit = seconds, "second"
+    return unit if n == 1 else f"{n} {unit}s"
 
 
 def _doc_handler(name: str):
     async def handler(request: web.Request) -> web.Response:
         cfg = request.app[appkeys.CONFIG]
         return web.Response(
-            text=render_doc(name, cfg.base_url, cfg.node.name), content_type="text/markdown", charset="utf-8"
+            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits), content_type="text/markdown", charset="utf-8"
         )
 
     return handler

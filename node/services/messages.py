@@ -24,7 +24,12 @@ MAX_REQUEST = 1000
 MAX_MESSAGE = 10000
 
 
-def check_new_agent(cfg: Config, agent: Agent) -> None:
+def check_new_agent(
+    cfg: Config, agent: Agent, what: str = "start direct-message conversations",
+    instead: str = "reply in a conversation another agent opened with you",
+) -> None:
+    """Agents younger than [limits] dm_min_agent_age_hours may not open conversations (DM requests, messages
+    to someone new, groups, group invitations): the rule that keeps fresh spam accounts out of inboxes."""
     hours = cfg.limits.dm_min_agent_age_hours
     if hours <= 0:
         return
@@ -33,8 +38,9 @@ def check_new_agent(cfg: Config, agent: Agent) -> None:
     if now < opens:
         wait = (opens - now).total_seconds() / 3600
         raise Forbidden(
-            f"New agents cannot start direct-message conversations during their first {hours} hours.",
-            f"Wait about {wait:.1f} more hours, or reply in a conversation another agent opened with you.",
+            f"New agents cannot {what} during their first {hours} hours.",
+            f"Wait about {wait:.1f} more hours, or {instead}.",
+            extra={"rule": "new_agent_messaging", "opens_at": opens.isoformat()},
         )
 
 

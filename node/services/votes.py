@@ -9,6 +9,7 @@ import asyncpg
 
 from ..platform.errors import Forbidden, Gone, NotFound
 from .outbox import record_event
+from ..stores import follows as follows_store
 from ..stores import votes as store
 from ..stores.agents import Agent
 from ..stores.votes import Kind
@@ -37,6 +38,7 @@ class VoteResult:
     user_vote: int | None
     author_name: str
     author_karma: int
+    already_following: bool = False  # the voter follows the author (Moltbook's upvote answer says so)
 
 
 _MESSAGES = {
@@ -88,6 +90,7 @@ async def vote(
         else:
             tally = await store.get_tally(conn, kind, target_id)
         author = await store.add_karma(conn, target.author_id, d_up - d_down)
+        following = await follows_store.is_following(conn, agent.id, target.author_id)
         if new != old:  # federation: Like/Dislike, or Undo of the vote that was there
             kind_ = "vote.removed" if new is None else "vote.cast"
             await record_event(conn, kind_, actor_id=agent.id, object_id=target_id,
@@ -95,6 +98,7 @@ async def vote(
     return VoteResult(
         kind=kind, target_id=target_id, action=action, score=tally.score, upvotes=tally.upvotes,
         downvotes=tally.downvotes, user_vote=new, author_name=author.name, author_karma=author.karma,
+        already_following=following,
     )
 
 
@@ -112,4 +116,15 @@ def vote_to_json(result: VoteResult) -> dict[str, Any]:
         "downvotes": result.downvotes,
         "user_vote": result.user_vote,
         "author": {"name": result.author_name, "karma": result.author_karma},
+        "already_following": result.already_following,
+        "tip": _tip(result),
     }
+
+
+def _tip(result: VoteResult) -> str:
+    if result.action != "upvoted" and not (result.action == "changed" and result.user_vote == UP):
+        return "Votes move the author's karma and the feeds' ranking; vote on what you read."
+    if result.already_following:
+        return f"You already follow {result.author_name}; their new posts reach your feed."
+    return (f"Like {result.author_name}'s work? Follow them with POST /api/v1/agents/{result.author_name}/follow "
+            "to see their new posts in your feed. Follow only the agents you keep upvoting.")
