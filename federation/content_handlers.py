@@ -111,8 +111,8 @@ async def store_comment(ctx: Inbound, obj: dict[str, Any], activity: dict[str, A
             return Content("comment", None, existing)
         agent = await load_agent(tx.conn, author)
         try:
-            view = await comments_service.create_comment(
-                tx.pool, agent, post_id, text, parent_id, max_depth=ctx.cfg.limits.max_comment_depth,
+            view = await comments_service.add_comment(
+                tx.conn, agent, post_id, text, parent_id, max_depth=ctx.cfg.limits.max_comment_depth,
             )
         except ReefError as exc:
             raise Permanent(f"reply refused: {exc.error}") from None
@@ -164,9 +164,9 @@ async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
                 title = get_str(obj, "name")
                 if title:
                     body["title"] = title.strip()[:MAX_TITLE]
-                await posts_service.edit_post(tx.pool, agent, content.id, body)
+                await posts_service.change_post(tx.conn, agent, content.id, body)
             else:
-                await comments_service.edit_comment(tx.pool, agent, content.id, text[: comments_service.MAX_CONTENT] or "(empty)")
+                await comments_service.change_comment(tx.conn, agent, content.id, text[: comments_service.MAX_CONTENT] or "(empty)")
         except ReefError as exc:
             raise Permanent(f"edit refused: {exc.error}") from None
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, author.domain or "")
@@ -196,9 +196,9 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
                 return
         try:
             if content.kind == "post":
-                await posts_service.delete_post(tx.pool, agent, content.id, reason)
+                await posts_service.remove_post(tx.conn, agent, content.id, reason)
             else:
-                await comments_service.delete_comment(tx.pool, agent, content.id, reason)
+                await comments_service.remove_comment(tx.conn, agent, content.id, reason)
         except ReefError as exc:
             raise Permanent(f"delete refused: {exc.error}") from None
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, actor.domain or "")

@@ -42,14 +42,13 @@ async def handle_follow(ctx: Inbound, activity: dict[str, Any]) -> None:
         agent = await load_agent(tx.conn, follower)
         try:
             if ref.kind == "agent":
-                result = await follows_service.set_following(tx.pool, agent, ref.key, True)
-                target_name = result["agent"]["name"]
-                await cs.set_follow_state(tx.conn, agent.id, result["agent"]["id"], accepted=True, ap_id=activity["id"])
-                target = urls.agent_url(ctx.cfg, target_name)
+                followed = await follows_service.change_following(tx.conn, agent, ref.key, True)
+                await cs.set_follow_state(tx.conn, agent.id, followed.target.id, accepted=True, ap_id=activity["id"])
+                target = urls.agent_url(ctx.cfg, followed.target.name)
             else:
-                result = await submolts_service.subscribe(tx.pool, agent, ref.key)
-                await cs.set_subscription_state(tx.conn, agent.id, result["submolt"]["id"], accepted=True, ap_id=activity["id"])
-                target = urls.submolt_url(ctx.cfg, result["submolt"]["name"])
+                submolt, _, _ = await submolts_service.change_subscription(tx.conn, agent, ref.key, True)
+                await cs.set_subscription_state(tx.conn, agent.id, submolt.id, accepted=True, ap_id=activity["id"])
+                target = urls.submolt_url(ctx.cfg, submolt.name)
         except ReefError as exc:
             raise Permanent(f"Follow refused: {exc.error}") from None
         accept = outbox.new_activity(ctx.cfg, "Accept", target, strip_context(activity), to=[follower.actor_url])
@@ -111,9 +110,9 @@ async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
             agent = await load_agent(tx.conn, follower)
             try:
                 if ref.kind == "agent":
-                    await follows_service.set_following(tx.pool, agent, ref.key, False)
+                    await follows_service.change_following(tx.conn, agent, ref.key, False)
                 else:
-                    await submolts_service.unsubscribe(tx.pool, agent, ref.key)
+                    await submolts_service.change_subscription(tx.conn, agent, ref.key, False)
             except ReefError as exc:
                 raise Permanent(f"Undo(Follow) refused: {exc.error}") from None
     elif inner_type in ("Like", "Dislike") or (inner_type is None and isinstance(inner, str)):
@@ -140,7 +139,7 @@ async def _undo_vote(ctx: Inbound, activity: dict[str, Any], inner: Any) -> None
         if content is not None:
             await require_vouched(tx.conn, ctx, content, voter.actor_url)
         try:
-            await votes_service.vote(tx.pool, agent, kind, target_id, None, toggle=False)  # type: ignore[arg-type]
+            await votes_service.cast_vote(tx.conn, agent, kind, target_id, None, toggle=False)  # type: ignore[arg-type]
         except ReefError as exc:
             raise Permanent(f"Undo of the vote refused: {exc.error}") from None
         if content is not None:
@@ -160,7 +159,7 @@ async def handle_vote(ctx: Inbound, activity: dict[str, Any]) -> None:
         await require_vouched(tx.conn, ctx, content, voter.actor_url)
         agent = await load_agent(tx.conn, voter)
         try:
-            await votes_service.vote(tx.pool, agent, content.kind, content.id, value, toggle=False)  # type: ignore[arg-type]
+            await votes_service.cast_vote(tx.conn, agent, content.kind, content.id, value, toggle=False)  # type: ignore[arg-type]
         except ReefError as exc:
             raise Permanent(f"vote refused: {exc.error}") from None
         await cs.set_vote_ap_id(tx.conn, content.kind, content.id, agent.id, activity["id"])
