@@ -8,6 +8,7 @@ from node.platform import appkeys
 from node.platform.errors import ReefError
 from node.services.markdown import render_markdown
 from node.services import comments as comments_service
+from node.services.events import Outbox
 from node.services import messages as messages_service
 from node.services import posts as posts_service
 from node.stores import comments as comments_store
@@ -300,6 +301,8 @@ async def handle_direct_message(ctx: Inbound, activity: dict[str, Any], obj: dic
         agent = await load_agent(tx.conn, sender)
         for name in recipients:
             try:
-                await messages_service.send_to(tx.pool, tx.bus, ctx.dm_config, agent, name, text)
+                out = Outbox()
+                await messages_service.deliver_to(tx.conn, out, ctx.dm_config, agent, name, text)
+                await out.publish(tx.bus)  # held by the inbox's bus until its transaction commits
             except ReefError as exc:
                 raise Permanent(f"message to {name} refused: {exc.error}") from None
