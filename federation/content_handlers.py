@@ -11,9 +11,7 @@ from node.services import comments as comments_service
 from node.services.events import Outbox
 from node.services import messages as messages_service
 from node.services import posts as posts_service
-from node.stores import comments as comments_store
-from node.stores import moderation as moderation_store
-from node.stores import posts as posts_store
+from node.services import removals
 from node.stores import submolts as submolts_store
 
 from . import content_store as cs
@@ -207,27 +205,11 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
 
 async def _remove_for_remote_group(tx: Tx, content: Content, moderator_id: Any, reason: str | None) -> None:
     """A removal in a remote submolt, announced by its Group: Lemmy's moderators are that Group's, not ours,
-    so the services' local-moderator check cannot apply. Counters move as the services move them."""
+    so the services' local-moderator check cannot apply; the removal's rules and counters are removals'."""
     if content.kind == "post":
-        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
-        if post is None or post.is_removed:
-            return
-        await posts_store.mark_removed(tx.conn, post.id, removed_by=moderator_id, reason=reason)
-        if post.is_visible:
-            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, -1)
-        return
-    comment_refs = content.comment
-    assert comment_refs is not None
-    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
-    comment = await comments_store.lock_comment(tx.conn, content.id)
-    if comment is None or comment.is_removed:
-        return
-    await comments_store.mark_comment_removed(tx.conn, comment.id, moderator_id, reason)
-    if comment.is_live:
-        if comment.parent_id is not None:
-            await comments_store.add_reply_count(tx.conn, comment.parent_id, -1)
-        await comments_store.add_post_comment_count(tx.conn, comment.post_id, -1)
-        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, -1)
+        await removals.take_down_post(tx.conn, content.id, removed_by=moderator_id, reason=reason)
+    else:
+        await removals.take_down_comment(tx.conn, content.id, removed_by=moderator_id, reason=reason)
 
 
 async def handle_undo_removal(ctx: Inbound, activity: dict[str, Any]) -> None:
@@ -260,27 +242,11 @@ async def handle_undo_removal(ctx: Inbound, activity: dict[str, Any]) -> None:
 
 
 async def _restore_for_remote_group(tx: Tx, content: Content) -> None:
-    """The removal lifted (an author's delete stays); counters move back as the services move them."""
+    """The removal lifted (an author's delete stays); counters move back as removals moves them."""
     if content.kind == "post":
-        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
-        if post is None or not post.is_removed:
-            return
-        await moderation_store.unremove_post(tx.conn, post.id)
-        if not post.is_deleted:
-            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, 1)
-        return
-    comment_refs = content.comment
-    assert comment_refs is not None
-    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
-    comment = await comments_store.lock_comment(tx.conn, content.id)
-    if comment is None or not comment.is_removed:
-        return
-    await moderation_store.unremove_comment(tx.conn, comment.id)
-    if not comment.is_deleted:
-        if comment.parent_id is not None:
-            await comments_store.add_reply_count(tx.conn, comment.parent_id, 1)
-        await comments_store.add_post_comment_count(tx.conn, comment.post_id, 1)
-        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, 1)
+        await removals.bring_back_post(tx.conn, content.id)
+    else:
+        await removals.bring_back_comment(tx.conn, content.id)
 
 
 # --- DMs ----------------------------------------------------------------------------------------------

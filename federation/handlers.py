@@ -9,8 +9,6 @@ from node.platform.errors import ReefError
 from node.services import follows as follows_service
 from node.services import submolts as submolts_service
 from node.services import votes as votes_service
-from node.stores import follows as follows_store
-from node.stores import submolts as submolts_store
 
 from . import actor_store, outbox, urls
 from . import content_store as cs
@@ -83,12 +81,9 @@ async def handle_reject(ctx: Inbound, activity: dict[str, Any]) -> None:
     async with ctx.transaction() as tx:
         found = await _pending_follow(tx, ctx, activity)
         if found.kind == "submolt":
-            if await submolts_store.delete_subscription(tx.conn, found.target_id, found.follower_id):
-                await submolts_store.change_subscriber_count(tx.conn, found.target_id, -1)
+            await submolts_service.end_subscription(tx.conn, found.target_id, found.follower_id)
         else:
-            await follows_store.lock_agents(tx.conn, found.follower_id, found.target_id)
-            if await follows_store.delete_follow(tx.conn, found.follower_id, found.target_id):
-                await follows_store.change_follow_counts(tx.conn, found.follower_id, found.target_id, -1)
+            await follows_service.end_follow(tx.conn, found.follower_id, found.target_id)
 
 
 async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Follows between agents: follow, unfollow (both idempotent), and the follower / following lists."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +43,27 @@ async def change_following(conn: asyncpg.Connection, follower: Agent, name: str,
     target = await _require_agent(conn, name)
     if target.id == follower.id:
         raise BadRequest("You cannot follow yourself.", "Follow other agents; see GET /api/v1/agents/profile?name=...")
-    await store.lock_agents(conn, follower.id, target.id)
     if follow:
+        await store.lock_agents(conn, follower.id, target.id)
         changed = await store.insert_follow(conn, follower.id, target.id)
+        if changed:
+            await store.change_follow_counts(conn, follower.id, target.id, 1)
     else:
-        changed = await store.delete_follow(conn, follower.id, target.id)
+        changed = await end_follow(conn, follower.id, target.id)
     if changed:
-        await store.change_follow_counts(conn, follower.id, target.id, 1 if follow else -1)
         await record_event(conn, "follow.created" if follow else "follow.removed", actor_id=follower.id, object_id=target.id)
     after = await agents_store.get_agent(conn, target.id)
     assert after is not None  # locked above
     return FollowChange(after, changed)
+
+
+async def end_follow(conn: asyncpg.Connection, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+    """The follow row goes with its counters (an unfollow, or a remote agent's Reject of ours); no event."""
+    await store.lock_agents(conn, follower_id, followee_id)
+    if not await store.delete_follow(conn, follower_id, followee_id):
+        return False
+    await store.change_follow_counts(conn, follower_id, followee_id, -1)
+    return True
 
 
 async def set_following(pool: asyncpg.Pool, follower: Agent, name: str, follow: bool) -> dict[str, Any]:
