@@ -102,8 +102,10 @@ class LNbitsServer:
 
     def package_parent(self) -> Path:
         out = subprocess.run(
-            [self.python, "-c", "import lnbits, os; print(os.path.dirname(os.path.dirname(lnbits.__file__)))"],
-            capture_output=True, text=True, timeout=120,
+            # find_spec, not import: importing lnbits writes ./data/.lnbits_auth_key into the working directory
+            [self.python, "-c", "import importlib.util as u, os; "
+             "print(os.path.dirname(os.path.dirname(u.find_spec('lnbits').origin)))"],
+            capture_output=True, text=True, timeout=120, cwd=self.workdir,
         )
         if out.returncode != 0:
             raise RuntimeError(f"{self.python} cannot import lnbits:\n{out.stderr[-2000:]}")
