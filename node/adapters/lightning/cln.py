@@ -15,22 +15,20 @@ import asyncio
 import itertools
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from ...platform.errors import Unprocessable
-from . import invoice as invoices
 from .base import BackendUnavailable, CreatedInvoice, InvoiceStatus, PaymentOutcome, UnknownInvoice
+from .common import after_no_answer, as_int, check_hash, check_invoice_request, hash_of, open_invoice, paid_invoice
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 16 * 1024 * 1024
 PAY_FAILED_CODES = {-32602, 201, 203, 205, 206, 207, 210}  # lightning-pay(7): the payment did not and will not happen
 WAIT_TIMED_OUT = 904  # waitanyinvoice: timeout reached
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 _ids = itertools.count(1)
 
 
@@ -77,11 +75,7 @@ class ClnBackend:
     # --- the interface ------------------------------------------------------------------------
 
     async def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> CreatedInvoice:
-        if isinstance(amount_msat, bool) or not isinstance(amount_msat, int) or amount_msat <= 0:
-            raise Unprocessable("the invoice amount must be a positive whole number of millisatoshis",
-                                f"got {amount_msat!r}")
-        if expiry_seconds <= 0:
-            raise Unprocessable("the invoice expiry must be positive", f"got {expiry_seconds} seconds")
+        check_invoice_request(amount_msat, expiry_seconds)
         params = {"amount_msat": amount_msat, "label": f"reef-{uuid.uuid4().hex}",
                   "description": memo or "", "expiry": expiry_seconds}
         try:
@@ -90,7 +84,8 @@ class ClnBackend:
             raise self._unavailable(str(exc)) from None
         except ClnRpcError as exc:
             if exc.code == -32602:
-                raise Unprocessable(f"Core Lightning refused the invoice: {exc.message}", "check amount and memo") from None
+                raise Unprocessable(f"Core Lightning refused the invoice: {exc.message}",
+                                    "check amount and memo") from None
             raise self._unavailable(f"Core Lightning refused to make an invoice ({exc.code}: {exc.message})") from None
         bolt11, payment_hash = result.get("bolt11"), result.get("payment_hash")
         expires_at = _time(result.get("expires_at"))
@@ -100,7 +95,7 @@ class ClnBackend:
         return CreatedInvoice(bolt11=bolt11, payment_hash=payment_hash, expires_at=expires_at)
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
-        payment_hash = _check_hash(payment_hash)
+        payment_hash = check_hash(payment_hash)
         result = await self._query("listinvoices", {"payment_hash": payment_hash})
         found = [i for i in _list(result, "invoices") if i.get("payment_hash") == payment_hash]
         if not found:
@@ -109,37 +104,32 @@ class ClnBackend:
         inv = found[-1]
         state = inv.get("status")
         if state == "paid":
-            received = _msat(inv.get("amount_received_msat", inv.get("amount_msat")))
-            return InvoiceStatus(state="paid", amount_msat=received,
-                                 paid_at=_time(inv.get("paid_at")) or datetime.now(timezone.utc))
+            return paid_invoice(_msat(inv.get("amount_received_msat", inv.get("amount_msat"))), _time(inv.get("paid_at")))
         if state == "expired":
             return InvoiceStatus(state="expired")
         if state == "unpaid":
-            expires = _time(inv.get("expires_at"))
-            if expires is not None and expires <= datetime.now(timezone.utc):
-                return InvoiceStatus(state="expired")
-            return InvoiceStatus(state="pending")
+            return open_invoice(_time(inv.get("expires_at")))
         raise self._unavailable(f"Core Lightning answered an invoice status it does not document: {state!r}")
 
     async def pay_invoice(self, bolt11: str, max_fee_msat: int) -> PaymentOutcome:
         params: dict[str, Any] = {"bolt11": bolt11, "maxfee": max(0, int(max_fee_msat))}
-        payment_hash = _hash_of(bolt11)
+        payment_hash = hash_of(bolt11)
         try:
             result = await self._rpc("pay", params, timeout=self._pay_timeout)
         except _NotSent as exc:
             raise self._unavailable(str(exc)) from None
         except _NoAnswer as exc:
-            return await self._after_no_answer(payment_hash, str(exc))
+            return await after_no_answer(self.payment_status, payment_hash, str(exc), log)
         except ClnRpcError as exc:
             return await self._after_error(payment_hash, exc)
         if not isinstance(result, dict):
-            return await self._after_no_answer(payment_hash, "Core Lightning answered pay with no object")
+            return await after_no_answer(self.payment_status, payment_hash, "CLN answered pay with no object", log)
         outcome = _pay_outcome(result)
         log.info("cln payment %s: %s", result.get("payment_hash"), outcome.state)
         return outcome
 
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
-        payment_hash = _check_hash(payment_hash)
+        payment_hash = check_hash(payment_hash)
         result = await self._query("listpays", {"payment_hash": payment_hash})
         pays = [p for p in _list(result, "pays") if p.get("payment_hash") == payment_hash]
         for wanted in ("complete", "pending"):
@@ -209,7 +199,7 @@ class ClnBackend:
         if error is not None:
             if not isinstance(error, dict):
                 raise ClnRpcError(method, -1, str(error))
-            raise ClnRpcError(method, _int(error.get("code"), -1), str(error.get("message", "")), error.get("data"))
+            raise ClnRpcError(method, as_int(error.get("code"), -1), str(error.get("message", "")), error.get("data"))
         if "result" not in answer:
             raise _NoAnswer(f"Core Lightning answered {method} without result or error")
         return answer["result"]
@@ -227,17 +217,6 @@ class ClnBackend:
             if outcome.state == "unknown" and exc.code not in PAY_FAILED_CODES:
                 log.warning("cln pay error %s without a record", exc.code)
         return PaymentOutcome(state="failed", reason=reason)
-
-    async def _after_no_answer(self, payment_hash: str | None, why: str) -> PaymentOutcome:
-        log.warning("cln payment %s: %s; looking it up", payment_hash, why)
-        if payment_hash is not None:
-            try:
-                outcome = await self.payment_status(payment_hash)
-            except BackendUnavailable:
-                outcome = PaymentOutcome(state="unknown")
-            if outcome.state != "unknown":
-                return outcome
-        return PaymentOutcome(state="pending", reason=f"{why}; the payment may be under way: ask payment_status later")
 
     def _unavailable(self, what: str) -> BackendUnavailable:
         log.warning("cln unavailable: %s", what)
@@ -292,20 +271,6 @@ def _pay_outcome(p: dict[str, Any]) -> PaymentOutcome:
     return PaymentOutcome(state="failed", reason=f"Core Lightning reports the payment {state or 'failed'}")
 
 
-def _hash_of(bolt11: str) -> str | None:
-    try:
-        return invoices.decode(bolt11).payment_hash
-    except Unprocessable:
-        return None
-
-
-def _check_hash(payment_hash: str) -> str:
-    h = (payment_hash or "").strip().lower()
-    if not _HASH.match(h):
-        raise Unprocessable("a payment hash is 64 hex characters", f"got {h[:80]!r}")
-    return h
-
-
 def _list(result: Any, key: str) -> list[dict[str, Any]]:
     items = result.get(key) if isinstance(result, dict) else None
     if not isinstance(items, list):
@@ -323,13 +288,6 @@ def _msat(value: Any, default: int = 0) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return default
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _time(value: Any) -> datetime | None:

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import ssl
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,12 +29,12 @@ from yarl import URL
 from ...platform.errors import Unprocessable
 from . import invoice as invoices
 from .base import BackendUnavailable, CreatedInvoice, InvoiceStatus, PaymentOutcome, UnknownInvoice
+from .common import after_no_answer, as_int, check_hash, check_invoice_request, hash_of, open_invoice, paid_invoice
 
 log = logging.getLogger(__name__)
 
 PRE_DISPATCH_CODES = {3, 7, 16}
 NOT_FOUND = 5
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _NotSent(Exception):
@@ -84,11 +83,7 @@ class LndBackend:
     # --- the interface ------------------------------------------------------------------------
 
     async def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> CreatedInvoice:
-        if isinstance(amount_msat, bool) or not isinstance(amount_msat, int) or amount_msat <= 0:
-            raise Unprocessable("the invoice amount must be a positive whole number of millisatoshis",
-                                f"got {amount_msat!r}")
-        if expiry_seconds <= 0:
-            raise Unprocessable("the invoice expiry must be positive", f"got {expiry_seconds} seconds")
+        check_invoice_request(amount_msat, expiry_seconds)
         body = {"value_msat": str(amount_msat), "memo": memo or "", "expiry": str(expiry_seconds)}
         try:
             answer = await self._json("POST", "/v1/invoices", body)
@@ -114,7 +109,7 @@ class LndBackend:
         return CreatedInvoice(bolt11=bolt11, payment_hash=r_hash, expires_at=decoded.expires_at)
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
-        payment_hash = _check_hash(payment_hash)
+        payment_hash = check_hash(payment_hash)
         try:
             inv = await self._json("GET", f"/v1/invoice/{payment_hash}")
         except (_NotSent, _NoAnswer) as exc:
@@ -128,40 +123,39 @@ class LndBackend:
             raise self._unavailable(f"lnd invoice lookup failed ({exc.code}: {exc.message})") from None
         state = inv.get("state")
         if state == "SETTLED":
-            return InvoiceStatus(state="paid", amount_msat=_int(inv.get("amt_paid_msat")),
-                                 paid_at=_time(inv.get("settle_date")) or datetime.now(timezone.utc))
+            return paid_invoice(as_int(inv.get("amt_paid_msat")), _time(inv.get("settle_date")))
         if state == "CANCELED":
             return InvoiceStatus(state="expired")
-        if state in ("OPEN", "ACCEPTED"):
-            created, expiry = _int(inv.get("creation_date")), _int(inv.get("expiry"))
-            if state == "OPEN" and created and expiry and created + expiry <= datetime.now(timezone.utc).timestamp():
-                return InvoiceStatus(state="expired")
+        if state == "ACCEPTED":  # a held HTLC: neither paid nor over
             return InvoiceStatus(state="pending")
+        if state == "OPEN":
+            created, expiry = as_int(inv.get("creation_date")), as_int(inv.get("expiry"))
+            return open_invoice(_time(created + expiry) if created and expiry else None)
         raise self._unavailable(f"lnd answered an invoice state it does not document: {state!r}")
 
     async def pay_invoice(self, bolt11: str, max_fee_msat: int) -> PaymentOutcome:
         body = {"payment_request": bolt11, "fee_limit_msat": str(max(0, int(max_fee_msat))),
                 "timeout_seconds": self._pay_seconds, "no_inflight_updates": True}
-        payment_hash = _hash_of(bolt11)
+        payment_hash = hash_of(bolt11)
         try:
             payment = await self._final_payment("POST", "/v2/router/send", body, timeout=self._pay_timeout)
         except _NotSent as exc:
             raise self._unavailable(str(exc)) from None
         except _NoAnswer as exc:
-            return await self._look_up(payment_hash, str(exc))
+            return await after_no_answer(self.payment_status, payment_hash, str(exc), log)
         except _LndError as exc:
             if _is_auth(exc):
                 raise self._key_refused(exc) from None
             if exc.code in PRE_DISPATCH_CODES:
                 return PaymentOutcome(state="failed", reason=f"lnd refused the payment: {exc.message}")
             # e.g. "invoice is already paid" (6), "payment is in transition": the tracked payment says
-            return await self._look_up(payment_hash, exc.message)
+            return await after_no_answer(self.payment_status, payment_hash, exc.message, log)
         outcome = _outcome(payment)
         log.info("lnd payment %s: %s", payment.get("payment_hash"), outcome.state)
         return outcome
 
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
-        payment_hash = _check_hash(payment_hash)
+        payment_hash = check_hash(payment_hash)
         encoded = base64.urlsafe_b64encode(bytes.fromhex(payment_hash)).decode()
         try:
             payment = await self._final_payment("GET", f"/v2/router/track/{encoded}?no_inflight_updates=true")
@@ -243,18 +237,6 @@ class LndBackend:
             raise _NoAnswer(f"lnd at {self._where} answered {status} with no payment")
         return last
 
-    async def _look_up(self, payment_hash: str | None, why: str) -> PaymentOutcome:
-        """After an ambiguous pay: the tracked payment's state, else "pending" (never "failed" on a guess)."""
-        log.warning("lnd payment %s: %s; tracking it", payment_hash, why)
-        if payment_hash is not None:
-            try:
-                outcome = await self.payment_status(payment_hash)
-            except BackendUnavailable:
-                outcome = PaymentOutcome(state="unknown")
-            if outcome.state != "unknown":
-                return outcome
-        return PaymentOutcome(state="pending", reason=f"{why}; the payment may be under way: ask payment_status later")
-
     def _key_refused(self, exc: _LndError) -> BackendUnavailable:
         return BackendUnavailable(
             f"lnd at {self._where} refused the node's macaroon ({exc.message})",
@@ -286,7 +268,7 @@ def _raise_error(status: int, answer: dict[str, Any]) -> None:
 def _outcome(payment: dict[str, Any]) -> PaymentOutcome:
     state = payment.get("status")
     if state == "SUCCEEDED":
-        return PaymentOutcome(state="succeeded", fee_msat=abs(_int(payment.get("fee_msat"))),
+        return PaymentOutcome(state="succeeded", fee_msat=abs(as_int(payment.get("fee_msat"))),
                               preimage=payment.get("payment_preimage") or None)
     if state == "FAILED":
         return PaymentOutcome(state="failed", reason=str(payment.get("failure_reason") or "FAILED"))
@@ -300,27 +282,6 @@ def _parse(raw: bytes) -> Any:
         return None
 
 
-def _hash_of(bolt11: str) -> str | None:
-    try:
-        return invoices.decode(bolt11).payment_hash
-    except Unprocessable:
-        return None
-
-
-def _check_hash(payment_hash: str) -> str:
-    h = (payment_hash or "").strip().lower()
-    if not _HASH.match(h):
-        raise Unprocessable("a payment hash is 64 hex characters", f"got {h[:80]!r}")
-    return h
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
 def _time(value: Any) -> datetime | None:
-    seconds = _int(value)
+    seconds = as_int(value)
     return datetime.fromtimestamp(seconds, timezone.utc) if seconds > 0 else None
