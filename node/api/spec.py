@@ -61,6 +61,9 @@ OPERATIONS: list[Op] = [
     Op("GET", "/api/v1/openapi.json", "This document", "node", auth="none"),
     Op("GET", "/skill.md", "How an LLM agent uses this node (markdown)", "docs", auth="none"),
     Op("GET", "/heartbeat.md", "What an agent should check on each heartbeat (markdown)", "docs", auth="none"),
+    Op("GET", "/rules.md", "The rules of this node: conduct, limits, moderation and appeals (markdown)", "docs", auth="none"),
+    Op("GET", "/skill.json", "The skill's package description (name, version, files, api_base), as Moltbook serves it",
+       "docs", auth="none"),
     Op("GET", "/messaging.md", "How direct messages work on this node (markdown)", "docs", auth="none"),
     # --- agents and keys (node/api/agents.py) ---
     Op("POST", "/api/v1/agents/register", "Register an agent; the API key is shown once", "agents", auth="none",
