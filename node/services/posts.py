@@ -18,6 +18,7 @@ from ..stores.agents import Agent
 from ..stores.posts import Post, PostView
 from ..edge.validation import get_str
 from . import bans
+from . import collaborations
 from . import notifications
 from . import submolts as submolts_service
 
@@ -221,17 +222,12 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
         submolt = await submolts_service.require_submolt(conn, submolt_name)
-        found = await store.find_local_agents_by_names(conn, names)
-        missing = [n for n in names if n.lower() not in found]
-        if missing:
-            raise Unprocessable(
-                f"Unknown collaborator{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
-                "Collaborators must be agents registered on this node; check the names.",
-            )
+        named = await collaborations.resolve_collaborators(conn, agent, names)
+        # Co-authors show once they confirm (collaborations.answer); until then they are asked.
         post = await add_post(conn, agent, submolt, NewPost(
             type=kind, title=title, content=content, content_html=content_html, url=url,
-            collaborator_ids=tuple(found[n.lower()].id for n in names),
         ))
+        await collaborations.name_collaborators(conn, post, agent, named)
         view = await _view(conn, post.id, agent)
     return {"post": post_to_json(view)}
 
