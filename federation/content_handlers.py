@@ -14,6 +14,7 @@ from node.services import posts as posts_service
 from node.services import removals
 from node.stores import submolts as submolts_store
 
+from . import attestations
 from . import content_store as cs
 from . import urls
 from .inbound import (
@@ -38,6 +39,9 @@ async def handle_create(ctx: Inbound, activity: dict[str, Any]) -> None:
     author_url = first_id(obj.get("attributedTo")) or first_id(activity.get("actor"))
     if author_url != first_id(activity.get("actor")):
         raise Permanent("the object of a Create must be attributed to its actor")
+    if attestations.is_attestation(obj):
+        await attestations.handle_attestation(ctx, activity, obj)
+        return
     if has_type(obj, "ChatMessage") or (has_type(obj, "Note") and _is_direct(ctx, obj)):
         await handle_direct_message(ctx, activity, obj)
         return
@@ -148,6 +152,9 @@ async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
     actor_url = first_id(activity.get("actor"))
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         raise Permanent("Update without an object")
+    if attestations.is_attestation(obj):
+        await attestations.handle_attestation(ctx, activity, obj)
+        return
     author = await remote_agent(ctx, actor_url)
     async with ctx.app[appkeys.POOL].acquire() as conn:
         content = await find_content(conn, ctx.cfg, obj["id"])

@@ -11,6 +11,7 @@ from node.services import submolts as submolts_service
 from node.services import votes as votes_service
 
 from . import actor_store, outbox, urls
+from . import attestations
 from . import content_store as cs
 from .content_handlers import handle_create, handle_delete, handle_undo_removal, ensure_content
 from .content_handlers import handle_update as handle_content_update
@@ -95,6 +96,9 @@ async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
     if isinstance(inner, dict) and first_id(inner.get("actor")) not in (None, actor_url):
         raise Permanent("an Undo may only undo its own actor's activity")
     inner_type = get_type(inner)
+    if inner_type == "Create" and isinstance(inner, dict) and attestations.is_attestation(inner.get("object")):
+        await attestations.handle_withdrawal(ctx, activity, inner)
+        return
     if inner_type == "Follow":
         target = first_id(inner.get("object"))  # type: ignore[union-attr]
         ref = urls.parse_local(ctx.cfg, target or "")

@@ -13,13 +13,14 @@ from ..edge.validation import query_choice
 from ..platform import appkeys
 from ..services import reputation as service
 from .feeds import paging_args
+from .names import resolve_agent_name
 
 
 async def attest(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
     return ok(await service.attest(
-        request.app[appkeys.POOL], request.app[appkeys.CONFIG].reputation, agent, request.match_info["name"], body
+        request.app[appkeys.POOL], request.app[appkeys.CONFIG].reputation, agent, await resolve_agent_name(request, request.match_info["name"]), body
     ))
 
 
