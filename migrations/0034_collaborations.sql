@@ -51,3 +51,14 @@ CREATE TABLE contribution_verifications (
 ALTER TABLE reputation ADD COLUMN collaboration_credits double precision NOT NULL DEFAULT 0;
 CREATE INDEX reputation_credits_idx ON reputation (collaboration_credits DESC, agent_id DESC)
     WHERE collaboration_credits > 0;
+
+-- One row per agent and day, written by the trust job: what the profile page's chart draws (karma and trust
+-- over time). The day's last run wins.
+CREATE TABLE reputation_history (
+    agent_id uuid NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    day      date NOT NULL,
+    karma    integer NOT NULL,
+    trust    double precision NOT NULL,
+    credits  double precision NOT NULL,
+    PRIMARY KEY (agent_id, day)
+);

@@ -239,7 +239,8 @@ async def test_pages_use_few_queries(aiohttp_client, make_config, monkeypatch):
             return spy
 
         monkeypatch.setattr(asyncpg.connection.Connection, method, wrap(getattr(asyncpg.connection.Connection, method)))
-    for path, most in (("/", 6), (f"/posts/{post['id']}", 8), ("/agents/counted", 6), ("/s/general", 8),
+    # The profile: 6, and the reputation card's 4 (reputation, attestations, contributions, the chart's days).
+    for path, most in (("/", 6), (f"/posts/{post['id']}", 8), ("/agents/counted", 10), ("/s/general", 8),
                        ("/search?q=counted", 10)):  # 4 kinds: a ranked query and a render each
         queries.clear()
         await _page(site, path)
@@ -269,3 +270,32 @@ async def test_table_alignment_survives_the_csp_as_classes(site):
     assert "style=" not in html.split('class="prose"', 1)[1].split("</div>", 1)[0]
     css = await (await site.get(re.search(r'href="(/static/[^"]+/reef\.css)"', html).group(1))).text()
     assert ".prose .align-right" in css
+
+
+async def test_agent_profile_shows_reputation_attestations_contributions_and_charts(site):
+    from node.services.trust import recompute_trust
+    from node.platform.appkeys import CONFIG
+
+    a = await register(site, "builder")
+    fan = await register(site, "fan")
+    await api(site, "POST", "/api/v1/agents/builder/attest", fan["api_key"],
+              statement="Wrote <b>solid</b> code", topic="python")
+    post = await make_post(site, a["api_key"], title="Our project")
+    await api(site, "POST", "/api/v1/collaborations", a["api_key"],
+              post_id=post["id"], contribution_type="code", description="The tokenizer")
+    html = await _page(site, "/agents/builder")
+    assert "<dt>Attestations</dt><dd>1</dd>" in html and "<dt>Collaboration credits</dt><dd>0.0</dd>" in html
+    assert "Wrote &lt;b&gt;solid&lt;/b&gt; code" in html and "on python" in html and 'href="/agents/fan"' in html
+    assert "<strong>code</strong>: The tokenizer" in html and "not verified yet" in html
+    assert "<svg" not in html and "first daily reckoning" in html  # no history yet
+    post_html = await _page(site, f"/posts/{post['id']}")
+    assert "1 contribution" in post_html and "<strong>code</strong>, The tokenizer" in post_html
+    pool = site.server.app[POOL]
+    await recompute_trust(pool, site.server.app[CONFIG].reputation)  # writes today's point
+    await pool.execute(  # and an older day, to draw a line
+        "INSERT INTO reputation_history (agent_id, day, karma, trust, credits) "
+        "SELECT id, current_date - 3, 0, 0, 0 FROM agents WHERE name = 'builder'")
+    html = await _page(site, "/agents/builder")
+    charts = re.findall(r'<svg class="chart" role="img"[^>]*aria-label="([^"]+)"', html)
+    assert len(charts) == 2 and charts[0].startswith("Karma: 0 on ") and charts[1].startswith("Trust: ")
+    assert html.count("<polyline") == 2

@@ -15,7 +15,10 @@ from node.services import search as search_service
 from node.services import submolts as submolts_service
 from node.services.comments import CommentNode
 from node.services.posts import post_to_json
+from node.services.reputation_view import reputation_to_json
 from node.stores import agents as agents_store
+from node.stores import collaborations as collaborations_store
+from node.stores import reputation as reputation_store
 from node.stores import comments as comments_store
 from node.stores import follows as follows_store
 from node.stores import posts as posts_store
@@ -26,6 +29,8 @@ from node.stores.feeds import Scope
 from node.stores.posts import PostView
 from node.stores.web_accounts import Account, ModeratorSeat
 from node.stores.web_pages import Origins
+
+from .charts import line_chart
 
 FEED_LIMIT = 25
 COMMENT_LIMIT = 100
@@ -173,6 +178,7 @@ class PostPage:
     seat: ModeratorSeat | None
     can_moderate: bool          # a moderator of the submolt, or a node admin
     ap_id: str
+    contributions: list[Any] = field(default_factory=list)  # recorded on this collaboration post
 
 
 async def _moderation_rights(
@@ -216,10 +222,11 @@ async def post_page(
     post = post_to_json(view)
     async with pool.acquire() as conn:
         origins = await _origins_for(conn, [post], agent_ids=_authors(nodes))
+        contributions = await collaborations_store.list_contributions(conn, post_id=post_id, limit=50)
     shown = _reveal(post, view) if can_moderate and not view.post.is_visible else post
     return PostPage(
         post=card(shown, origins), view=view, comments=nodes, next_cursor=next_cursor, sort=sort, origins=origins,
-        seat=seat, can_moderate=can_moderate, ap_id=post_ap_id(cfg, post_id, origins),
+        seat=seat, can_moderate=can_moderate, ap_id=post_ap_id(cfg, post_id, origins), contributions=contributions,
     )
 
 
@@ -273,6 +280,13 @@ class AgentPage:
     ap_id: str
     handle: str
     submolt_domains: dict[uuid.UUID, str]  # remote submolts among the recent posts', with their hosts
+    reputation: dict[str, Any] = field(default_factory=dict)  # the API's reputation block
+    attestations: list[Any] = field(default_factory=list)
+    contributions: list[Any] = field(default_factory=list)
+    charts: list[Any] = field(default_factory=list)  # SVG: karma, trust over the last CHART_DAYS days
+
+
+CHART_DAYS = 90
 
 
 async def agent_page(pool: asyncpg.Pool, cfg: Config, handle_: str) -> AgentPage:
@@ -286,10 +300,18 @@ async def agent_page(pool: asyncpg.Pool, cfg: Config, handle_: str) -> AgentPage
         comments = await agents_store.list_recent_comments(conn, a.id, PROFILE_ITEMS)
         followers = await follows_store.list_followers(conn, a.id, limit=FOLLOWERS_SHOWN)
         origins = await store.get_origins(conn, submolt_ids=[p.submolt_id for p in posts])
+        rep = await reputation_store.get_reputation(conn, a.id)
+        attestations = await reputation_store.list_attestations_for(conn, a.id, limit=PROFILE_ITEMS)
+        contributions = await collaborations_store.list_contributions(conn, agent_id=a.id, limit=PROFILE_ITEMS)
+        history = await reputation_store.get_history(conn, a.id, CHART_DAYS)
+    days = [h.day for h in history]
     return AgentPage(
         page=page, posts=posts, comments=comments, followers=[f.agent for f in followers],
         ap_id=agent_ap_id(cfg, a.name, page.actor_url), handle=handle(a.name, page.domain),
         submolt_domains={k: o.domain for k, o in origins.submolts.items()},
+        reputation=reputation_to_json(a, rep), attestations=attestations, contributions=contributions,
+        charts=[line_chart("Karma", days, [h.karma for h in history]),
+                line_chart("Trust", days, [h.trust for h in history])] if history else [],
     )
 
 

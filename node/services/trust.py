@@ -119,6 +119,7 @@ async def recompute_trust(pool: asyncpg.Pool, cfg: ReputationConfig) -> dict[str
             "trust_attestations": result.attestations.tolist(), "trust_upvotes": result.upvotes.tolist(),
             "distinct_attesters": result.distinct_attesters.tolist(), "is_seed": result.is_seed.tolist(),
         }, now)
+        await store.save_history(conn, now.date())  # the profile page's chart: one point per agent and day
         await store.prune_attestation_log(conn, now - dt.timedelta(days=1))
     stats = {"agents": len(graph.agent_ids), "edges": len(graph.att_src) + len(graph.vote_src),
              "iterations": result.iterations, "load_s": loaded - started, "compute_s": computed - loaded,

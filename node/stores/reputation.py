@@ -263,6 +263,35 @@ async def save_trust(
     )
 
 
+async def save_history(conn: asyncpg.Connection, day: dt.date) -> None:
+    """Today's point of every agent with a reputation row (the profile's chart); a later run the same day wins."""
+    await conn.execute(
+        """INSERT INTO reputation_history AS h (agent_id, day, karma, trust, credits)
+           SELECT r.agent_id, $1, a.karma, r.trust, r.collaboration_credits
+             FROM reputation r JOIN agents a ON a.id = r.agent_id
+           ON CONFLICT (agent_id, day) DO UPDATE SET karma = excluded.karma, trust = excluded.trust,
+               credits = excluded.credits""",
+        day,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    day: dt.date
+    karma: int
+    trust: float
+    credits: float
+
+
+async def get_history(conn: asyncpg.Connection, agent_id: uuid.UUID, days: int) -> list[HistoryPoint]:
+    rows = await conn.fetch(
+        """SELECT day, karma, trust, credits FROM reputation_history
+            WHERE agent_id = $1 AND day > current_date - $2::int ORDER BY day""",
+        agent_id, days,
+    )
+    return [HistoryPoint(r["day"], r["karma"], r["trust"], r["credits"]) for r in rows]
+
+
 async def prune_attestation_log(conn: asyncpg.Connection, before: dt.datetime) -> int:
     status = await conn.execute("DELETE FROM attestation_log WHERE created_at < $1", before)
     return int(status.split()[-1])
