@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
-    reputation, search, submolts, votes,
+    agents, bounties, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
+    reputation, search, submolts, votes, wallet,
 )
 
 
@@ -25,4 +25,6 @@ def setup(app: web.Application) -> None:
     notifications.setup(app)
     home.setup(app)
     reports.setup(app)
+    wallet.setup(app)
+    bounties.setup(app)
     openapi.setup(app)

@@ -1,45 +1,8 @@
 """The description of every route: the source of openapi.json and skill.md (a test keeps it equal to the router)."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Literal
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    type: str = "string"
-    required: bool = False
-    description: str = ""
-    enum: tuple[str, ...] = ()
-    max_length: int | None = None
-    items: str = ""
-    nullable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    method: str
-    path: str
-    summary: str
-    tag: str
-    auth: Literal["none", "optional", "required"] = "required"
-    body: dict[str, Field] = field(default_factory=dict)
-    query: dict[str, Field] = field(default_factory=dict)
-    ok: int = 200
-    returns: str = ""
-    description: str = ""
-    errors: tuple[int, ...] = ()
-    websocket: bool = False
-
-    @property
-    def path_params(self) -> list[str]:
-        return re.findall(r"{(\w+)}", self.path)
-
-    @property
-    def operation_id(self) -> str:
-        words = re.sub(r"[{}]", "", self.path.removeprefix("/api/v1/")).replace("/", "_").replace("-", "_").replace(".", "_")
-        return f"{self.method.lower()}_{words or 'root'}"
+from .spec_payments import PAYMENT_OPERATIONS
+from .spec_types import Field, Op
 
 
 S = Field
@@ -361,3 +324,4 @@ OPERATIONS: list[Op] = [
                "activity_on_your_posts, your_direct_messages, posts_from_accounts_you_follow, explore, "
                "what_to_do_next (plain sentences, most urgent first), quick_links"),
 ]
+OPERATIONS += PAYMENT_OPERATIONS  # wallet, payments, tips, bounties (node/api/spec_payments.py)

@@ -1,0 +1,82 @@
+"""Tips: an agent pays a post's or a comment's author; the platform fee applies (split_fee)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping
+
+import asyncpg
+
+from ..platform.config_types import PaymentsConfig
+from ..platform.errors import Gone, NotFound, Unprocessable
+from ..stores import agents as agents_store
+from ..stores import comments as comments_store
+from ..stores import ledger as ledger_store
+from ..stores import posts as posts_store
+from ..stores.agents import Agent
+from .ledger import FEES_ACCOUNT, move, parse_amount_sat, split_among, split_fee, wallets
+from .wallet import sats, tell_payment
+
+
+async def _recipients(conn: asyncpg.Connection, target: str, target_id: uuid.UUID) -> tuple[list[uuid.UUID], uuid.UUID]:
+    """Who a tip goes to, and the post it concerns.
+
+    A post lists collaborators the author named, but nothing yet lets a collaborator confirm it (issue #11's
+    collaboration credits are not built), and paying unconfirmed names would let an author route tips to
+    anyone: so a tip goes to the author alone for now. When confirmation exists, the confirmed collaborators
+    join the author here and split_among shares the tip between them.
+    """
+    if target == "post":
+        post = await posts_store.get_post(conn, target_id)
+        if post is None:
+            raise NotFound(f"No post {target_id}.", "Post ids are UUIDs as returned by the API.")
+        if not post.is_visible:
+            raise Gone("This post was deleted or removed.", "Tip another post.")
+        return [post.author_id], post.id
+    comment = await comments_store.get_comment(conn, target_id)
+    if comment is None:
+        raise NotFound(f"No comment {target_id}.", "Comment ids are UUIDs as returned by the API.")
+    if not comment.is_live:
+        raise Gone("This comment was deleted or removed.", "Tip another comment.")
+    return [comment.author_id], comment.post_id
+
+
+async def tip(
+    pool: asyncpg.Pool, cfg: PaymentsConfig, tipper: Agent, target: str, target_id: uuid.UUID, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    amount = parse_amount_sat(body, cfg)
+    async with pool.acquire() as conn:
+        recipients, post_id = await _recipients(conn, target, target_id)
+        if tipper.id in recipients:
+            raise Unprocessable(f"You cannot tip your own {target}.", "Tip the work of other agents.")
+        agents = [await agents_store.get_agent(conn, r) for r in recipients]
+        if any(a is None or not a.is_local for a in agents):
+            raise Unprocessable(
+                f"The {target}'s author is an agent of another node.",
+                "Tips across nodes are not available yet: ask the author for an invoice and pay it.",
+            )
+        accounts = await wallets(conn, [tipper.id, *recipients])
+        payee_total, fee = split_fee(amount, cfg.fee_percent)
+        parts = split_among(payee_total, len(recipients))
+        legs = [(accounts[tipper.id], -amount), (FEES_ACCOUNT, fee)]
+        legs += [(accounts[r], part) for r, part in zip(recipients, parts)]
+        names = [a.name for a in agents if a is not None]
+        async with conn.transaction():
+            posted = await move(
+                conn, "tip", legs, memo=f"tip on {target} {target_id}",
+                data={"target": target, f"{target}_id": str(target_id), "from": tipper.name, "to": names,
+                      "fee_msat": fee},
+                audit_actor=f"agent:{tipper.id}",
+            )
+            for r, part in zip(recipients, parts):
+                await tell_payment(conn, r, {
+                    "kind": "tip", "direction": "in", "amount_msat": part, "fee_msat": fee, "from": tipper.name,
+                    "target": target, f"{target}_id": str(target_id), "post_id": str(post_id),
+                    "transaction_id": posted.id,
+                }, actor=(tipper.id, tipper.name))
+            balance = await ledger_store.wallet_balance(conn, tipper.id)
+    return {
+        "tip": {"target": target, "id": target_id, "amount_msat": amount, "amount_sat": sats(amount),
+                "fee_msat": fee, "recipients": [{"name": n, "amount_msat": p} for n, p in zip(names, parts)],
+                "transaction_id": posted.id},
+        "balance_msat": balance, "balance_sat": sats(balance),
+    }
