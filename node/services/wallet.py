@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from ..adapters.lightning.base import BackendUnavailable, CreatedInvoice, LightningBackend
+from ..adapters.lightning.base import BackendUnavailable, CreatedInvoice, LightningBackend, UnknownInvoice
 from ..adapters.lightning.internal import create_internal_invoice
 from ..edge.cursors import cursor_int, decode_cursor, encode_cursor
 from ..edge.validation import get_str
@@ -207,6 +207,11 @@ async def check_pending_invoices(pool: asyncpg.Pool, cfg: PaymentsConfig, backen
         except BackendUnavailable as exc:
             log.warning("deposit watcher: backend unavailable: %s", exc.error)
             break
+        except UnknownInvoice:  # the backend lost it (a reset): keep asking until it has expired, then stop
+            if inv.expires_at <= dt.datetime.now(dt.timezone.utc):
+                async with pool.acquire() as conn:
+                    await store.mark_invoice_expired(conn, inv.id)
+            continue
         if status.state == "paid":
             credited += await credit_paid_invoice(pool, cfg, inv.payment_hash, status.amount_msat or inv.amount_msat)
         elif status.state == "expired":
