@@ -137,6 +137,9 @@ async def award(
             _check_open(bounty)
             escrow = await ledger_store.get_escrow_account(conn, bounty_id)
             assert escrow is not None
+            # Every account this award touches, locked at once in id order before the first movement: the
+            # movements below lock one pair at a time, which alone could deadlock with a transfer.
+            await ledger_store.lock_accounts(conn, [escrow, *accounts.values()])
             awarded = 0
             for cid, msat in plan:
                 payee, fee = split_fee(msat, cfg.fee_percent)
