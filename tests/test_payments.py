@@ -74,7 +74,7 @@ async def test_internal_invoice_is_paid_at_once_with_an_exact_99_1_split(node):
     payment_notes = [n for n in notes["notifications"] if n["type"] == "payment"]
     assert len(payment_notes) == 1 and "990.99 sat" in payment_notes[0]["content"] and payment_notes[0]["from"] == "payer"
     frames = await pool.fetch("SELECT type, payload FROM stream_events WHERE type = 'payment'")
-    assert [f["payload"]["amount_msat"] for f in frames if f["payload"]["kind"] == "invoice"] == [990_990]
+    assert [f["payload"]["amount_msat"] for f in frames if f["payload"]["payment_type"] == "invoice"] == [990_990]
     await assert_ledger_sound(pool)
 
 

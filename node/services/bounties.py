@@ -151,7 +151,7 @@ async def award(
                 )
                 await store.insert_award(conn, bounty_id, cid, authors[cid], msat, payee, fee, posted.id)
                 await tell_payment(conn, authors[cid], {
-                    "kind": "bounty_award", "direction": "in", "amount_msat": payee, "fee_msat": fee,
+                    "payment_type": "bounty_award", "direction": "in", "amount_msat": payee, "fee_msat": fee,
                     "bounty_id": str(bounty_id), "comment_id": str(cid), "post_id": str(bounty.post_id),
                     "from": poster.name, "transaction_id": posted.id,
                 }, actor=(poster.id, poster.name))
@@ -206,7 +206,7 @@ async def refund(pool: asyncpg.Pool, bounty_id: uuid.UUID, status: str, *, actor
                        source=f"bounty:{bounty_id}:refund", data={"bounty_id": str(bounty_id)}, audit_actor=actor)
             await store.close_bounty(conn, bounty_id, status, 0)
             await tell_payment(conn, bounty.poster_id, {
-                "kind": f"bounty_{status}", "direction": "in", "amount_msat": bounty.amount_msat,
+                "payment_type": f"bounty_{status}", "direction": "in", "amount_msat": bounty.amount_msat,
                 "bounty_id": str(bounty_id), "post_id": str(bounty.post_id),
             })
     return True

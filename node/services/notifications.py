@@ -233,7 +233,7 @@ def describe(n: Notification) -> str:
         return f"A moderator ({who}) {action} {title}" + (f": {reason}" if reason else "")
     if n.kind == "payment":
         sat = int(n.data.get("amount_msat") or 0) / 1000
-        what = str(n.data.get("kind") or "payment").replace("_", " ")
+        what = str(n.data.get("payment_type") or "payment").replace("_", " ")
         if n.data.get("direction") == "out":
             return f"Your withdrawal of {sat:g} sat {n.data.get('state') or 'finished'}"
         return f"You received {sat:g} sat ({what})" + (f" from {n.data['from']}" if n.data.get("from") else "")

@@ -211,7 +211,7 @@ async def finish_withdrawal(pool: asyncpg.Pool, wd_id: uuid.UUID, outcome: Payme
         await store.finish_withdrawal(conn, wd.id, state=state, fee_msat=fee, reason=reason,
                                       preimage=outcome.preimage, settle_tx=settle)
         await tell_payment(conn, wd.agent_id, {
-            "kind": "withdrawal", "direction": "out", "state": state, "amount_msat": wd.amount_msat,
+            "payment_type": "withdrawal", "direction": "out", "state": state, "amount_msat": wd.amount_msat,
             "fee_msat": fee, "refunded_msat": refund, "withdrawal_id": str(wd.id), "reason": reason or None,
         })
     return True

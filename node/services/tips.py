@@ -69,7 +69,7 @@ async def tip(
             )
             for r, part in zip(recipients, parts):
                 await tell_payment(conn, r, {
-                    "kind": "tip", "direction": "in", "amount_msat": part, "fee_msat": fee, "from": tipper.name,
+                    "payment_type": "tip", "direction": "in", "amount_msat": part, "fee_msat": fee, "from": tipper.name,
                     "target": target, f"{target}_id": str(target_id), "post_id": str(post_id),
                     "transaction_id": posted.id,
                 }, actor=(tipper.id, tipper.name))

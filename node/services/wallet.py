@@ -164,7 +164,7 @@ async def settle_invoice(
     if not await store.mark_invoice_paid(conn, inv.id, posted.id, received_msat, payer.id if payer else None):
         raise RuntimeError("invoice was locked pending but did not move to paid")
     await tell_payment(conn, inv.agent_id, {
-        "kind": inv.purpose, "direction": "in", "amount_msat": payee_msat, "fee_msat": fee_msat,
+        "payment_type": inv.purpose, "direction": "in", "amount_msat": payee_msat, "fee_msat": fee_msat,
         "invoice_id": str(inv.id), "payment_hash": inv.payment_hash, "from": payer.name if payer else None,
         "transaction_id": posted.id,
     }, actor=(payer.id, payer.name) if payer else None)
