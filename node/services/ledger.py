@@ -10,7 +10,6 @@ import asyncpg
 
 from ..platform.config_types import PaymentsConfig
 from ..platform.errors import ReefError, Unprocessable
-from ..stores import agents as agents_store
 from ..stores import ledger as store
 from ..stores.ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, Posted
 
@@ -110,12 +109,9 @@ async def move(
                 "your balance. Nothing was moved.",
                 extra={"balance_msat": held.balance_msat, "needed_msat": -msat},
             )
-    posted = await store.post_transaction(conn, kind, entries, source=source, memo=memo, data=data)
-    await agents_store.insert_audit(
-        conn, audit_actor, f"payment.{kind}", f"ledger:{posted.id}",
-        {"entries": [[a, m] for a, m in entries], **({"source": source} if source else {}), **(data or {})},
-    )
-    return posted
+    details = {"entries": [[a, m] for a, m in entries], **({"source": source} if source else {}), **(data or {})}
+    return await store.post_transaction(conn, kind, entries, source=source, memo=memo, data=data,
+                                        audit=(audit_actor, details))
 
 
 def split_among(amount_msat: int, shares: int) -> list[int]:

@@ -20,10 +20,10 @@ from ..platform.config_types import PaymentsConfig
 from ..platform.errors import Conflict, Unprocessable
 from ..stores import ledger as ledger_store
 from ..stores import payments as store
-from ..stores.agents import Agent
+from ..stores.agents import Agent, get_agent
 from ..stores.payments import Invoice, Withdrawal
 from .ledger import CLEARING_ACCOUNT, check_amount_msat, max_routing_fee_msat, move, wallets
-from .wallet import sats, settle_invoice, tell_payment
+from .wallet import Receipts, sats, settle_invoice, tell_payment
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +69,27 @@ async def pay_internal(pool: asyncpg.Pool, cfg: PaymentsConfig, payer: Agent, in
     if inv.purpose == "deposit":
         raise Unprocessable("This invoice is a deposit into another agent's wallet.",
                             "Pay invoices made with POST /api/v1/agents/{name}/invoice.")
+    receipts = Receipts()
     async with pool.acquire() as conn:
         accounts = await wallets(conn, [payer.id, inv.agent_id])
+        payee = await get_agent(conn, inv.agent_id)
         async with conn.transaction():
-            current = await store.get_invoice_by_hash(conn, inv.payment_hash)
+            current = await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
             if current is not None and current.state == "pending" and current.expires_at <= dt.datetime.now(dt.timezone.utc):
                 raise InvalidInvoice("The invoice has expired.", "Ask the payee for a new invoice.")
-            settled = await settle_invoice(conn, cfg, inv, from_account=accounts[payer.id],
-                                           received_msat=inv.amount_msat, payer=payer)
+            settled = None if current is None else await settle_invoice(
+                conn, cfg, current, from_account=accounts[payer.id], received_msat=current.amount_msat,
+                receipts=receipts, payer=payer, payee_account=accounts[inv.agent_id], locked=True)
             if settled is None:
                 raise Conflict("This invoice was already paid." if current and current.state == "paid"
                                else "This invoice can no longer be paid.", "Ask the payee for a new invoice.")
-            balance = await ledger_store.wallet_balance(conn, payer.id)
+        await receipts.publish(conn)
+    balance = settled.balances[accounts[payer.id]]
     return {"payment": payment_json(
         kind="internal", state="succeeded", invoice_id=inv.id, payment_hash=inv.payment_hash,
-        amount_msat=inv.amount_msat, to=await _name(pool, inv.agent_id), transaction_id=settled.transaction_id,
+        amount_msat=inv.amount_msat, to=payee.handle if payee else None, transaction_id=settled.transaction_id,
         payee_msat=settled.payee_msat, fee_msat=settled.fee_msat,
     ), "balance_msat": balance, "balance_sat": sats(balance)}
-
-
-async def _name(pool: asyncpg.Pool, agent_id: uuid.UUID) -> str | None:
-    from ..stores.agents import get_agent
-
-    async with pool.acquire() as conn:
-        agent = await get_agent(conn, agent_id)
-    return agent.handle if agent else None
 
 
 def _require_backend(backend: LightningBackend) -> None:

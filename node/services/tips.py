@@ -10,11 +10,10 @@ from ..platform.config_types import PaymentsConfig
 from ..platform.errors import Gone, NotFound, Unprocessable
 from ..stores import agents as agents_store
 from ..stores import comments as comments_store
-from ..stores import ledger as ledger_store
 from ..stores import posts as posts_store
 from ..stores.agents import Agent
 from .ledger import FEES_ACCOUNT, move, parse_amount_sat, split_among, split_fee, wallets
-from .wallet import sats, tell_payment
+from .wallet import Receipts, sats
 
 
 async def _recipients(conn: asyncpg.Connection, target: str, target_id: uuid.UUID) -> tuple[list[uuid.UUID], uuid.UUID]:
@@ -60,6 +59,7 @@ async def tip(
         legs = [(accounts[tipper.id], -amount), (FEES_ACCOUNT, fee)]
         legs += [(accounts[r], part) for r, part in zip(recipients, parts)]
         names = [a.name for a in agents if a is not None]
+        receipts = Receipts()
         async with conn.transaction():
             posted = await move(
                 conn, "tip", legs, memo=f"tip on {target} {target_id}",
@@ -68,12 +68,13 @@ async def tip(
                 audit_actor=f"agent:{tipper.id}",
             )
             for r, part in zip(recipients, parts):
-                await tell_payment(conn, r, {
+                await receipts.add(conn, r, {
                     "payment_type": "tip", "direction": "in", "amount_msat": part, "fee_msat": fee, "from": tipper.name,
                     "target": target, f"{target}_id": str(target_id), "post_id": str(post_id),
                     "transaction_id": posted.id,
                 }, actor=(tipper.id, tipper.name))
-            balance = await ledger_store.wallet_balance(conn, tipper.id)
+        await receipts.publish(conn)
+    balance = posted.balances[accounts[tipper.id]]
     return {
         "tip": {"target": target, "id": target_id, "amount_msat": amount, "amount_sat": sats(amount),
                 "fee_msat": fee, "recipients": [{"name": n, "amount_msat": p} for n, p in zip(names, parts)],

@@ -137,21 +137,22 @@ class Settled:
     transaction_id: int
     payee_msat: int
     fee_msat: int
+    balances: dict[int, int]  # new balances by account id
 
 
 async def settle_invoice(
     conn: asyncpg.Connection, cfg: PaymentsConfig, inv: Invoice, *, from_account: int, received_msat: int,
-    payer: Agent | None = None,
+    receipts: Receipts, payer: Agent | None = None, payee_account: int | None = None, locked: bool = False,
 ) -> Settled | None:
     """Credit a paid invoice, once, inside the caller's transaction: flip it pending -> paid and post the
     movement (from the clearing account when Lightning paid it, from the payer's wallet when an agent of this
     node did). A deposit credits the whole amount; an invoice payable to an agent pays the platform fee.
     None: it was not pending (already credited, or expired); nothing moved."""
-    locked = await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
-    if locked is None or locked.state != "pending":
+    current = inv if locked else await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
+    if current is None or current.state != "pending":
         return None
     payee_msat, fee_msat = (received_msat, 0) if inv.purpose == "deposit" else split_fee(received_msat, cfg.fee_percent)
-    wallet = await ledger_store.wallet_account_id(conn, inv.agent_id)
+    wallet = payee_account or await ledger_store.wallet_account_id(conn, inv.agent_id)
     if wallet is None:
         raise RuntimeError("settle_invoice: the payee's wallet must exist (ledger.wallets) before the transaction")
     legs = [(from_account, -received_msat), (wallet, payee_msat), (FEES_ACCOUNT, fee_msat)]
@@ -163,23 +164,42 @@ async def settle_invoice(
     )
     if not await store.mark_invoice_paid(conn, inv.id, posted.id, received_msat, payer.id if payer else None):
         raise RuntimeError("invoice was locked pending but did not move to paid")
-    await tell_payment(conn, inv.agent_id, {
+    await receipts.add(conn, inv.agent_id, {
         "payment_type": inv.purpose, "direction": "in", "amount_msat": payee_msat, "fee_msat": fee_msat,
         "invoice_id": str(inv.id), "payment_hash": inv.payment_hash, "from": payer.name if payer else None,
         "transaction_id": posted.id,
     }, actor=(payer.id, payer.name) if payer else None)
-    return Settled(posted.id, payee_msat, fee_msat)
+    return Settled(posted.id, payee_msat, fee_msat, posted.balances)
+
+
+class Receipts:
+    """`payment` notifications and stream frames, written inside a money transaction; the stream is told
+    (pg_notify) by publish() after the commit. NOTIFY inside the transaction would take PostgreSQL's global
+    notify lock at commit while the payment's row locks are still held, and serialise every payment."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[list[tuple[uuid.UUID, int]], dict[str, Any]]] = []
+
+    async def add(self, conn: asyncpg.Connection, agent_id: uuid.UUID, payload: dict[str, Any],
+                  *, actor: tuple[uuid.UUID, str] | None = None) -> None:
+        payload = {**payload, "timestamp": iso(dt.datetime.now(dt.timezone.utc))}
+        await notifications.notify(conn, agent_id, "payment", actor=actor, data=payload, push=False)
+        self.items.append((await stream_store.insert_events(conn, [agent_id], "payment", payload), payload))
+
+    async def publish(self, conn: asyncpg.Connection) -> None:
+        """Call after the commit, outside a transaction; nothing is told of a rollback."""
+        for deliveries, payload in self.items:
+            await notifications.pg_publish(conn, deliveries, "payment", payload)
+        self.items = []
 
 
 async def tell_payment(
     conn: asyncpg.Connection, agent_id: uuid.UUID, payload: dict[str, Any], *, actor: tuple[uuid.UUID, str] | None = None
 ) -> None:
-    """A `payment` notification and a `payment` frame on the agent's stream, both sent only if the transaction
-    commits (pg_notify is delivered at commit)."""
-    payload = {**payload, "timestamp": iso(dt.datetime.now(dt.timezone.utc))}
-    await notifications.notify(conn, agent_id, "payment", actor=actor, data=payload)
-    deliveries = await stream_store.insert_events(conn, [agent_id], "payment", payload)
-    await notifications.pg_publish(conn, deliveries, "payment", payload)
+    """A `payment` notification and frame, told at commit (for the rarer movements: withdrawals, bounties)."""
+    receipts = Receipts()
+    await receipts.add(conn, agent_id, payload, actor=actor)
+    await receipts.publish(conn)  # inside the caller's transaction: pg_notify is delivered at its commit
 
 
 async def credit_paid_invoice(pool: asyncpg.Pool, cfg: PaymentsConfig, payment_hash: str, received_msat: int) -> bool:
@@ -190,8 +210,12 @@ async def credit_paid_invoice(pool: asyncpg.Pool, cfg: PaymentsConfig, payment_h
         if inv is None:
             raise BadRequest(f"No invoice with payment hash {payment_hash[:16]}… on this node.", "")
         await wallets(conn, [inv.agent_id])
+        receipts = Receipts()
         async with conn.transaction():
-            return await settle_invoice(conn, cfg, inv, from_account=CLEARING_ACCOUNT, received_msat=received_msat) is not None
+            settled = await settle_invoice(conn, cfg, inv, from_account=CLEARING_ACCOUNT, received_msat=received_msat,
+                                           receipts=receipts)
+        await receipts.publish(conn)
+        return settled is not None
 
 
 async def check_pending_invoices(pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, batch: int = 200) -> int:

@@ -25,6 +25,7 @@ class Account:
 class Posted:
     id: int
     created_at: dt.datetime
+    balances: dict[int, int]  # the new balance of each account that keeps one on its row
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,21 @@ async def wallet_accounts(conn: asyncpg.Connection, agent_ids: Iterable[uuid.UUI
     """The wallet account id of each agent, created if missing. Call outside the money transaction: the
     insert takes no lock that the transaction's ordered row locks could deadlock with."""
     ids = sorted(set(agent_ids))
-    await conn.execute(
-        """INSERT INTO ledger_accounts (kind, agent_id, balance_msat)
-           SELECT 'wallet', a, 0 FROM unnest($1::uuid[]) AS a ON CONFLICT (agent_id) DO NOTHING""",
-        ids,
-    )
-    rows = await conn.fetch("SELECT agent_id, id FROM ledger_accounts WHERE agent_id = ANY($1::uuid[])", ids)
-    return {r["agent_id"]: r["id"] for r in rows}
+    found: dict[uuid.UUID, int] = {}
+    for _ in range(3):  # an account another transaction inserts at the same moment shows on the next try
+        rows = await conn.fetch(
+            """WITH ins AS (
+                   INSERT INTO ledger_accounts (kind, agent_id, balance_msat)
+                   SELECT 'wallet', a, 0 FROM unnest($1::uuid[]) AS a ON CONFLICT (agent_id) DO NOTHING
+                   RETURNING agent_id, id)
+               SELECT agent_id, id FROM ins
+               UNION ALL SELECT agent_id, id FROM ledger_accounts WHERE agent_id = ANY($1::uuid[])""",
+            ids,
+        )
+        found = {r["agent_id"]: r["id"] for r in rows}
+        if len(found) == len(ids):
+            break
+    return found
 
 
 async def insert_escrow_account(conn: asyncpg.Connection, bounty_id: uuid.UUID) -> int:
@@ -81,11 +90,12 @@ async def post_transaction(
     source: str | None = None,
     memo: str = "",
     data: dict[str, Any] | None = None,
+    audit: tuple[str, dict[str, Any]] | None = None,
 ) -> Posted:
-    """Insert one transaction with its entries (account id, msat; one per account) and move the balances kept
-    on account rows. The caller holds the row locks (lock_accounts) and checked the balances; the CHECK on
-    balance_msat and the deferred zero-sum trigger are the backstops. A repeated source raises
-    asyncpg.UniqueViolationError."""
+    """Insert one transaction with its entries (account id, msat; one per account), move the balances kept
+    on account rows and write the audit entry (actor, details), in one statement. The caller holds the row
+    locks (lock_accounts) and checked the balances; the CHECK on balance_msat and the deferred zero-sum
+    trigger are the backstops. A repeated source raises asyncpg.UniqueViolationError."""
     accounts = [a for a, _ in entries]
     amounts = [m for _, m in entries]
     row = await conn.fetchrow(
@@ -98,11 +108,17 @@ async def post_transaction(
            upd AS (
                UPDATE ledger_accounts AS acc SET balance_msat = acc.balance_msat + d.m
                  FROM unnest($5::bigint[], $6::bigint[]) AS d(a, m)
-                WHERE acc.id = d.a AND acc.balance_msat IS NOT NULL)
-           SELECT id, created_at FROM tx""",
-        kind, source, memo, data or {}, accounts, amounts,
+                WHERE acc.id = d.a AND acc.balance_msat IS NOT NULL
+            RETURNING acc.id, acc.balance_msat),
+           aud AS (
+               INSERT INTO audit_log (actor, action, target, details)
+               SELECT $7::text, 'payment.' || $1, 'ledger:' || tx.id, $8::jsonb FROM tx WHERE $7::text IS NOT NULL)
+           SELECT tx.id, tx.created_at, (SELECT coalesce(jsonb_object_agg(upd.id, upd.balance_msat), '{}')
+                                          FROM upd) AS balances
+             FROM tx""",
+        kind, source, memo, data or {}, accounts, amounts, audit[0] if audit else None, audit[1] if audit else None,
     )
-    return Posted(row["id"], row["created_at"])
+    return Posted(row["id"], row["created_at"], {int(k): int(v) for k, v in row["balances"].items()})
 
 
 async def balance_of(conn: asyncpg.Connection, account_id: int) -> int:
