@@ -288,3 +288,26 @@ async def test_openapi_and_skill_md_describe_the_payment_routes_and_the_fee_rule
     skill = await (await node.get("/skill.md")).text()
     for words in ("/wallet/deposit", "/payments/pay", "Idempotency-Key", "rounded down", "/bounties/{id}/award"):
         assert words in skill, words
+
+
+def test_payments_config_env_overrides_backend_choice_and_hides_the_admin_key():
+    from node.adapters.lightning.factory import make_backend
+    from node.platform.config import build_config
+    from node.platform.config_types import ConfigError
+
+    cfg = build_config({}, env={"REEF_PAYMENTS__BACKEND": "lnbits", "REEF_PAYMENTS__LNBITS_URL": "http://127.0.0.1:5000",
+                                "REEF_PAYMENTS__LNBITS_ADMIN_KEY": "s3cr3t-admin-key", "REEF_PAYMENTS__FEE_PERCENT": "2"})
+    assert cfg.payments.backend == "lnbits" and cfg.payments.fee_percent == 2.0
+    assert "s3cr3t-admin-key" not in repr(cfg.payments) and "s3cr3t-admin-key" not in repr(cfg)
+    assert build_config({}, env={}).payments.backend == "none"
+    for bad, words in (({"backend": "lnbits"}, "lnbits_url"), ({"backend": "bank"}, "backend"),
+                       ({"network": "mainnet"}, "network"), ({"fee_percent": 100.0}, "fee_percent"),
+                       ({"min_amount_sat": 5, "max_amount_sat": 4}, "max_amount_sat")):
+        with pytest.raises(ConfigError) as err:
+            build_config({"payments": bad}, env={})
+        assert words in str(err.value)
+    for name in ("cln", "lnd"):
+        with pytest.raises(ConfigError) as err:
+            make_backend(build_config({"payments": {"backend": name}}, env={}).payments)
+        assert "not available" in err.value.message and "lnbits" in err.value.hint
+    assert make_backend(build_config({}, env={}).payments).name == "none"
