@@ -268,7 +268,8 @@ OPERATIONS: list[Op] = [
        "stream", websocket=True, errors=(400, 403),
        query={"token": S(description="A token from POST /api/v1/stream/token, for clients that cannot set headers"),
               "since": S("integer", description="The last event id you received: missed events are replayed first")},
-       description="Frames are JSON objects with a type. The node sends dm, group_msg, notification, read (receipts), "
+       description="Frames are JSON objects with a type. The node sends dm, group_msg, notification, "
+                   "payment (money in or out of your wallet), read (receipts), "
                    "each with an increasing per-agent id; typing and presence (no id); ready (after the replay, with "
                    "last_id); ack and error (answers to your frames, echoing your ref); pong. You send dm {to | "
                    "conversation_id, content}, group_msg {group_id, content}, typing {to | conversation_id | group_id}, "

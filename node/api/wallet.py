@@ -73,9 +73,11 @@ async def _pay(agent: Agent, body: dict[str, Any], request: web.Request) -> tupl
 
 
 async def agent_invoice(request: web.Request) -> web.Response:
-    """Issuing an invoice moves no money: no Idempotency-Key or payment limit needed."""
+    """Issuing an invoice moves no money (no Idempotency-Key), but it may ask the backend: the payment limit applies."""
     agent = require_agent(request)
-    status, data = await _invoice(agent, await read_json(request), request)
+    body = await read_json(request)
+    async with action_limit(request.app, request.app[appkeys.CONFIG], agent, "payment"):
+        status, data = await _invoice(agent, body, request)
     return ok(data, status=status)
 
 

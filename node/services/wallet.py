@@ -71,7 +71,7 @@ async def list_transactions(pool: asyncpg.Pool, agent: Agent, *, limit: int, cur
     return {
         "transactions": [{
             "id": r.transaction_id, "kind": r.kind, "amount_msat": r.amount_msat,
-            "amount_sat": r.amount_msat / MSAT_PER_SAT, "direction": "in" if r.amount_msat > 0 else "out",
+            "amount_sat": int(r.amount_msat / MSAT_PER_SAT), "direction": "in" if r.amount_msat > 0 else "out",
             "memo": r.memo, "details": r.data, "created_at": r.created_at,
         } for r in rows],
         "next_cursor": encode_cursor({"t": rows[-1].transaction_id}) if has_more and rows else None,
