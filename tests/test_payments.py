@@ -311,3 +311,30 @@ def test_payments_config_env_overrides_backend_choice_and_hides_the_admin_key():
             make_backend(build_config({"payments": {"backend": name}}, env={}).payments)
         assert "not available" in err.value.message and "lnbits" in err.value.hint
     assert make_backend(build_config({}, env={}).payments).name == "none"
+
+
+async def test_the_database_refuses_unbalanced_negative_or_edited_ledger_rows(node):
+    import asyncpg
+
+    pool, cfg = node.server.app[POOL], node.server.app[CONFIG].payments
+    agent, _ = await create_agent(pool, "holder")
+    await fund(pool, cfg, agent, 10)
+    await wallet_service.create_agent_invoice(pool, cfg, ScriptedBackend(), "holder", {"amount_sat": 10})
+    async with pool.acquire() as conn:
+        wallet = await conn.fetchval("SELECT id FROM ledger_accounts WHERE agent_id = $1", agent.id)
+        with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
+            async with conn.transaction():  # the deferred trigger fires at commit
+                tx = await conn.fetchval("INSERT INTO ledger_transactions (kind) VALUES ('bad') RETURNING id")
+                await conn.execute("INSERT INTO ledger_entries (transaction_id, account_id, amount_msat) "
+                                   "VALUES ($1, $2, 5), ($1, 1, -4)", tx, wallet)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE ledger_accounts SET balance_msat = -1 WHERE id = $1", wallet)
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await conn.execute("UPDATE ledger_entries SET amount_msat = amount_msat * 2")
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await conn.execute("DELETE FROM ledger_transactions")
+        with pytest.raises(asyncpg.UniqueViolationError):  # a paid invoice cannot be credited a second time
+            tx = await conn.fetchval("SELECT transaction_id FROM payment_invoices WHERE state = 'paid' LIMIT 1")
+            await conn.execute("UPDATE payment_invoices SET state = 'paid', transaction_id = $1 WHERE state = 'pending'", tx)
+    assert await balance(pool, agent) == 10_000
+    await assert_ledger_sound(pool)
