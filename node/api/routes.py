@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, bounties, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
-    reputation, search, submolts, votes, wallet,
+    agents, bounties, comments, feeds, follows, groups, health, home, lnurl, messages, notifications, openapi, posts,
+    reports, reputation, search, submolts, votes, wallet,
 )
 
 
@@ -27,4 +27,5 @@ def setup(app: web.Application) -> None:
     reports.setup(app)
     wallet.setup(app)
     bounties.setup(app)
+    lnurl.setup(app)
     openapi.setup(app)

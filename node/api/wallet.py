@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..edge.http import ok, read_json, require_agent
 from ..edge.idempotency import idempotent
+from ..adapters.lightning.lnurl import address_fetcher
 from ..edge.ratelimit.actions import action_limit
 from ..platform import appkeys
 from ..services import bounties as bounties_service
@@ -69,7 +70,8 @@ async def _invoice(agent: Agent, body: dict[str, Any], request: web.Request) -> 
 
 
 async def _pay(agent: Agent, body: dict[str, Any], request: web.Request) -> tuple[int, dict[str, Any]]:
-    return await payments_service.pay(*_deps(request), agent, body)
+    return await payments_service.pay(*_deps(request), agent, body, fetcher=address_fetcher(request.app),
+                                      https=request.app[appkeys.CONFIG].node.https)
 
 
 async def agent_invoice(request: web.Request) -> web.Response:

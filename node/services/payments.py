@@ -15,6 +15,7 @@ import asyncpg
 
 from ..adapters.lightning.base import BackendUnavailable, LightningBackend, PaymentOutcome, PaymentsDisabled
 from ..adapters.lightning.invoice import DecodedInvoice, InvalidInvoice, decode
+from ..adapters.lightning.lnurl import AddressUnreachable, Fetcher, invoice_for_address
 from ..edge.validation import get_str
 from ..platform.config_types import PaymentsConfig
 from ..platform.errors import Conflict, Unprocessable
@@ -22,18 +23,13 @@ from ..stores import ledger as ledger_store
 from ..stores import payments as store
 from ..stores.agents import Agent, get_agent
 from ..stores.payments import Invoice, Withdrawal
-from .ledger import CLEARING_ACCOUNT, check_amount_msat, max_routing_fee_msat, move, wallets
+from .ledger import CLEARING_ACCOUNT, check_amount_msat, max_routing_fee_msat, move, parse_amount_sat, wallets
 from .wallet import Receipts, sats, settle_invoice, tell_payment
 
 log = logging.getLogger(__name__)
 
 
 def _decode(body: Mapping[str, Any], cfg: PaymentsConfig) -> DecodedInvoice:
-    if body.get("to") is not None and body.get("bolt11") is None:
-        raise Unprocessable(
-            "Paying a Lightning Address (to: name@host) is not available on this node yet.",
-            "Ask the payee for an invoice (POST /api/v1/agents/{name}/invoice on their node) and send it as bolt11.",
-        )
     text = get_str(body, "bolt11", required=True, max_len=4096) or ""
     inv = decode(text, network=cfg.network)
     if inv.amount_msat is None:
@@ -51,10 +47,23 @@ def payment_json(**fields: Any) -> dict[str, Any]:
 
 
 async def pay(
-    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, payer: Agent, body: Mapping[str, Any]
+    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, payer: Agent, body: Mapping[str, Any],
+    *, fetcher: Fetcher | None = None, https: bool = True,
 ) -> tuple[int, dict[str, Any]]:
-    """POST /payments/pay: (status, answer). This node's invoices settle internally; others go out."""
-    decoded = _decode(body, cfg)
+    """POST /payments/pay: (status, answer). This node's invoices settle internally; others go out. With
+    {to: name@host, amount_sat} the invoice comes from the address's LNURL-pay server first (this node's own
+    addresses too, which then settle internally)."""
+    if body.get("to") is not None and body.get("bolt11") is None:
+        amount = parse_amount_sat(body, cfg)
+        if fetcher is None:
+            raise Unprocessable("Lightning Addresses cannot be paid from here.", "Send bolt11 instead.")
+        bolt11 = await invoice_for_address(fetcher, body["to"], amount, https=https)
+        decoded = _decode({"bolt11": bolt11}, cfg)
+        if decoded.amount_msat != amount:
+            raise AddressUnreachable(f"{body['to']} answered an invoice for another amount ({decoded.amount_msat} msat).",
+                                     "Nothing was paid; the payee's server is at fault.")
+    else:
+        decoded = _decode(body, cfg)
     async with pool.acquire() as conn:
         local = await store.get_invoice_by_hash(conn, decoded.payment_hash)
     if local is not None:
