@@ -307,10 +307,18 @@ def test_payments_config_env_overrides_backend_choice_and_hides_the_admin_key():
         with pytest.raises(ConfigError) as err:
             build_config({"payments": bad}, env={})
         assert words in str(err.value)
-    for name in ("cln", "lnd"):
+    for bad in ({"backend": "cln"}, {"backend": "lnd", "lnd_rest_url": "https://127.0.0.1:8080"}):
+        with pytest.raises(ConfigError):
+            build_config({"payments": bad}, env={})
+    import importlib.util
+
+    cln = build_config({"payments": {"backend": "cln", "cln_rpc_path": "/nonexistent/lightning-rpc"}}, env={})
+    if importlib.util.find_spec("node.adapters.lightning.cln") is None:  # this branch; main has ClnBackend
         with pytest.raises(ConfigError) as err:
-            make_backend(build_config({"payments": {"backend": name}}, env={}).payments)
+            make_backend(cln.payments)
         assert "not available" in err.value.message and "lnbits" in err.value.hint
+    else:
+        assert make_backend(cln.payments).name == "cln"
     assert make_backend(build_config({}, env={}).payments).name == "none"
 
 

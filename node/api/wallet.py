@@ -101,7 +101,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_every(cfg.bounty_check_seconds, "bounty expiry",
                                      lambda: bounties_service.refund_expired(pool)))]
-    tasks.append(loop.create_task(_every(3600, "idempotency keys",
+    tasks.append(loop.create_task(_every(3600, "idempotency keys and expired internal invoices",
                                          lambda: wallet_service.prune_idempotency(pool, cfg))))
     if backend.name != "none":
         tasks.append(loop.create_task(_every(cfg.deposit_poll_seconds, "deposit watcher",

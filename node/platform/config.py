@@ -213,6 +213,13 @@ def _validate_payments(pay: PaymentsConfig) -> None:
                 f"Invalid value for [payments] {key}: it must be positive.",
                 f"Set {key} to a number above 0 (default {getattr(PaymentsConfig(), key)}).",
             )
+    if pay.backend == "cln" and not pay.cln_rpc_path:
+        raise ConfigError('[payments] backend = "cln" needs cln_rpc_path.',
+                          "Give the path of lightningd's socket, e.g. cln_rpc_path = \"/home/ln/.lightning/bitcoin/lightning-rpc\".")
+    if pay.backend == "lnd" and not (pay.lnd_rest_url and pay.lnd_macaroon_path):
+        raise ConfigError('[payments] backend = "lnd" needs lnd_rest_url and lnd_macaroon_path.',
+                          'e.g. lnd_rest_url = "https://127.0.0.1:8080" and the path of admin.macaroon; '
+                          "lnd_tls_cert_path for its self-signed tls.cert.")
     if pay.backend == "lnbits":
         url = urllib.parse.urlsplit(pay.lnbits_url) if pay.lnbits_url else None
         if url is None or url.scheme not in ("http", "https") or not url.hostname or not pay.lnbits_admin_key:

@@ -245,6 +245,8 @@ async def check_pending_invoices(pool: asyncpg.Pool, cfg: PaymentsConfig, backen
 
 
 async def prune_idempotency(pool: asyncpg.Pool, cfg: PaymentsConfig) -> int:
-    """Idempotency keys are kept [payments] idempotency_hours; a repeat after that runs again."""
+    """Idempotency keys are kept [payments] idempotency_hours; a repeat after that runs again. Internal
+    invoices past their expiry are marked expired in the same hourly pass (paying them was refused already)."""
     async with pool.acquire() as conn:
+        await store.expire_internal_invoices(conn)
         return await idempotency_store.prune_keys(conn, cfg.idempotency_hours)
