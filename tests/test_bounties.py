@@ -53,6 +53,8 @@ async def test_bounty_escrow_then_award_to_one_comment(node, scene):
     assert await balance(pool, scene["asker"]) == 10_000_000 - 3_333_000
     post = await call(node, "GET", f"/api/v1/posts/{scene['post']}")
     assert [b["id"] for b in post["post"]["bounties"]] == [bounty["id"]]
+    page = await (await node.get(f"/posts/{scene['post']}")).text()
+    assert "Bounties" in page and "3333 sat</span> open, offered by asker" in page
 
     done = await call(node, "POST", f"/api/v1/bounties/{bounty['id']}/award", json={"comment_id": str(scene["ca"])},
                       headers=key)
@@ -60,6 +62,8 @@ async def test_bounty_escrow_then_award_to_one_comment(node, scene):
     assert [(w["agent"], w["payee_msat"], w["fee_msat"]) for w in done["bounty"]["awards"]] == [
         ("answerer_a", 3_299_670, 33_330)]
     assert await balance(pool, scene["a"]) == 3_299_670 and await fees(pool) == 33_330
+    page = await (await node.get(f"/posts/{scene['post']}")).text()
+    assert "awarded, offered by asker" in page and "3299 sat to answerer_a" in page
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT balance_msat FROM ledger_accounts WHERE bounty_id = $1",
                                    uuid.UUID(bounty["id"])) == 0
