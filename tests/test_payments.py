@@ -347,3 +347,16 @@ async def test_the_database_refuses_unbalanced_negative_or_edited_ledger_rows(no
             await conn.execute("UPDATE payment_invoices SET state = 'paid', transaction_id = $1 WHERE state = 'pending'", tx)
     assert await balance(pool, agent) == 10_000
     await assert_ledger_sound(pool)
+
+
+def test_check_config_does_not_print_the_lnbits_admin_key(monkeypatch, capsys, tmp_path):
+    from node.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"REEF_PAYMENTS__BACKEND": "lnbits", "REEF_PAYMENTS__LNBITS_URL": "http://127.0.0.1:5000",
+                        "REEF_PAYMENTS__LNBITS_ADMIN_KEY": "s3cr3t-admin-key"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "[payments]" in out and "backend = 'lnbits'" in out
+    assert "s3cr3t-admin-key" not in out and "lnbits_admin_key = '<set>'" in out
