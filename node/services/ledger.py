@@ -11,7 +11,7 @@ import asyncpg
 from ..platform.config_types import PaymentsConfig
 from ..platform.errors import ReefError, Unprocessable
 from ..stores import ledger as store
-from ..stores.ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, Posted
+from ..stores.ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, Account, Posted
 
 __all__ = ["CLEARING_ACCOUNT", "FEES_ACCOUNT", "InsufficientFunds", "move", "parse_amount_sat", "split_fee"]
 
@@ -88,17 +88,22 @@ async def move(
     memo: str = "",
     data: dict[str, Any] | None = None,
     audit_actor: str = "system",
+    locked: dict[int, Account] | None = None,
+    settles: tuple[uuid.UUID, int, uuid.UUID | None] | None = None,
 ) -> Posted:
     """Post one balanced movement inside the caller's transaction: legs are (account id, msat, + in / - out).
     Locks the accounts that keep a balance in id order, refuses (402) a debit the account cannot cover, and
-    writes an audit entry. Raises ValueError for legs that do not sum to 0 (a bug, never the client's)."""
+    writes an audit entry. `locked`: the caller already holds these accounts' locks (taken in id order, with
+    every account of the legs that keeps a balance); `settles`: see stores.ledger.post_transaction. Raises
+    ValueError for legs that do not sum to 0 (a bug, never the client's)."""
     merged: dict[int, int] = {}
     for account, msat in legs:
         merged[account] = merged.get(account, 0) + msat
     entries = [(a, m) for a, m in sorted(merged.items()) if m != 0]
     if sum(m for _, m in entries) != 0 or len(entries) < 2:
         raise ValueError(f"unbalanced movement {kind}: {entries}")
-    locked = await store.lock_accounts(conn, [a for a, _ in entries])
+    if locked is None:
+        locked = await store.lock_accounts(conn, [a for a, _ in entries])
     for account, msat in entries:
         held = locked.get(account)
         if msat < 0 and held is not None and (held.balance_msat or 0) + msat < 0:
@@ -111,7 +116,7 @@ async def move(
             )
     details = {"entries": [[a, m] for a, m in entries], **({"source": source} if source else {}), **(data or {})}
     return await store.post_transaction(conn, kind, entries, source=source, memo=memo, data=data,
-                                        audit=(audit_actor, details))
+                                        audit=(audit_actor, details), settles=settles)
 
 
 def split_among(amount_msat: int, shares: int) -> list[int]:

@@ -21,7 +21,7 @@ from ..platform.config_types import PaymentsConfig
 from ..platform.errors import Conflict, Unprocessable
 from ..stores import ledger as ledger_store
 from ..stores import payments as store
-from ..stores.agents import Agent, get_agent
+from ..stores.agents import Agent
 from ..stores.payments import Invoice, Withdrawal
 from .ledger import CLEARING_ACCOUNT, check_amount_msat, max_routing_fee_msat, move, parse_amount_sat, wallets
 from .wallet import Receipts, sats, settle_invoice, tell_payment
@@ -80,23 +80,33 @@ async def pay_internal(pool: asyncpg.Pool, cfg: PaymentsConfig, payer: Agent, in
                             "Pay invoices made with POST /api/v1/agents/{name}/invoice.")
     receipts = Receipts()
     async with pool.acquire() as conn:
-        accounts = await wallets(conn, [payer.id, inv.agent_id])
-        payee = await get_agent(conn, inv.agent_id)
-        async with conn.transaction():
-            current = await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
-            if current is not None and current.state == "pending" and current.expires_at <= dt.datetime.now(dt.timezone.utc):
-                raise InvalidInvoice("The invoice has expired.", "Ask the payee for a new invoice.")
-            settled = None if current is None else await settle_invoice(
-                conn, cfg, current, from_account=accounts[payer.id], received_msat=current.amount_msat,
-                receipts=receipts, payer=payer, payee_account=accounts[inv.agent_id], locked=True)
-            if settled is None:
-                raise Conflict("This invoice was already paid." if current and current.state == "paid"
-                               else "This invoice can no longer be paid.", "Ask the payee for a new invoice.")
+        for _ in range(2):
+            async with conn.transaction():
+                current = await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
+                if current is not None and current.state == "pending" and current.expires_at <= dt.datetime.now(dt.timezone.utc):
+                    raise InvalidInvoice("The invoice has expired.", "Ask the payee for a new invoice.")
+                # The two wallets, locked in id order; missing on a first payment: made outside, then again.
+                held = await ledger_store.lock_wallets(conn, [payer.id, inv.agent_id])
+                if len(held) == 2 and current is not None:
+                    accounts = {agent: account.id for agent, account in held.items()}
+                    settled = await settle_invoice(
+                        conn, cfg, current, from_account=accounts[payer.id], received_msat=current.amount_msat,
+                        receipts=receipts, payer=payer, payee_account=accounts[inv.agent_id], locked=True,
+                        accounts={account.id: account for account in held.values()})
+                    if settled is None:
+                        raise Conflict("This invoice was already paid." if current.state == "paid"
+                                       else "This invoice can no longer be paid.", "Ask the payee for a new invoice.")
+                    break
+                if current is None:
+                    raise Conflict("This invoice can no longer be paid.", "Ask the payee for a new invoice.")
+            await wallets(conn, [payer.id, inv.agent_id])
+        else:
+            raise RuntimeError("wallet accounts could not be made")
         await receipts.publish(conn)
     balance = settled.balances[accounts[payer.id]]
     return {"payment": payment_json(
         kind="internal", state="succeeded", invoice_id=inv.id, payment_hash=inv.payment_hash,
-        amount_msat=inv.amount_msat, to=payee.handle if payee else None, transaction_id=settled.transaction_id,
+        amount_msat=inv.amount_msat, to=current.agent_name, transaction_id=settled.transaction_id,
         payee_msat=settled.payee_msat, fee_msat=settled.fee_msat,
     ), "balance_msat": balance, "balance_sat": sats(balance)}
 

@@ -22,6 +22,7 @@ from ..stores import ledger as ledger_store
 from ..stores import payments as store
 from ..stores import stream as stream_store
 from ..stores.agents import Agent
+from ..stores.ledger import Account
 from ..stores.payments import Invoice
 from . import notifications
 from .events import iso
@@ -143,10 +144,12 @@ class Settled:
 async def settle_invoice(
     conn: asyncpg.Connection, cfg: PaymentsConfig, inv: Invoice, *, from_account: int, received_msat: int,
     receipts: Receipts, payer: Agent | None = None, payee_account: int | None = None, locked: bool = False,
+    accounts: dict[int, Account] | None = None,
 ) -> Settled | None:
     """Credit a paid invoice, once, inside the caller's transaction: flip it pending -> paid and post the
     movement (from the clearing account when Lightning paid it, from the payer's wallet when an agent of this
     node did). A deposit credits the whole amount; an invoice payable to an agent pays the platform fee.
+    locked: the caller holds the invoice's lock; accounts: the wallet locks it holds (see ledger.move).
     None: it was not pending (already credited, or expired); nothing moved."""
     current = inv if locked else await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
     if current is None or current.state != "pending":
@@ -160,9 +163,10 @@ async def settle_invoice(
         conn, inv.purpose, legs, source=f"invoice:{inv.payment_hash}", memo=inv.memo,
         data={"invoice_id": str(inv.id), "payee_msat": payee_msat, "fee_msat": fee_msat,
               **({"payer": payer.name} if payer else {"via": "lightning"})},
-        audit_actor=f"agent:{payer.id}" if payer else "lightning",
+        audit_actor=f"agent:{payer.id}" if payer else "lightning", locked=accounts,
+        settles=(inv.id, received_msat, payer.id if payer else None),
     )
-    if not await store.mark_invoice_paid(conn, inv.id, posted.id, received_msat, payer.id if payer else None):
+    if not posted.settled:
         raise RuntimeError("invoice was locked pending but did not move to paid")
     await receipts.add(conn, inv.agent_id, {
         "payment_type": inv.purpose, "direction": "in", "amount_msat": payee_msat, "fee_msat": fee_msat,

@@ -26,6 +26,7 @@ class Posted:
     id: int
     created_at: dt.datetime
     balances: dict[int, int]  # the new balance of each account that keeps one on its row
+    settled: bool = False  # post_transaction(settles=...): the invoice moved pending -> paid
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,16 @@ async def get_escrow_account(conn: asyncpg.Connection, bounty_id: uuid.UUID) -> 
     return await conn.fetchval("SELECT id FROM ledger_accounts WHERE bounty_id = $1", bounty_id)
 
 
+async def lock_wallets(conn: asyncpg.Connection, agent_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Account]:
+    """lock_accounts for the wallets of these agents (id order); agents without a wallet are missing."""
+    rows = await conn.fetch(
+        """SELECT id, kind, agent_id, bounty_id, balance_msat FROM ledger_accounts
+            WHERE agent_id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+        sorted(set(agent_ids)),
+    )
+    return {r["agent_id"]: Account(**dict(r)) for r in rows}
+
+
 async def lock_accounts(conn: asyncpg.Connection, account_ids: Iterable[int]) -> dict[int, Account]:
     """Lock the accounts that keep a balance, in id order (every movement locks in this order, so two
     movements over the same accounts cannot deadlock); the system accounts are not locked."""
@@ -91,11 +102,15 @@ async def post_transaction(
     memo: str = "",
     data: dict[str, Any] | None = None,
     audit: tuple[str, dict[str, Any]] | None = None,
+    settles: tuple[uuid.UUID, int, uuid.UUID | None] | None = None,
 ) -> Posted:
     """Insert one transaction with its entries (account id, msat; one per account), move the balances kept
     on account rows and write the audit entry (actor, details), in one statement. The caller holds the row
     locks (lock_accounts) and checked the balances; the CHECK on balance_msat and the deferred zero-sum
-    trigger are the backstops. A repeated source raises asyncpg.UniqueViolationError."""
+    trigger are the backstops. A repeated source raises asyncpg.UniqueViolationError.
+
+    settles = (invoice id, msat received, paying agent or None): the same statement flips that invoice
+    pending -> paid with this transaction (Posted.settled says whether it did)."""
     accounts = [a for a, _ in entries]
     amounts = [m for _, m in entries]
     row = await conn.fetchrow(
@@ -112,13 +127,19 @@ async def post_transaction(
             RETURNING acc.id, acc.balance_msat),
            aud AS (
                INSERT INTO audit_log (actor, action, target, details)
-               SELECT $7::text, 'payment.' || $1, 'ledger:' || tx.id, $8::jsonb FROM tx WHERE $7::text IS NOT NULL)
+               SELECT $7::text, 'payment.' || $1, 'ledger:' || tx.id, $8::jsonb FROM tx WHERE $7::text IS NOT NULL),
+           inv AS (
+               UPDATE payment_invoices AS i SET state = 'paid', paid_at = now(), transaction_id = tx.id,
+                      received_msat = $10, paid_by = $11
+                 FROM tx WHERE i.id = $9::uuid AND i.state = 'pending' RETURNING i.id)
            SELECT tx.id, tx.created_at, (SELECT coalesce(jsonb_object_agg(upd.id, upd.balance_msat), '{}')
-                                          FROM upd) AS balances
+                                          FROM upd) AS balances, (SELECT count(*) FROM inv) AS settled
              FROM tx""",
         kind, source, memo, data or {}, accounts, amounts, audit[0] if audit else None, audit[1] if audit else None,
+        *(settles if settles else (None, None, None)),
     )
-    return Posted(row["id"], row["created_at"], {int(k): int(v) for k, v in row["balances"].items()})
+    return Posted(row["id"], row["created_at"], {int(k): int(v) for k, v in row["balances"].items()},
+                  bool(row["settled"]))
 
 
 async def balance_of(conn: asyncpg.Connection, account_id: int) -> int:

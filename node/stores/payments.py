@@ -25,6 +25,7 @@ class Invoice:
     paid_by: uuid.UUID | None
     received_msat: int | None
     transaction_id: int | None
+    agent_name: str  # the payee's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,8 @@ class Withdrawal:
     updated_at: dt.datetime
 
 
-_INV = ", ".join(Invoice.__slots__)  # type: ignore[attr-defined]
+_INV = ", ".join(c for c in Invoice.__slots__ if c != "agent_name") + (  # type: ignore[attr-defined]
+    ", (SELECT a.name FROM agents a WHERE a.id = payment_invoices.agent_id) AS agent_name")
 _WD = ", ".join(Withdrawal.__slots__)  # type: ignore[attr-defined]
 
 
@@ -67,19 +69,6 @@ async def get_invoice_by_hash(conn: asyncpg.Connection, payment_hash: str, *, lo
         payment_hash.lower(),
     )
     return Invoice(**dict(row)) if row else None
-
-
-async def mark_invoice_paid(
-    conn: asyncpg.Connection, invoice_id: uuid.UUID, transaction_id: int, received_msat: int, paid_by: uuid.UUID | None
-) -> bool:
-    """pending -> paid, once: False when it was not pending any more."""
-    done = await conn.fetchval(
-        """UPDATE payment_invoices SET state = 'paid', paid_at = now(), transaction_id = $2, received_msat = $3,
-                  paid_by = $4
-            WHERE id = $1 AND state = 'pending' RETURNING true""",
-        invoice_id, transaction_id, received_msat, paid_by,
-    )
-    return bool(done)
 
 
 async def mark_invoice_expired(conn: asyncpg.Connection, invoice_id: uuid.UUID) -> bool:
