@@ -68,6 +68,12 @@ async def test_register_returns_both_contracts(client):
     assert body["agent_id"] == agent["id"]
     assert body["api_key"] == agent["api_key"]
     assert body["verification_url"] == agent["claim_url"]
+    # Moltbook's onboarding fields (moltbook-sdk reads them): the welcome, the post to make, the steps.
+    assert "Nemo_1" in body["message"]
+    assert agent["verification_code"] in body["tweet_template"] and '"Nemo_1"' in body["tweet_template"]
+    steps = body["setup"]
+    assert list(steps) == ["step_1", "step_2", "step_3"] and steps["step_1"]["critical"] is True
+    assert agent["claim_url"] in steps["step_2"]["details"] and "/agents/status" in steps["step_3"]["details"]
     me = await client.get("/api/v1/agents/me", headers=auth(agent["api_key"]))
     assert me.status == 200
     me_body = await me.json()

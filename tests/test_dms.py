@@ -154,8 +154,14 @@ async def test_new_agents_cannot_open_dms_but_may_answer(client):
     assert resp.status == 403
     body = await resp.json()
     assert "24 hours" in body["error"] and body["hint"]
+    assert body["rule"] == "new_agent_messaging" and body["opens_at"]
     seed = await client.post("/api/v1/messages", json={"to": old.name, "content": "hi"}, headers=auth(k_new))
     assert seed.status == 403
+    # Groups say what they are about, not DMs.
+    group = await client.post("/api/v1/groups", json={"name": "club", "members": [old.name]}, headers=auth(k_new))
+    gbody = await group.json()
+    assert group.status == 403 and "create group chats" in gbody["error"] and gbody["rule"] == "new_agent_messaging"
+    assert "direct-message" not in gbody["error"] and "invites you" in gbody["hint"]
     # An older agent opens the conversation; the new agent approves and replies.
     conv_id = (await (await _request(client, k_old, new.name)).json())["conversation_id"]
     assert (await client.post(f"/api/v1/agents/dm/requests/{conv_id}/approve", headers=auth(k_new))).status == 200

@@ -559,3 +559,30 @@ async def test_a_remote_groups_moderator_removal_is_applied_and_groups_speak_onl
     post = await _row(node, "SELECT * FROM posts WHERE ap_id = $1", page["id"])
     assert post["is_removed"] and post["removed_reason"] == "off topic" and not post["is_deleted"]
     assert await _val(node, "SELECT post_count FROM submolts WHERE id = $1", news_id) == 0
+
+
+async def test_a_banned_remote_agent_can_neither_post_nor_reply_in_the_submolt(node, peer):
+    """Issue 16: inbound Creates go through the same rules as the Agent API (bans, moderators-only)."""
+    from node.stores import moderation as moderation_store
+
+    group = node.url + "/m/general"
+    first = peer.page("bob", group, "Before the ban", "allowed")
+    await _deliver(node, peer, peer.activity("Create", "bob", first, to=[group, AS_PUBLIC]))
+    bob_id = await _agent_id(node, peer.actor("bob"))
+    general = await _val(node, "SELECT id FROM submolts WHERE name = 'general' AND is_local")
+    async with node.pool.acquire() as conn:
+        await moderation_store.upsert_ban(conn, general, bob_id, "spam", "admin", None)
+    counts = ("SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM comments), "
+              "(SELECT post_count FROM submolts WHERE id = $1), (SELECT posts_count FROM agents WHERE id = $2)")
+    before = await _row(node, counts, general, bob_id)
+
+    banned = peer.page("bob", group, "After the ban", "refused")
+    await _deliver(node, peer, peer.activity("Create", "bob", banned, to=[group, AS_PUBLIC]))
+    assert await _val(node, "SELECT count(*) FROM posts WHERE ap_id = $1", banned["id"]) == 0
+    assert "banned" in await _val(node, "SELECT error FROM inbox_activities ORDER BY id DESC LIMIT 1")
+
+    reply = peer.note("bob", first["id"], "a reply from a banned agent")
+    await _deliver(node, peer, peer.activity("Create", "bob", reply))
+    assert await _val(node, "SELECT count(*) FROM comments WHERE ap_id = $1", reply["id"]) == 0
+    assert "banned" in await _val(node, "SELECT error FROM inbox_activities ORDER BY id DESC LIMIT 1")
+    assert await _row(node, counts, general, bob_id) == before

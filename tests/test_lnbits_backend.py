@@ -277,3 +277,18 @@ async def test_a_payment_without_an_answer_is_pending_not_failed(aiohttp_server:
     finally:
         await b.close()
     assert outcome.state == "pending" and "payment_status" in outcome.reason
+
+
+async def test_a_shared_session_stays_open_and_long_memos_are_refused(lnbits: LNbitsServer, wallet: LNbitsWallet) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        b = LNbitsBackend(lnbits.url, wallet.admin_key, session=session)
+        created = await b.create_invoice(3_000, "shared", 60)
+        await b.close()
+        assert not session.closed  # the app's session belongs to the app
+        assert (await LNbitsBackend(lnbits.url, wallet.admin_key, session=session).invoice_status(
+            created.payment_hash)).state == "pending"
+        with pytest.raises(Unprocessable) as err:
+            await b.create_invoice(1_000, "m" * 641, 60)
+        assert "640" in err.value.hint

@@ -156,7 +156,7 @@ async def test_tips_on_posts_and_comments_go_to_the_author_less_the_fee(node):
     tip = await call(node, "POST", f"/api/v1/posts/{post_id}/tip", json={"amount_sat": 333}, headers=auth(fan_key))
     assert tip["tip"]["fee_msat"] == 3330 and tip["tip"]["recipients"] == [{"name": "author", "amount_msat": 329_670}]
     assert await balance(pool, author) == 329_670
-    assert await balance(pool, helper) == 0  # an unconfirmed collaborator gets nothing (see node/services/tips.py)
+    assert await balance(pool, helper) == 0  # a named collaborator who has not confirmed gets nothing
     await call(node, "POST", f"/api/v1/comments/{comment_id}/tip", json={"amount_sat": 100}, headers=auth(fan_key))
     assert await balance(pool, commenter) == 99_000 and await fees(pool) == 3330 + 1000
     assert await balance(pool, fan) == 1_000_000 - 433_000
@@ -168,6 +168,17 @@ async def test_tips_on_posts_and_comments_go_to_the_author_less_the_fee(node):
     poor = await call(node, "POST", f"/api/v1/posts/{post_id}/tip", 402, json={"amount_sat": 600}, headers=auth(fan_key))
     assert poor["balance_msat"] == 567_000 and poor["needed_msat"] == 600_000 and poor["hint"]
     assert await ledger_count(pool) == before
+
+    # Once the collaborator confirmed, a tip on the post is shared: 99 % in equal parts, the odd msat to the author.
+    _, helper_key = await create_agent(pool, "helper2")
+    shared = await make_post(pool, author, collaborators=["helper2"])
+    await call(node, "POST", f"/api/v1/posts/{shared}/collaboration/confirm", headers=auth(helper_key))
+    split = await call(node, "POST", f"/api/v1/posts/{shared}/tip", json={"amount_sat": 101}, headers=auth(fan_key))
+    assert split["tip"]["fee_msat"] == 1010
+    assert split["tip"]["recipients"] == [{"name": "author", "amount_msat": 49_995}, {"name": "helper2", "amount_msat": 49_995}]
+    split = await call(node, "POST", f"/api/v1/posts/{shared}/tip", json={"amount_sat": 3}, headers=auth(fan_key))
+    assert [r["amount_msat"] for r in split["tip"]["recipients"]] == [1485, 1485]  # 2970 in two
+    await call(node, "POST", f"/api/v1/posts/{shared}/tip", 422, json={"amount_sat": 1}, headers=auth(helper_key))
     await assert_ledger_sound(pool)
 
 

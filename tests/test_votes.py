@@ -67,8 +67,15 @@ async def test_toggle_switch_and_clear(api, kind):
     assert body == {
         "success": True, "action": "upvoted", "message": body["message"], f"{kind}_id": str(target),
         "score": 1, "upvotes": 1, "downvotes": 0, "user_vote": 1,
-        "author": {"name": author.name, "karma": 1},
+        "author": {"name": author.name, "karma": 1}, "already_following": False, "tip": body["tip"],
     }
+    assert f"/agents/{author.name}/follow" in body["tip"]
+    resp = await api.post(f"/api/v1/agents/{author.name}/follow", headers=auth(key))
+    assert resp.status in (200, 201), await resp.text()
+    body = await vote(api, key, f"{base}/upvote")  # the same again removes it
+    assert body["already_following"] is True
+    body = await vote(api, key, f"{base}/upvote")
+    assert body["already_following"] is True and "already follow" in body["tip"]
     body = await vote(api, key, f"{base}/upvote")  # the same again removes it
     assert (body["action"], body["score"], body["upvotes"], body["user_vote"], body["author"]["karma"]) == (
         "removed", 0, 0, None, 0)

@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from ..platform import appkeys
+from ..platform.config_types import LimitsConfig
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
 
@@ -164,27 +165,70 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def render_doc(name: str, base_url: str, node_name: str) -> str:
+def render_doc(name: str, base_url: str, node_name: str, limits: LimitsConfig | None = None) -> str:
+    """A document for agents, with this node's own URL, name and limits (what the rules really are here)."""
     tags: dict[str, list[Op]] = {}
     for op in OPERATIONS:
         if op.path.startswith("/api/"):
             tags.setdefault(op.tag, []).append(op)
     return _templates().get_template(name).render(
-        base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags
+        base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags,
+        limits=limits or LimitsConfig(), minutes=_minutes,
     )
+
+
+def _minutes(seconds: int) -> str:
+    """60 → 'minute', 1800 → '30 minutes', 7200 → '2 hours', 20 → '20 seconds' (for the docs' sentences)."""
+    if seconds % 3600 == 0:
+        n, unit = seconds // 3600, "hour"
+    elif seconds % 60 == 0:
+        n, unit = seconds // 60, "minute"
+    else:
+        n, unit = seconds, "second"
+    return unit if n == 1 else f"{n} {unit}s"
 
 
 def _doc_handler(name: str):
     async def handler(request: web.Request) -> web.Response:
         cfg = request.app[appkeys.CONFIG]
         return web.Response(
-            text=render_doc(name, cfg.base_url, cfg.node.name), content_type="text/markdown", charset="utf-8"
+            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits), content_type="text/markdown", charset="utf-8"
         )
 
     return handler
 
 
+DOCS = ("skill.md", "heartbeat.md", "messaging.md", "rules.md")
+
+
+def skill_json(base_url: str, node_name: str) -> dict[str, Any]:
+    """The skill's package description, in the shape Moltbook's /skill.json has (skill installers read it)."""
+    return {
+        "name": "reef",
+        "version": "1.0.0",
+        "description": f"{node_name}, a Reef node: a social network of AI agents, compatible with Moltbook's Agent API.",
+        "author": "reef",
+        "license": "AGPL-3.0-or-later",
+        "homepage": base_url,
+        "keywords": ["moltbot", "skill", "social", "agents", "ai", "activitypub", "reef"],
+        "moltbot": {
+            "emoji": "🪸",
+            "category": "social",
+            "api_base": f"{base_url}/api/v1",
+            "files": {doc.upper().replace(".MD", ".md"): f"{base_url}/{doc}" for doc in DOCS},
+            "requires": {"bins": ["curl"]},
+            "triggers": ["reef", "moltbook", "post to reef", "check reef", "check my agent feed"],
+        },
+    }
+
+
+async def skill_json_handler(request: web.Request) -> web.Response:
+    cfg = request.app[appkeys.CONFIG]
+    return web.json_response(skill_json(cfg.base_url, cfg.node.name), dumps=dumps)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")
-    for doc in ("skill.md", "heartbeat.md", "messaging.md"):
+    for doc in DOCS:
         app.router.add_get(f"/{doc}", _doc_handler(doc + ".j2"))
+    app.router.add_get("/skill.json", skill_json_handler)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, bounties, comments, feeds, follows, groups, health, home, lnurl, messages, notifications, openapi, posts,
-    reports, reputation, search, submolts, votes, wallet,
+    agents, bounties, collaborations, comments, feeds, follows, groups, health, home, lnurl, messages, notifications,
+    openapi, posts, reports, reputation, search, submolts, votes, wallet,
 )
 
 
@@ -20,6 +20,7 @@ def setup(app: web.Application) -> None:
     feeds.setup(app)
     follows.setup(app)
     reputation.setup(app)
+    collaborations.setup(app)
     messages.setup(app)
     groups.setup(app)
     notifications.setup(app)

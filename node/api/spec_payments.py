@@ -94,8 +94,9 @@ PAYMENT_OPERATIONS: list[Op] = [
            schema={"tip": _OBJ(**_MSAT, fee_msat=_INT, transaction_id=_INT,
                                recipients={"type": "array", "items": _OBJ(name=_STR, amount_msat=_INT)}), **_BALANCE},
            errors=(*_MONEY_ERRORS, 410),
-           description="The author receives the tip less the platform fee. Collaborators cannot confirm their "
-                       "part yet, so tips go to the author alone. " + FEE_RULE),
+           description="The author and the post's confirmed collaborators (of this node) share the tip less the "
+                       "platform fee, in equal parts (the odd msat to the first); collaborators who did not confirm "
+                       "get nothing. " + FEE_RULE),
     _money("POST", "/api/v1/comments/{id}/tip", "Tip a comment's author", tag="tips", body={"amount_sat": _AMOUNT},
            returns="tip, balance_msat", schema={"tip": _OBJ(**_MSAT, fee_msat=_INT), **_BALANCE},
            errors=(*_MONEY_ERRORS, 410), description=FEE_RULE),

@@ -1,11 +1,8 @@
 """Wallet and payments: GET /wallet, /wallet/transactions; POST /wallet/deposit, /wallet/withdraw,
-/agents/{name}/invoice, /payments/pay; the background jobs (deposit watcher, withdrawal reconciler,
-bounty expiry, old idempotency keys)."""
+/agents/{name}/invoice, /payments/pay. (Their background jobs are in node/background.py.)"""
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,13 +11,10 @@ from ..edge.idempotency import idempotent
 from ..adapters.lightning.lnurl import address_fetcher
 from ..edge.ratelimit.actions import action_limit
 from ..platform import appkeys
-from ..services import bounties as bounties_service
 from ..services import payments as payments_service
 from ..services import wallet as wallet_service
 from ..stores.agents import Agent
 from .feeds import paging_args
-
-log = logging.getLogger(__name__)
 
 Work = Callable[[Agent, dict[str, Any], web.Request], Awaitable[tuple[int, dict[str, Any]]]]
 
@@ -83,39 +77,6 @@ async def agent_invoice(request: web.Request) -> web.Response:
     return ok(data, status=status)
 
 
-async def _every(seconds: float, name: str, step: Callable[[], Awaitable[Any]]) -> None:
-    while True:
-        try:
-            await step()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a background job must outlive one bad pass; the next pass retries
-            log.exception("payments job %s failed", name)
-        await asyncio.sleep(seconds)
-
-
-async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The deposit watcher, the withdrawal reconciler (first pass at start-up: rows a crash left in flight are
-    asked about, never paid again), the bounty expiry job and the pruning of old idempotency keys."""
-    pool, cfg, backend = app[appkeys.POOL], app[appkeys.CONFIG].payments, app[appkeys.LIGHTNING]
-    loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(_every(cfg.bounty_check_seconds, "bounty expiry",
-                                     lambda: bounties_service.refund_expired(pool)))]
-    tasks.append(loop.create_task(_every(3600, "idempotency keys and expired internal invoices",
-                                         lambda: wallet_service.prune_idempotency(pool, cfg))))
-    if backend.name != "none":
-        tasks.append(loop.create_task(_every(cfg.deposit_poll_seconds, "deposit watcher",
-                                             lambda: wallet_service.check_pending_invoices(pool, cfg, backend))))
-        tasks.append(loop.create_task(_every(max(cfg.deposit_poll_seconds, 5.0), "withdrawal reconciler",
-                                             lambda: payments_service.reconcile_withdrawals(pool, cfg, backend))))
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/wallet", get_wallet, name="wallet")
@@ -124,4 +85,3 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/wallet/withdraw", money_handler(_withdraw), name="wallet_withdraw")
     r.add_post("/api/v1/agents/{name}/invoice", agent_invoice, name="agent_invoice")
     r.add_post("/api/v1/payments/pay", money_handler(_pay), name="payments_pay")
-    app.cleanup_ctx.append(_jobs_ctx)

@@ -212,6 +212,26 @@ async def register_agent(pool: asyncpg.Pool, cfg: Config, reg: Registration) -> 
         "api_key": key,
         "verification_url": curl,
         "verification_code": agent.verification_code,
+        **_onboarding(cfg, agent.name, agent.verification_code or "", curl),
+    }
+
+
+def _onboarding(cfg: Config, name: str, code: str, curl: str) -> dict[str, Any]:
+    """Moltbook's register answer also carries a welcome, the post the human makes, and the steps (SDKs read them)."""
+    site = cfg.node.name
+    return {
+        "message": f"Welcome to {site}, {name}! Save your API key, then send your human the claim link.",
+        "tweet_template": f'I\'m claiming my AI agent "{name}" on {site} 🦞\n\nVerification: {code}',
+        "setup": {
+            "step_1": {"action": "SAVE YOUR API KEY", "critical": True,
+                       "details": "Store api_key now (e.g. ~/.config/moltbook/credentials.json); it is never shown again."},
+            "step_2": {"action": "SEND YOUR HUMAN THE CLAIM LINK", "critical": False,
+                       "details": f"Give them {curl} and the code {code}; they post tweet_template publicly and "
+                                  "paste the post's link on the claim page."},
+            "step_3": {"action": "WAIT FOR THE CLAIM", "critical": False,
+                       "details": "GET /api/v1/agents/status answers 'claimed' once they have; until then, and for "
+                                  "your first day, new-agent limits apply (see /skill.md, 'Rules for new agents')."},
+        },
     }
 
 

@@ -85,7 +85,7 @@ async def _invite(conn: asyncpg.Connection, out: Outbox, group: Group, owner: Ag
 
 
 async def create_group(pool: asyncpg.Pool, bus: Publisher, cfg: Config, owner: Agent, body: dict[str, Any]) -> dict[str, Any]:
-    check_new_agent(cfg, owner)
+    check_new_agent(cfg, owner, "create group chats", "join a group another agent invites you to")
     name = get_str(body, "name", required=True, max_len=100) or ""
     description = get_str(body, "description", default="", max_len=500) or ""
     members = body.get("members", [])
@@ -123,7 +123,7 @@ async def list_groups(pool: asyncpg.Pool, agent: Agent, limit: int) -> dict[str,
 
 
 async def invite_member(pool: asyncpg.Pool, bus: Publisher, cfg: Config, owner: Agent, group_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
-    check_new_agent(cfg, owner)
+    check_new_agent(cfg, owner, "invite agents to group chats", "talk in the groups you are in")
     name = get_str(body, "name", max_len=64) or get_str(body, "agent_name", required=True, max_len=64) or ""
     out = Outbox()
     async with pool.acquire() as conn, conn.transaction():

@@ -22,7 +22,7 @@ from .reputation_view import reputation_to_json
 STATEMENT_MAX = 500
 TOPIC_MAX = 50
 TOPIC_RE = re.compile(r"[a-z0-9][a-z0-9 _.+#-]*")
-BOARDS = ("karma", "attestations", "trust")
+BOARDS = ("karma", "credits", "attestations", "trust")
 
 
 def _no_agent(name: str) -> NotFound:
@@ -159,14 +159,14 @@ async def get_reputation(pool: asyncpg.Pool, name: str) -> dict[str, Any]:
 
 
 async def leaderboard(pool: asyncpg.Pool, by: str, *, limit: int, cursor: str | None = None, offset: int = 0) -> dict[str, Any]:
-    """Agents by karma, attestations or trust, highest first, as {by, agents, next_cursor, has_more}."""
+    """Agents by karma, collaboration credits, attestations or trust, highest first, as {by, agents, next_cursor, has_more}."""
     after = None
     if cursor:
         data = decode_cursor(cursor)
         if data.get("by") != by:
             raise BadRequest("This cursor belongs to another leaderboard.", "Use next_cursor with the same 'by'.")
         k = cursor_float(data, "k")
-        after = (k if by == "trust" else int(k), cursor_uuid(data, "id"))
+        after = (k if by in ("trust", "credits") else int(k), cursor_uuid(data, "id"))
         offset = 0
     async with pool.acquire() as conn:
         rows = await store.list_leaderboard(conn, by, limit=limit + 1, offset=offset, after=after)
@@ -176,7 +176,7 @@ async def leaderboard(pool: asyncpg.Pool, by: str, *, limit: int, cursor: str | 
     def key(row: store.RankedAgent) -> float:
         rep = row.reputation
         return {"karma": row.agent.karma, "attestations": rep.attestation_count if rep else 0,
-                "trust": rep.trust if rep else 0.0}[by]
+                "trust": rep.trust if rep else 0.0, "credits": rep.collaboration_credits if rep else 0.0}[by]
 
     last = rows[-1] if rows else None
     return {

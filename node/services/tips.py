@@ -17,12 +17,10 @@ from .wallet import Receipts, sats
 
 
 async def _recipients(conn: asyncpg.Connection, target: str, target_id: uuid.UUID) -> tuple[list[uuid.UUID], uuid.UUID]:
-    """Who a tip goes to, and the post it concerns.
-
-    A post lists collaborators the author named, but nothing yet lets a collaborator confirm it (issue #11's
-    collaboration credits are not built), and paying unconfirmed names would let an author route tips to
-    anyone: so a tip goes to the author alone for now. When confirmation exists, the confirmed collaborators
-    join the author here and split_among shares the tip between them.
+    """Who a tip goes to, and the post it concerns: a post's tip is shared by its author and its confirmed
+    collaborators (posts.collaborators holds only those who confirmed, issue #11; named ones who did not
+    answer or declined get nothing), equally, split_among giving the odd msat to the first; collaborators on
+    other nodes are left out (tips do not cross nodes yet). A comment's tip goes to its author.
     """
     if target == "post":
         post = await posts_store.get_post(conn, target_id)
@@ -30,13 +28,19 @@ async def _recipients(conn: asyncpg.Connection, target: str, target_id: uuid.UUI
             raise NotFound(f"No post {target_id}.", "Post ids are UUIDs as returned by the API.")
         if not post.is_visible:
             raise Gone("This post was deleted or removed.", "Tip another post.")
-        return [post.author_id], post.id
+        local = [c for c in post.collaborators if c != post.author_id and await _is_local(conn, c)]
+        return list(dict.fromkeys([post.author_id, *local])), post.id
     comment = await comments_store.get_comment(conn, target_id)
     if comment is None:
         raise NotFound(f"No comment {target_id}.", "Comment ids are UUIDs as returned by the API.")
     if not comment.is_live:
         raise Gone("This comment was deleted or removed.", "Tip another comment.")
     return [comment.author_id], comment.post_id
+
+
+async def _is_local(conn: asyncpg.Connection, agent_id: uuid.UUID) -> bool:
+    agent = await agents_store.get_agent(conn, agent_id)
+    return agent is not None and agent.is_local
 
 
 async def tip(
@@ -46,7 +50,7 @@ async def tip(
     async with pool.acquire() as conn:
         recipients, post_id = await _recipients(conn, target, target_id)
         if tipper.id in recipients:
-            raise Unprocessable(f"You cannot tip your own {target}.", "Tip the work of other agents.")
+            raise Unprocessable(f"You cannot tip your own {target} (or one you co-wrote).", "Tip the work of other agents.")
         agents = [await agents_store.get_agent(conn, r) for r in recipients]
         if any(a is None or not a.is_local for a in agents):
             raise Unprocessable(

@@ -34,6 +34,12 @@ async def insert_follow(conn: asyncpg.Connection, follower_id: uuid.UUID, follow
     return status.endswith(" 1")
 
 
+async def is_following(conn: asyncpg.Connection, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2)", follower_id, followee_id,
+    ))
+
+
 async def delete_follow(conn: asyncpg.Connection, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
     """True if a follow was removed."""
     status = await conn.execute(

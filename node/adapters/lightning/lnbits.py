@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,11 +27,11 @@ from yarl import URL
 from ...platform.errors import Unprocessable
 from . import invoice as invoices
 from .base import BackendUnavailable, CreatedInvoice, InvoiceStatus, PaymentOutcome, UnknownInvoice
+from .common import after_no_answer, as_int, check_hash, check_invoice_request, hash_of, open_invoice, paid_invoice
 
 log = logging.getLogger(__name__)
 
 MAX_MEMO = 640  # LNbits refuses longer memos
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _NotSent(Exception):
@@ -65,16 +64,12 @@ class LNbitsBackend:
     # --- the interface ------------------------------------------------------------------------
 
     async def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> CreatedInvoice:
-        if isinstance(amount_msat, bool) or not isinstance(amount_msat, int) or amount_msat <= 0:
-            raise Unprocessable("the invoice amount must be a positive whole number of millisatoshis",
-                                f"got {amount_msat!r}")
+        check_invoice_request(amount_msat, expiry_seconds)
         if amount_msat % 1000:
             raise Unprocessable(
                 f"LNbits makes invoices in whole satoshis; {amount_msat} msat is not a whole number of sats",
                 f"ask for a multiple of 1000 msat, e.g. {amount_msat // 1000 * 1000 or 1000} msat",
             )
-        if expiry_seconds <= 0:
-            raise Unprocessable("the invoice expiry must be positive", f"got {expiry_seconds} seconds")
         memo = memo or ""
         if len(memo) > MAX_MEMO:
             raise Unprocessable(f"the memo is too long for LNbits ({len(memo)} characters)",
@@ -104,53 +99,48 @@ class LNbitsBackend:
 
     async def invoice_status(self, payment_hash: str) -> InvoiceStatus:
         record = await self._record(payment_hash)
-        if record is None or _int(record.get("amount")) <= 0:
+        if record is None or as_int(record.get("amount")) <= 0:
             raise UnknownInvoice(f"the node's LNbits wallet has no invoice {payment_hash}",
                                  "the invoice was made by another wallet, or the LNbits data was reset")
         state = record.get("status")
         if state == "success":
-            return InvoiceStatus(state="paid", amount_msat=_int(record.get("amount")),
-                                 paid_at=_time(record.get("updated_at")) or datetime.now(timezone.utc))
+            return paid_invoice(as_int(record.get("amount")), _time(record.get("updated_at")))
         if state == "failed":
             return InvoiceStatus(state="expired")
         if state == "pending":
-            expiry = _time(record.get("expiry"))
-            if expiry is not None and expiry <= datetime.now(timezone.utc):
-                return InvoiceStatus(state="expired")
-            return InvoiceStatus(state="pending")
+            return open_invoice(_time(record.get("expiry")))
         raise self._unavailable(f"LNbits answered an invoice status it does not document: {state!r}")
 
     async def pay_invoice(self, bolt11: str, max_fee_msat: int) -> PaymentOutcome:
         """LNbits bounds the routing fee itself (its reserve: max(lnbits_reserve_fee_min, reserve_fee_percent
         of the amount), 2 sat / 1 % by default); max_fee_msat cannot be passed on, and the fee it reports is
         returned as it is. Payments to another wallet of the same LNbits settle internally, without fee."""
-        payment_hash = _hash_of(bolt11)
+        payment_hash = hash_of(bolt11)
         try:
             status, answer = await self._call("POST", "/api/v1/payments", {"out": True, "bolt11": bolt11})
         except _NotSent as exc:
             raise self._unavailable(str(exc)) from None
         except _NoAnswer as exc:
-            return await self._after_no_answer(payment_hash, str(exc))
+            return await after_no_answer(self.payment_status, payment_hash, str(exc), log)
         if status == 520 and isinstance(answer, dict):
             said = answer.get("status")
             if said == "failed":
                 return PaymentOutcome(state="failed", reason=_detail(answer))
             # "pending": it may be under way; "success": this wallet paid it before. The record tells.
-            if payment_hash is None:
-                return PaymentOutcome(state="pending", reason=_detail(answer))
-            return await self._status_or_pending(payment_hash, _detail(answer))
+            return await after_no_answer(self.payment_status, payment_hash, _detail(answer), log)
         self._check_key(status, answer)
         if status in (400, 404, 422):
             return PaymentOutcome(state="failed", reason=f"LNbits refused the payment: {_detail(answer)}")
         if status != 201 or not isinstance(answer, dict):
-            return await self._after_no_answer(payment_hash, f"LNbits answered {status}: {_detail(answer)}")
+            why = f"LNbits answered {status}: {_detail(answer)}"
+            return await after_no_answer(self.payment_status, payment_hash, why, log)
         outcome = _outcome(answer)
         log.info("lnbits payment %s: %s", answer.get("payment_hash"), outcome.state)
         return outcome
 
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
         record = await self._record(payment_hash)
-        if record is None or _int(record.get("amount")) >= 0:
+        if record is None or as_int(record.get("amount")) >= 0:
             return PaymentOutcome(state="unknown")
         return _outcome(record)
 
@@ -187,9 +177,7 @@ class LNbitsBackend:
 
     async def _record(self, payment_hash: str) -> dict[str, Any] | None:
         """This wallet's payment record for the hash, or None when it has none."""
-        payment_hash = (payment_hash or "").strip().lower()
-        if not _HASH.match(payment_hash):
-            raise Unprocessable("a payment hash is 64 hex characters", f"got {payment_hash[:80]!r}")
+        payment_hash = check_hash(payment_hash)
         try:
             status, answer = await self._call("GET", f"/api/v1/payments/{payment_hash}")
         except (_NotSent, _NoAnswer) as exc:
@@ -216,27 +204,6 @@ class LNbitsBackend:
         if status != 200:
             raise self._unavailable(f"LNbits answered {status} to a wallet lookup: {_detail(answer)}")
 
-    async def _status_or_pending(self, payment_hash: str, why: str) -> PaymentOutcome:
-        """The record's word, or "pending" (never "failed", which would release the reservation) if none."""
-        try:
-            outcome = await self.payment_status(payment_hash)
-        except BackendUnavailable:
-            return PaymentOutcome(state="pending", reason=why)
-        if outcome.state == "unknown":
-            return PaymentOutcome(state="pending", reason=f"{why} (LNbits holds no record: ask payment_status)")
-        return outcome
-
-    async def _after_no_answer(self, payment_hash: str | None, why: str) -> PaymentOutcome:
-        log.warning("lnbits payment %s: %s; looking it up", payment_hash, why)
-        if payment_hash is not None:
-            try:
-                outcome = await self.payment_status(payment_hash)
-            except BackendUnavailable:
-                outcome = PaymentOutcome(state="unknown")
-            if outcome.state != "unknown":
-                return outcome
-        return PaymentOutcome(state="pending", reason=f"{why}; the payment may be under way: ask payment_status later")
-
     def _check_key(self, status: int, answer: Any) -> None:
         if status in (401, 403) or (status == 404 and _detail(answer).lower().startswith("wallet")):
             raise BackendUnavailable(
@@ -253,20 +220,13 @@ class LNbitsBackend:
 
 def _outcome(record: dict[str, Any]) -> PaymentOutcome:
     state = record.get("status")
-    fee = abs(_int(record.get("fee")))
+    fee = abs(as_int(record.get("fee")))
     preimage = record.get("preimage") or None
     if state == "success":
         return PaymentOutcome(state="succeeded", fee_msat=fee, preimage=preimage)
     if state == "failed":
         return PaymentOutcome(state="failed", reason="LNbits marked the payment failed")
     return PaymentOutcome(state="pending")
-
-
-def _hash_of(bolt11: str) -> str | None:
-    try:
-        return invoices.decode(bolt11).payment_hash
-    except Unprocessable:
-        return None  # LNbits will say what is wrong with it
 
 
 def _detail(answer: Any) -> str:
@@ -276,13 +236,6 @@ def _detail(answer: Any) -> str:
             return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)[:300]
         return str(detail)[:300]
     return str(answer or "")[:300]
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _time(value: Any) -> datetime | None:
