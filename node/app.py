@@ -11,6 +11,7 @@ from aiohttp import web
 from federation import routes as federation_routes
 from web.app import setup as setup_web_site
 
+from .adapters.lightning.factory import make_backend
 from .background import background_ctx
 from .platform import appkeys, metrics
 from .api import routes
@@ -44,6 +45,7 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_rate_limiter)
+    app.cleanup_ctx.append(_lightning)
     app.cleanup_ctx.append(background_ctx)  # every periodic job: node/background.py
 
     metrics.setup(app)
@@ -93,6 +95,16 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await session.close()
+
+
+async def _lightning(app: web.Application) -> AsyncIterator[None]:
+    """The Lightning backend of [payments] (NoBackend for "none"), on the node's HTTP client session."""
+    backend = make_backend(app[appkeys.CONFIG].payments, app[appkeys.HTTP])
+    app[appkeys.LIGHTNING] = backend
+    try:
+        yield
+    finally:
+        await backend.close()
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:

@@ -4,13 +4,19 @@ node.platform.polling — start in federation.workers; the stream's sweeps live 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from .platform import appkeys
+from .services import bounties as bounties_service
 from .services import feeds as feeds_service
+from .services import payments as payments_service
+from .services import wallet as wallet_service
 from .services.trust import run_trust_job
+
+log = logging.getLogger(__name__)
 
 # name -> the running task (tests look them up; the admin's status page may list them)
 BACKGROUND = web.AppKey("background_jobs", dict)
@@ -24,6 +30,38 @@ def _jobs(app: web.Application) -> dict[str, Callable[[], Awaitable[None]]]:
     }
     if cfg.reputation.recompute_seconds > 0:
         jobs["trust"] = lambda: run_trust_job(pool, cfg.reputation)
+    jobs.update(_payment_jobs(app))
+    return jobs
+
+
+async def _every(seconds: float, name: str, step: Callable[[], Awaitable[Any]]) -> None:
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a background job must outlive one bad pass; the next pass retries
+            log.exception("background job %s failed", name)
+        await asyncio.sleep(seconds)
+
+
+def _payment_jobs(app: web.Application) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The bounty expiry job and the hourly pruning of idempotency keys; with a Lightning backend also the
+    deposit watcher and the withdrawal reconciler (its first pass at start-up: rows a crash left in flight are
+    asked about, never paid again). app[LIGHTNING] is set by the context before this one."""
+    pool, pay, backend = app[appkeys.POOL], app[appkeys.CONFIG].payments, app[appkeys.LIGHTNING]
+    jobs: dict[str, Callable[[], Awaitable[None]]] = {
+        "bounty-expiry": lambda: _every(pay.bounty_check_seconds, "bounty-expiry",
+                                        lambda: bounties_service.refund_expired(pool)),
+        "payments-housekeeping": lambda: _every(3600, "payments-housekeeping",
+                                                lambda: wallet_service.prune_idempotency(pool, pay)),
+    }
+    if backend.name != "none":
+        jobs["deposit-watcher"] = lambda: _every(
+            pay.deposit_poll_seconds, "deposit-watcher", lambda: wallet_service.check_pending_invoices(pool, pay, backend))
+        jobs["withdrawal-reconciler"] = lambda: _every(
+            max(pay.deposit_poll_seconds, 5.0), "withdrawal-reconciler",
+            lambda: payments_service.reconcile_withdrawals(pool, pay, backend))
     return jobs
 
 

@@ -126,6 +126,8 @@ def _cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
         for key, value in dataclasses.asdict(getattr(cfg, section.name)).items():
             if key == "url" and value and "@" in str(value):
                 value = "<set>"
+            if key == "lnbits_admin_key" and value:  # a secret: never printed
+                value = "<set>"
             print(f"{key} = {value!r}")
         print()
     print(f"# links use {cfg.base_url}")

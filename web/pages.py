@@ -9,6 +9,7 @@ import asyncpg
 
 from node.platform.config import Config
 from node.platform.errors import BadRequest, Gone, NotFound, Unprocessable
+from node.services import bounties as bounties_service
 from node.services import comments as comments_service
 from node.services import feeds as feeds_service
 from node.services import search as search_service
@@ -179,6 +180,7 @@ class PostPage:
     can_moderate: bool          # a moderator of the submolt, or a node admin
     ap_id: str
     contributions: list[Any] = field(default_factory=list)  # recorded on this collaboration post
+    bounties: tuple[dict[str, Any], ...] = ()  # node.services.bounties.bounty_to_json, newest first
 
 
 async def _moderation_rights(
@@ -209,6 +211,7 @@ async def post_page(
             raise NotFound("No such post.", "It may never have existed; try the front page.")
         view = views[0]
         seat, can_moderate = await _moderation_rights(conn, account, view.post.submolt_id)
+        bounties = await bounties_service.bounties_on_post(conn, post_id)
     if not view.post.is_visible and not (can_moderate and view.post.is_removed):
         raise Gone(
             "This post was removed by a moderator." if view.post.is_removed else "This post was deleted by its author.",
@@ -227,6 +230,7 @@ async def post_page(
     return PostPage(
         post=card(shown, origins), view=view, comments=nodes, next_cursor=next_cursor, sort=sort, origins=origins,
         seat=seat, can_moderate=can_moderate, ap_id=post_ap_id(cfg, post_id, origins), contributions=contributions,
+        bounties=tuple(bounties),
     )
 
 

@@ -33,8 +33,18 @@ _ERROR_TEXT = {
     410: "Gone (deleted)",
     413: "Body too large",
     415: "Body is not JSON",
+    402: "Payment required: the wallet holds too little (balance_msat, needed_msat); nothing moved",
     422: "A field has the wrong type, length or value",
     429: "Rate limited: see Retry-After and retry_after_seconds",
+    502: "The Lightning backend answered something unexpected",
+    503: "Unavailable: the node has no Lightning backend ([payments] backend = \"none\"), or it cannot be reached",
+}
+
+IDEMPOTENCY_PARAM = {
+    "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "description": "Any unique string (e.g. a UUID) per payment. A repeat with the same key and body returns the "
+                   "first answer (same status and body, header Idempotent-Replayed: true) and moves nothing; the "
+                   "same key with another body is a 422. Kept 24 hours.",
 }
 
 
@@ -66,6 +76,8 @@ def _operation(op: Op) -> dict[str, Any]:
         params.append(
             {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f), "description": f.description}
         )
+    if op.idempotent:
+        params.append(IDEMPOTENCY_PARAM)
     if params:
         out["parameters"] = params
     if op.body:
@@ -84,7 +96,8 @@ def _operation(op: Op) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(op.ok): {
             "description": op.returns or "Success",
-            "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"const": True}}}}},
+            "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"success": {"const": True}, **op.schema}}}},
         }
     }
     if op.websocket:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, collaborations, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
-    reputation, search, submolts, votes,
+    agents, bounties, collaborations, comments, feeds, follows, groups, health, home, lnurl, messages, notifications,
+    openapi, posts, reports, reputation, search, submolts, votes, wallet,
 )
 
 
@@ -26,4 +26,7 @@ def setup(app: web.Application) -> None:
     notifications.setup(app)
     home.setup(app)
     reports.setup(app)
+    wallet.setup(app)
+    bounties.setup(app)
+    lnurl.setup(app)
     openapi.setup(app)

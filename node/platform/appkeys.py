@@ -22,3 +22,5 @@ REMOTE_RESOLVER = web.AppKey("remote_resolver", Any)
 METRICS = web.AppKey("metrics", Any)  # node.platform.metrics.Metrics
 LISTENER = web.AppKey("listener", Any)  # node.platform.listen.Listener: this process's LISTEN connection
 KEY_CACHE = web.AppKey("key_cache", Any)  # node.edge.keycache.KeyCache: authenticated API keys
+# node.adapters.lightning.base.LightningBackend of [payments] backend (NoBackend for "none"); closed on cleanup.
+LIGHTNING = web.AppKey("lightning", Any)

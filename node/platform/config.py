@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config_types import ClaimsConfig, Config, ConfigError, FederationConfig
+from .config_types import ClaimsConfig, Config, ConfigError, FederationConfig, PaymentsConfig
 
 ENV_PREFIX = "REEF_"
 _SECTIONS = tuple(f.name for f in dataclasses.fields(Config))
@@ -20,6 +20,8 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("log", "level"): ("debug", "info", "warning", "error"),
     ("log", "format"): ("auto", "json", "text"),
     ("federation", "mode"): ("open", "allowlist"),
+    ("payments", "backend"): ("none", "lnbits", "cln", "lnd"),
+    ("payments", "network"): ("bitcoin", "testnet", "signet", "regtest"),
 }
 
 
@@ -169,6 +171,7 @@ def _validate(cfg: Config) -> None:
             "upvote_weight, admin_seed_weight, min_trust_to_attest >= 0, verifications_needed >= 1 "
             "and credits_per_contribution > 0.",
         )
+    _validate_payments(cfg.payments)
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(
             "Invalid [database] pool_min/pool_max.", "Use 1 <= pool_min <= pool_max."
@@ -190,6 +193,43 @@ def _validate(cfg: Config) -> None:
             f"Invalid value for [node] domain: {cfg.node.domain!r}.",
             'Give only host[:port], e.g. domain = "reef.example.org"; the scheme comes from [node] https.',
         )
+
+
+def _validate_payments(pay: PaymentsConfig) -> None:
+    if not 0 <= pay.fee_percent < 100 or not 0 <= pay.max_routing_fee_percent <= 100:
+        raise ConfigError(
+            f"Invalid [payments] fee_percent {pay.fee_percent} or max_routing_fee_percent {pay.max_routing_fee_percent}.",
+            "Use 0 <= fee_percent < 100 (default 1.0) and 0 <= max_routing_fee_percent <= 100 (default 1.0).",
+        )
+    if pay.min_amount_sat < 1 or pay.max_amount_sat < pay.min_amount_sat:
+        raise ConfigError(
+            f"Invalid [payments] min_amount_sat {pay.min_amount_sat} / max_amount_sat {pay.max_amount_sat}.",
+            "Use 1 <= min_amount_sat <= max_amount_sat (defaults 1 and 1000000).",
+        )
+    for key in ("min_routing_fee_sat", "reconcile_after_seconds"):
+        if getattr(pay, key) < 0:
+            raise ConfigError(f"Invalid value for [payments] {key}: it must be 0 or more.", f"Set {key} to 0 or more.")
+    for key in ("invoice_expiry_seconds", "deposit_poll_seconds", "bounty_check_seconds", "idempotency_hours"):
+        if getattr(pay, key) <= 0:
+            raise ConfigError(
+                f"Invalid value for [payments] {key}: it must be positive.",
+                f"Set {key} to a number above 0 (default {getattr(PaymentsConfig(), key)}).",
+            )
+    if pay.backend == "cln" and not pay.cln_rpc_path:
+        raise ConfigError('[payments] backend = "cln" needs cln_rpc_path.',
+                          "Give the path of lightningd's socket, e.g. cln_rpc_path = \"/home/ln/.lightning/bitcoin/lightning-rpc\".")
+    if pay.backend == "lnd" and not (pay.lnd_rest_url and pay.lnd_macaroon_path):
+        raise ConfigError('[payments] backend = "lnd" needs lnd_rest_url and lnd_macaroon_path.',
+                          'e.g. lnd_rest_url = "https://127.0.0.1:8080" and the path of admin.macaroon; '
+                          "lnd_tls_cert_path for its self-signed tls.cert.")
+    if pay.backend == "lnbits":
+        url = urllib.parse.urlsplit(pay.lnbits_url) if pay.lnbits_url else None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname or not pay.lnbits_admin_key:
+            raise ConfigError(
+                '[payments] backend = "lnbits" needs lnbits_url (http(s)://host:port) and lnbits_admin_key.',
+                "Copy the Admin key of the LNbits wallet that holds the node's funds; "
+                "REEF_PAYMENTS__LNBITS_ADMIN_KEY keeps it out of the file.",
+            )
 
 
 def build_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "") -> Config:

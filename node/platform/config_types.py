@@ -126,6 +126,33 @@ class ReputationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentsConfig:
+    backend: str = "none"  # none | lnbits | cln | lnd
+    lnbits_url: str = ""
+    lnbits_admin_key: str = ""  # a secret: never logged nor returned (repr hides it)
+    cln_rpc_path: str = ""
+    lnd_rest_url: str = ""
+    lnd_macaroon_path: str = ""
+    lnd_tls_cert_path: str = ""
+    network: str = "bitcoin"  # bitcoin | testnet | signet | regtest
+    fee_percent: float = 1.0
+    min_amount_sat: int = 1
+    max_amount_sat: int = 1_000_000
+    max_routing_fee_percent: float = 1.0
+    min_routing_fee_sat: int = 10
+    invoice_expiry_seconds: int = 3600
+    deposit_poll_seconds: float = 5.0
+    reconcile_after_seconds: int = 120
+    bounty_check_seconds: float = 60.0
+    payments_per_minute: int = 30
+    idempotency_hours: int = 24
+
+    def __repr__(self) -> str:
+        shown = {k: getattr(self, k) for k in self.__slots__ if k != "lnbits_admin_key"}  # type: ignore[attr-defined]
+        return f"PaymentsConfig({shown}, lnbits_admin_key={'***' if self.lnbits_admin_key else ''!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -137,6 +164,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
 
     @property
     def domain(self) -> str:

@@ -236,6 +236,12 @@ def describe(n: Notification) -> str:
         action = _MODERATION.get(str(n.data.get("action")), "moderated your content in")
         reason = n.data.get("reason")
         return f"A moderator ({who}) {action} {title}" + (f": {reason}" if reason else "")
+    if n.kind == "payment":
+        sat = int(n.data.get("amount_msat") or 0) / 1000
+        what = str(n.data.get("payment_type") or "payment").replace("_", " ")
+        if n.data.get("direction") == "out":
+            return f"Your withdrawal of {sat:g} sat {n.data.get('state') or 'finished'}"
+        return f"You received {sat:g} sat ({what})" + (f" from {n.data['from']}" if n.data.get("from") else "")
     return f"{n.kind} from {who}"
 
 

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import asyncpg
 
+from .bounties import bounties_on_post
 from ..platform.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
 from .markdown import render_markdown
 from .outbox import record_event
@@ -236,6 +237,7 @@ async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None)
     """The post; a deleted or removed one is a 410 whose body carries the tombstone."""
     async with pool.acquire() as conn:
         views = await store.get_post_views(conn, [post_id], viewer.id if viewer else None)
+        bounties = await bounties_on_post(conn, post_id) if views else []
     if not views:
         raise _not_found(post_id)
     view = views[0]
@@ -243,7 +245,7 @@ async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None)
         gone = _gone(view.post)
         gone.extra["post"] = post_to_json(view)
         raise gone
-    return {"post": post_to_json(view)}
+    return {"post": {**post_to_json(view), "bounties": bounties}}
 
 
 async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> dict[str, Any]:

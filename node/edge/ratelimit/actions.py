@@ -1,4 +1,4 @@
-"""Per-action limits (posts, comments, registrations), reserved before the action and refunded if it fails."""
+"""Per-action limits (posts, comments, registrations, money-moving calls), reserved before the action and refunded if it fails."""
 from __future__ import annotations
 
 import contextlib
@@ -88,6 +88,11 @@ def _buckets(cfg: Config, agent: Agent | None, action: Action, ip: str | None) -
                 f"{who} only write {per_day} comment{'s' if per_day != 1 else ''} per day.", "comment",
             ))
         return out
+    if action == "payment":  # every money-moving call: [payments] payments_per_minute per agent
+        n = cfg.payments.payments_per_minute
+        return [] if n <= 0 else [_Bucket(
+            f"act:payment:{agent.id}", n, 60.0, f"You can make at most {n} payments per minute.", "pay",
+        )]
     raise ValueError(f"unknown action {action!r}")
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
-Action = Literal["post", "comment", "register"]
+Action = Literal["post", "comment", "register", "payment"]
 
 
 @dataclass(frozen=True, slots=True)
