@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import random
@@ -184,6 +185,12 @@ class InboxProcessor(loop.LoopWorker):
         except Exception as exc:  # a bug must not wedge the queue: record it with its traceback in the log
             log.exception("inbox activity %s (%s) failed", item.ap_id, item.type)
             error = f"{exc.__class__.__name__}: {exc}"
+        metrics = self.app.get(appkeys.METRICS)
+        if metrics is not None:
+            outcome = "retry" if retry and item.attempts < self.max_attempts else ("failed" if error else "ok")
+            metrics.inbox_processed.labels(outcome).inc()
+            if outcome != "retry":
+                metrics.inbox_delay.observe((dt.datetime.now(dt.timezone.utc) - item.received_at).total_seconds())
         if ctx.committed:
             return
         async with self.app[appkeys.POOL].acquire() as conn:
