@@ -67,7 +67,7 @@ def _query_observer(metrics: Any, tracer: Any):
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10, *, metrics: Any = None,
                       tracer: Any = None) -> asyncpg.Pool:
     """The pool; with metrics and/or a tracer every statement is counted/traced through asyncpg's query logger
-    (measured at about 2 microseconds a statement, see tests/test_metrics.py)."""
+    (about 3 us of CPU a statement, against a 100 us round trip for SELECT 1 on loopback)."""
     init = _init_connection
     if metrics is not None or tracer is not None:
         observer = _query_observer(metrics, tracer)

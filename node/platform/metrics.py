@@ -97,9 +97,7 @@ class Metrics:
                            multiprocess_mode="mostrecent")
         self.db_ping = Gauge("reef_database_ping_seconds", "Round trip of the scrape's ping to PostgreSQL.",
                              registry=r, multiprocess_mode="mostrecent")
-        self.redis_up = Gauge("reef_redis_up", "1 if Redis answered the scrape's ping (0 also when it is "
-                              "configured and down; absent without [redis] url).", registry=r,
-                              multiprocess_mode="mostrecent")
+        self.redis_up: Gauge | None = None  # made at the first scrape with Redis configured: absent without it
         # --- caches
         self.cache = Counter("reef_cache_requests", "Cache look-ups by cache and result (hit, miss).",
                              ["cache", "result"], registry=r)
@@ -189,6 +187,9 @@ class Metrics:
                 self.db_up.set(0)
         redis = app.get(appkeys.REDIS)
         if redis is not None:
+            if self.redis_up is None:
+                self.redis_up = Gauge("reef_redis_up", "1 if Redis answered the scrape's ping.", registry=self.registry,
+                                      multiprocess_mode="mostrecent")
             try:
                 await asyncio.wait_for(redis.ping(), PING_TIMEOUT)
                 self.redis_up.set(1)
