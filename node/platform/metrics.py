@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.process_collector import ProcessCollector
 
 from . import appkeys, gctune
@@ -279,12 +279,16 @@ async def _loop_lag(metrics: Metrics, app: web.Application) -> None:
 
 
 async def _probes_ctx(app: web.Application):  # noqa: ANN202 - a cleanup context
-    task = asyncio.get_running_loop().create_task(_loop_lag(app[appkeys.METRICS], app), name="reef-loop-lag")
+    metrics = app[appkeys.METRICS]
+    task = asyncio.get_running_loop().create_task(_loop_lag(metrics, app), name="reef-loop-lag")
     try:
         yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if metrics.multiproc_dir:
+            # The live gauges (open sockets, pool) of a process that stopped must not count any more.
+            mark_process_dead(os.getpid(), metrics.multiproc_dir)
 
 
 def setup(app: web.Application) -> None:
