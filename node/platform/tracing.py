@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import appkeys
+from .metrics import route_label
 
 TRACER = web.AppKey("tracer", Any)  # an opentelemetry Tracer, or None when tracing is off
 PROVIDER = web.AppKey("tracer_provider", Any)
@@ -61,8 +62,6 @@ def build_provider(cfg: Any) -> Any:
 async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The server span of a request, child of the caller's traceparent if it sent one; outermost middleware,
     so the access log line and everything below carry its trace id."""
-    from .metrics import route_label
-
     tracer = request.app[TRACER]
     route = route_label(request)
     parent = PROPAGATOR.extract(request.headers)
