@@ -8,13 +8,13 @@ from node.platform import appkeys
 from node.platform.errors import ReefError
 from node.services.markdown import render_markdown
 from node.services import comments as comments_service
+from node.services.events import Outbox
 from node.services import messages as messages_service
 from node.services import posts as posts_service
-from node.stores import comments as comments_store
-from node.stores import moderation as moderation_store
-from node.stores import posts as posts_store
+from node.services import removals
 from node.stores import submolts as submolts_store
 
+from . import attestations
 from . import content_store as cs
 from . import urls
 from .inbound import (
@@ -39,6 +39,9 @@ async def handle_create(ctx: Inbound, activity: dict[str, Any]) -> None:
     author_url = first_id(obj.get("attributedTo")) or first_id(activity.get("actor"))
     if author_url != first_id(activity.get("actor")):
         raise Permanent("the object of a Create must be attributed to its actor")
+    if attestations.is_attestation(obj):
+        await attestations.handle_attestation(ctx, activity, obj)
+        return
     if has_type(obj, "ChatMessage") or (has_type(obj, "Note") and _is_direct(ctx, obj)):
         await handle_direct_message(ctx, activity, obj)
         return
@@ -111,8 +114,8 @@ async def store_comment(ctx: Inbound, obj: dict[str, Any], activity: dict[str, A
             return Content("comment", None, existing)
         agent = await load_agent(tx.conn, author)
         try:
-            view = await comments_service.create_comment(
-                tx.pool, agent, post_id, text, parent_id, max_depth=ctx.cfg.limits.max_comment_depth,
+            view = await comments_service.add_comment(
+                tx.conn, agent, post_id, text, parent_id, max_depth=ctx.cfg.limits.max_comment_depth,
             )
         except ReefError as exc:
             raise Permanent(f"reply refused: {exc.error}") from None
@@ -149,6 +152,9 @@ async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
     actor_url = first_id(activity.get("actor"))
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         raise Permanent("Update without an object")
+    if attestations.is_attestation(obj):
+        await attestations.handle_attestation(ctx, activity, obj)
+        return
     author = await remote_agent(ctx, actor_url)
     async with ctx.app[appkeys.POOL].acquire() as conn:
         content = await find_content(conn, ctx.cfg, obj["id"])
@@ -164,9 +170,9 @@ async def handle_update(ctx: Inbound, activity: dict[str, Any]) -> None:
                 title = get_str(obj, "name")
                 if title:
                     body["title"] = title.strip()[:MAX_TITLE]
-                await posts_service.edit_post(tx.pool, agent, content.id, body)
+                await posts_service.change_post(tx.conn, agent, content.id, body)
             else:
-                await comments_service.edit_comment(tx.pool, agent, content.id, text[: comments_service.MAX_CONTENT] or "(empty)")
+                await comments_service.change_comment(tx.conn, agent, content.id, text[: comments_service.MAX_CONTENT] or "(empty)")
         except ReefError as exc:
             raise Permanent(f"edit refused: {exc.error}") from None
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, author.domain or "")
@@ -196,9 +202,9 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
                 return
         try:
             if content.kind == "post":
-                await posts_service.delete_post(tx.pool, agent, content.id, reason)
+                await posts_service.remove_post(tx.conn, agent, content.id, reason)
             else:
-                await comments_service.delete_comment(tx.pool, agent, content.id, reason)
+                await comments_service.remove_comment(tx.conn, agent, content.id, reason)
         except ReefError as exc:
             raise Permanent(f"delete refused: {exc.error}") from None
         await announce_if_local_group(ctx, tx, content.submolt_id, activity, actor.domain or "")
@@ -206,27 +212,11 @@ async def handle_delete(ctx: Inbound, activity: dict[str, Any]) -> None:
 
 async def _remove_for_remote_group(tx: Tx, content: Content, moderator_id: Any, reason: str | None) -> None:
     """A removal in a remote submolt, announced by its Group: Lemmy's moderators are that Group's, not ours,
-    so the services' local-moderator check cannot apply. Counters move as the services move them."""
+    so the services' local-moderator check cannot apply; the removal's rules and counters are removals'."""
     if content.kind == "post":
-        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
-        if post is None or post.is_removed:
-            return
-        await posts_store.mark_removed(tx.conn, post.id, removed_by=moderator_id, reason=reason)
-        if post.is_visible:
-            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, -1)
-        return
-    comment_refs = content.comment
-    assert comment_refs is not None
-    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
-    comment = await comments_store.lock_comment(tx.conn, content.id)
-    if comment is None or comment.is_removed:
-        return
-    await comments_store.mark_comment_removed(tx.conn, comment.id, moderator_id, reason)
-    if comment.is_live:
-        if comment.parent_id is not None:
-            await comments_store.add_reply_count(tx.conn, comment.parent_id, -1)
-        await comments_store.add_post_comment_count(tx.conn, comment.post_id, -1)
-        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, -1)
+        await removals.take_down_post(tx.conn, content.id, removed_by=moderator_id, reason=reason)
+    else:
+        await removals.take_down_comment(tx.conn, content.id, removed_by=moderator_id, reason=reason)
 
 
 async def handle_undo_removal(ctx: Inbound, activity: dict[str, Any]) -> None:
@@ -259,27 +249,11 @@ async def handle_undo_removal(ctx: Inbound, activity: dict[str, Any]) -> None:
 
 
 async def _restore_for_remote_group(tx: Tx, content: Content) -> None:
-    """The removal lifted (an author's delete stays); counters move back as the services move them."""
+    """The removal lifted (an author's delete stays); counters move back as removals moves them."""
     if content.kind == "post":
-        post = await posts_store.get_post(tx.conn, content.id, for_update=True)
-        if post is None or not post.is_removed:
-            return
-        await moderation_store.unremove_post(tx.conn, post.id)
-        if not post.is_deleted:
-            await posts_store.change_post_counts(tx.conn, post.author_id, post.submolt_id, 1)
-        return
-    comment_refs = content.comment
-    assert comment_refs is not None
-    await comments_store.lock_post_state(tx.conn, comment_refs.post_id)  # post first: the one lock order
-    comment = await comments_store.lock_comment(tx.conn, content.id)
-    if comment is None or not comment.is_removed:
-        return
-    await moderation_store.unremove_comment(tx.conn, comment.id)
-    if not comment.is_deleted:
-        if comment.parent_id is not None:
-            await comments_store.add_reply_count(tx.conn, comment.parent_id, 1)
-        await comments_store.add_post_comment_count(tx.conn, comment.post_id, 1)
-        await comments_store.add_agent_comments_count(tx.conn, comment.author_id, 1)
+        await removals.bring_back_post(tx.conn, content.id)
+    else:
+        await removals.bring_back_comment(tx.conn, content.id)
 
 
 # --- DMs ----------------------------------------------------------------------------------------------
@@ -300,6 +274,8 @@ async def handle_direct_message(ctx: Inbound, activity: dict[str, Any], obj: dic
         agent = await load_agent(tx.conn, sender)
         for name in recipients:
             try:
-                await messages_service.send_to(tx.pool, tx.bus, ctx.dm_config, agent, name, text)
+                out = Outbox()
+                await messages_service.deliver_to(tx.conn, out, ctx.dm_config, agent, name, text)
+                await out.publish(tx.bus)  # held by the inbox's bus until its transaction commits
             except ReefError as exc:
                 raise Permanent(f"message to {name} refused: {exc.error}") from None

@@ -16,6 +16,7 @@ import asyncpg
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from node.platform.config import Config
+from node.platform.polling import PollingWorker, backoff
 
 from . import policy
 from . import delivery_store
@@ -69,10 +70,9 @@ class Outcome:
 
 
 def backoff_seconds(settings: DeliverySettings, attempts: int, rand: Callable[[], float] = random.random) -> float:
-    """Delay before the next try after `attempts` failed ones: base * 2^(attempts-1), capped, jittered."""
-    raw = settings.retry_base_seconds * (2 ** max(0, min(attempts - 1, 30)))
-    jittered = raw * (1 + settings.jitter * (2 * rand() - 1))
-    return min(settings.retry_cap_seconds, jittered)
+    """Delay before the next try after `attempts` failed ones (the node's one backoff rule, with this
+    delivery's base, cap and jitter)."""
+    return backoff(settings.retry_base_seconds, settings.retry_cap_seconds, attempts, jitter=settings.jitter, rand=rand)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -103,8 +103,10 @@ def classify(status: int, retry_after: str | None = None) -> Outcome:
     return Outcome("retry", status, f"answered {status}", host_failed=status >= 500)
 
 
-class DeliveryWorker:
+class DeliveryWorker(PollingWorker):
     """Sends due deliveries; several loops may run in one process and several processes on one database."""
+
+    task_name = "reef-delivery"
 
     def __init__(self, pool: asyncpg.Pool, cfg: Config, fetcher: Fetcher, settings: DeliverySettings | None = None) -> None:
         self.pool = pool
@@ -113,64 +115,29 @@ class DeliveryWorker:
         self.settings = settings or DeliverySettings.from_config(cfg)
         self._keys: dict[str, SigningKey] = {}
         self._host_slots: dict[str, asyncio.Semaphore] = {}
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self.loops = self.settings.loops
+        self.poll_seconds = self.settings.poll_seconds
+        super().__init__()
         self.sent = 0  # POSTs answered 2xx by this worker (for logs and benchmarks)
         self.outcomes: Counter[str] = Counter()  # recorded outcomes by result, since start
         self.metrics: Any = None  # node.platform.metrics.Metrics (set by federation.workers)
         self.tracer: Any = None  # an OpenTelemetry tracer when [tracing] is on
         self._progress = asyncio.Condition()
 
-    # --- lifecycle -----------------------------------------------------------------------------
+    # --- the loop (node.platform.polling) -------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run(i), name=f"reef-delivery-{i}") for i in range(self.settings.loops)]
+    async def seconds_until_due(self) -> float | None:
+        async with self.pool.acquire() as conn:
+            return await delivery_store.seconds_until_delivery_due(conn)
 
     async def stop(self, grace: float | None = None) -> None:
         """Finish the batches in flight (their POSTs end within the delivery timeout), then stop.
         Past the grace period the loops are cancelled and give their unfinished rows back."""
-        self._stopping = True
-        self._wake.set()
-        if not self._tasks:
-            return
         if grace is None:
             grace = self.settings.stop_grace_seconds
         if grace is None:
             grace = self.cfg.federation.delivery_timeout_seconds + 5
-        done, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-
-    async def _run(self, index: int) -> None:
-        while not self._stopping:
-            try:
-                count = await self.run_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("delivery loop %d: %s; retrying shortly", index, exc)
-                count = 0
-                await asyncio.sleep(1)
-            if count or self._stopping:
-                continue
-            await self._idle()
-
-    async def _idle(self) -> None:
-        async with self.pool.acquire() as conn:
-            due_in = await delivery_store.seconds_until_delivery_due(conn)
-        timeout = self.settings.poll_seconds if due_in is None else min(self.settings.poll_seconds, due_in)
-        if timeout <= 0:
-            return
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+        await super().stop(grace)
 
     # --- one batch -----------------------------------------------------------------------------
 

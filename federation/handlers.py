@@ -9,10 +9,9 @@ from node.platform.errors import ReefError
 from node.services import follows as follows_service
 from node.services import submolts as submolts_service
 from node.services import votes as votes_service
-from node.stores import follows as follows_store
-from node.stores import submolts as submolts_store
 
 from . import actor_store, outbox, urls
+from . import attestations
 from . import content_store as cs
 from .content_handlers import handle_create, handle_delete, handle_undo_removal, ensure_content
 from .content_handlers import handle_update as handle_content_update
@@ -42,14 +41,13 @@ async def handle_follow(ctx: Inbound, activity: dict[str, Any]) -> None:
         agent = await load_agent(tx.conn, follower)
         try:
             if ref.kind == "agent":
-                result = await follows_service.set_following(tx.pool, agent, ref.key, True)
-                target_name = result["agent"]["name"]
-                await cs.set_follow_state(tx.conn, agent.id, result["agent"]["id"], accepted=True, ap_id=activity["id"])
-                target = urls.agent_url(ctx.cfg, target_name)
+                followed = await follows_service.change_following(tx.conn, agent, ref.key, True)
+                await cs.set_follow_state(tx.conn, agent.id, followed.target.id, accepted=True, ap_id=activity["id"])
+                target = urls.agent_url(ctx.cfg, followed.target.name)
             else:
-                result = await submolts_service.subscribe(tx.pool, agent, ref.key)
-                await cs.set_subscription_state(tx.conn, agent.id, result["submolt"]["id"], accepted=True, ap_id=activity["id"])
-                target = urls.submolt_url(ctx.cfg, result["submolt"]["name"])
+                submolt, _, _ = await submolts_service.change_subscription(tx.conn, agent, ref.key, True)
+                await cs.set_subscription_state(tx.conn, agent.id, submolt.id, accepted=True, ap_id=activity["id"])
+                target = urls.submolt_url(ctx.cfg, submolt.name)
         except ReefError as exc:
             raise Permanent(f"Follow refused: {exc.error}") from None
         accept = outbox.new_activity(ctx.cfg, "Accept", target, strip_context(activity), to=[follower.actor_url])
@@ -84,12 +82,9 @@ async def handle_reject(ctx: Inbound, activity: dict[str, Any]) -> None:
     async with ctx.transaction() as tx:
         found = await _pending_follow(tx, ctx, activity)
         if found.kind == "submolt":
-            if await submolts_store.delete_subscription(tx.conn, found.target_id, found.follower_id):
-                await submolts_store.change_subscriber_count(tx.conn, found.target_id, -1)
+            await submolts_service.end_subscription(tx.conn, found.target_id, found.follower_id)
         else:
-            await follows_store.lock_agents(tx.conn, found.follower_id, found.target_id)
-            if await follows_store.delete_follow(tx.conn, found.follower_id, found.target_id):
-                await follows_store.change_follow_counts(tx.conn, found.follower_id, found.target_id, -1)
+            await follows_service.end_follow(tx.conn, found.follower_id, found.target_id)
 
 
 async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
@@ -101,6 +96,9 @@ async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
     if isinstance(inner, dict) and first_id(inner.get("actor")) not in (None, actor_url):
         raise Permanent("an Undo may only undo its own actor's activity")
     inner_type = get_type(inner)
+    if inner_type == "Create" and isinstance(inner, dict) and attestations.is_attestation(inner.get("object")):
+        await attestations.handle_withdrawal(ctx, activity, inner)
+        return
     if inner_type == "Follow":
         target = first_id(inner.get("object"))  # type: ignore[union-attr]
         ref = urls.parse_local(ctx.cfg, target or "")
@@ -111,9 +109,9 @@ async def handle_undo(ctx: Inbound, activity: dict[str, Any]) -> None:
             agent = await load_agent(tx.conn, follower)
             try:
                 if ref.kind == "agent":
-                    await follows_service.set_following(tx.pool, agent, ref.key, False)
+                    await follows_service.change_following(tx.conn, agent, ref.key, False)
                 else:
-                    await submolts_service.unsubscribe(tx.pool, agent, ref.key)
+                    await submolts_service.change_subscription(tx.conn, agent, ref.key, False)
             except ReefError as exc:
                 raise Permanent(f"Undo(Follow) refused: {exc.error}") from None
     elif inner_type in ("Like", "Dislike") or (inner_type is None and isinstance(inner, str)):
@@ -140,7 +138,7 @@ async def _undo_vote(ctx: Inbound, activity: dict[str, Any], inner: Any) -> None
         if content is not None:
             await require_vouched(tx.conn, ctx, content, voter.actor_url)
         try:
-            await votes_service.vote(tx.pool, agent, kind, target_id, None, toggle=False)  # type: ignore[arg-type]
+            await votes_service.cast_vote(tx.conn, agent, kind, target_id, None, toggle=False)  # type: ignore[arg-type]
         except ReefError as exc:
             raise Permanent(f"Undo of the vote refused: {exc.error}") from None
         if content is not None:
@@ -160,7 +158,7 @@ async def handle_vote(ctx: Inbound, activity: dict[str, Any]) -> None:
         await require_vouched(tx.conn, ctx, content, voter.actor_url)
         agent = await load_agent(tx.conn, voter)
         try:
-            await votes_service.vote(tx.pool, agent, content.kind, content.id, value, toggle=False)  # type: ignore[arg-type]
+            await votes_service.cast_vote(tx.conn, agent, content.kind, content.id, value, toggle=False)  # type: ignore[arg-type]
         except ReefError as exc:
             raise Permanent(f"vote refused: {exc.error}") from None
         await cs.set_vote_ap_id(tx.conn, content.kind, content.id, agent.id, activity["id"])

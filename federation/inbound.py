@@ -40,29 +40,6 @@ class AlreadyDone(Exception):
     """Another worker (or an earlier copy of the activity) already applied it."""
 
 
-class ConnectionPool:
-    """Lets a node service that takes a pool run on one connection, inside the caller's transaction: the
-    service's own `async with pool.acquire() as conn, conn.transaction()` becomes a savepoint, so the domain
-    change, the bookkeeping of the received activity and any Accept/Announce commit together or not at all."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    def acquire(self) -> "_Acquired":
-        return _Acquired(self._conn)
-
-
-class _Acquired:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        return self._conn
-
-    async def __aexit__(self, *exc: Any) -> None:
-        return None
-
-
 class BufferedBus:
     """Realtime publishes made inside the processing transaction, sent only once it has committed."""
 
@@ -86,10 +63,9 @@ class BufferedBus:
 
 @dataclass
 class Tx:
-    """One processing transaction: its connection, a pool-shaped view of it for services, a deferred bus."""
+    """One processing transaction: its connection (the services' functions take it) and a deferred bus."""
 
     conn: asyncpg.Connection
-    pool: ConnectionPool
     bus: BufferedBus
 
 
@@ -123,7 +99,7 @@ class Inbound:
                     # An announced activity is applied once, however many Groups (or the author) send it.
                     if not await inbox_store.insert_inbox_activity(conn, ap_id, actor, type_, body, processed=True):
                         raise AlreadyDone()
-                yield Tx(conn, ConnectionPool(conn), bus)
+                yield Tx(conn, bus)
                 if self.item_id is not None:
                     await inbox_store.mark_inbox_processed(conn, self.item_id)
         self.committed = True

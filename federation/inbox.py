@@ -1,11 +1,9 @@
 """Inboxes: verify the signature and the ids, store the activity once, answer 202; a worker applies it."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
-import random
 from typing import Any
 
 import asyncpg
@@ -15,7 +13,9 @@ from node.platform import appkeys
 from node.platform.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ReefError, Unauthorized
 
 from . import content_store as cs
-from . import gate, handlers, policy, inbox_store, loop, urls
+from node.platform.polling import PollingWorker, backoff
+
+from . import gate, handlers, policy, inbox_store, urls
 from .fetch import FetchError, FetchGone, FetchRefused
 from .inbound import AlreadyDone, Inbound, Permanent, Transient
 from .jsonld import first_id, get_type
@@ -117,7 +117,7 @@ async def _require_local(request: web.Request) -> None:
 # --- the processor -----------------------------------------------------------------------------
 
 
-class InboxProcessor(loop.LoopWorker):
+class InboxProcessor(PollingWorker):
     """Applies stored activities in the order received; transient failures retry with backoff, permanent
     ones are recorded on the row. Several processors (processes) share the queue through leases."""
 
@@ -135,25 +135,9 @@ class InboxProcessor(loop.LoopWorker):
         self.max_attempts = max_attempts
         super().__init__()
 
-    async def _run(self) -> None:
-        pool = self.app[appkeys.POOL]
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                count = await self.run_once()
-                if count or self._stopping:
-                    continue
-                async with pool.acquire() as conn:
-                    due_in = await inbox_store.seconds_until_inbox_due(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("inbox processor: %s; retrying shortly", exc)
-                await asyncio.sleep(1)
-                continue
-            timeout = self.poll_seconds if due_in is None else min(self.poll_seconds, max(due_in, 0.05))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def seconds_until_due(self) -> float | None:
+        async with self.app[appkeys.POOL].acquire() as conn:
+            return await inbox_store.seconds_until_inbox_due(conn)
 
     async def run_once(self) -> int:
         async with self.app[appkeys.POOL].acquire() as conn:
@@ -195,7 +179,7 @@ class InboxProcessor(loop.LoopWorker):
             return
         async with self.app[appkeys.POOL].acquire() as conn:
             if retry and item.attempts < self.max_attempts:
-                delay = min(6 * 3600.0, self.retry_base_seconds * 2 ** (item.attempts - 1)) * (0.8 + 0.4 * random.random())
+                delay = backoff(self.retry_base_seconds, 6 * 3600.0, item.attempts)
                 await inbox_store.schedule_inbox_retry(conn, item.id, delay, error or "")
                 log.info("inbox activity %s will be retried in %.0f s: %s", item.ap_id, delay, error)
             else:

@@ -15,7 +15,7 @@ from node.platform.errors import NotFound
 
 from . import gate, urls
 from . import object_store as store
-from .jsonld import CONTEXT
+from .jsonld import AS_CONTEXT, CONTEXT
 from .object_store import CommentObject, PostObject
 
 
@@ -163,3 +163,23 @@ async def get_comment(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(c.ap_id)
     doc = comment_to_ap(cfg, c)
     return gate.ap_response(doc, status=410 if doc["type"] == "Tombstone" else 200)
+
+
+# --- attestations (a Reef extension; federation/attestations.py applies them) ------------------------
+
+REEF_NS = "https://w3id.org/reef#"
+ATTESTATION_CONTEXT = [AS_CONTEXT, {"reef": REEF_NS, "Attestation": "reef:Attestation", "topic": "reef:topic",
+                                    "subject": {"@id": "as:subject", "@type": "@id"}}]
+
+
+def attestation_object(attester_url: str, target_url: str, target_id: Any, topic: str, statement: str | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "Attestation",
+        "id": f"{attester_url}/attestations/{target_id}" + (f"/{quote(topic, safe='')}" if topic else ""),
+        "attributedTo": attester_url,
+        "subject": target_url,
+        "topic": topic or None,
+    }
+    if statement is not None:
+        obj["content"] = statement
+    return obj

@@ -15,7 +15,7 @@ from . import content_store as cs
 from . import actors, object_store, policy, activity_store, urls
 from .content_store import ActorRow
 from .jsonld import CONTEXT
-from .objects import comment_to_ap, iso, post_to_ap
+from .objects import ATTESTATION_CONTEXT, attestation_object, comment_to_ap, iso, post_to_ap
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,27 @@ async def _submolt_updated(b: _Build, ev: activity_store.OutboxEvent) -> int:
     return await _actor_update(b, group, await actors.local_submolt_document(b.conn, b.cfg, group.name), inboxes)
 
 
+async def _attestation_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
+    """attestation.created | updated | removed, by a local agent of a remote one: to the target's inbox only
+    (the shape: federation/attestations.py)."""
+    attester = await b.local_agent(ev.actor_id)
+    target = await cs.get_agent_row(b.conn, ev.object_id) if ev.object_id else None
+    if attester is None or target is None or target.is_local or not target.delivery_inbox:
+        return 0
+    data = ev.data or {}
+    attester_id, removed = actor_url(b.cfg, attester), ev.kind == "attestation.removed"
+    obj = attestation_object(attester_id, actor_url(b.cfg, target), target.id, data.get("topic") or "",
+                                          None if removed else data.get("statement"))
+    if removed:
+        activity = new_activity(b.cfg, "Undo", attester_id, {"type": "Create", "actor": attester_id, "object": obj},
+                                to=[target.actor_url])
+    else:
+        verb = "Create" if ev.kind == "attestation.created" else "Update"
+        activity = new_activity(b.cfg, verb, attester_id, obj, to=[target.actor_url])
+    activity["@context"] = ATTESTATION_CONTEXT
+    return await publish(b.conn, b.cfg, activity, {target.delivery_inbox})
+
+
 _BUILDERS: dict[str, Callable[[_Build, activity_store.OutboxEvent], Awaitable[int]]] = {
     "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
     "comment.created": _comment_event, "comment.updated": _comment_event,
@@ -332,6 +353,8 @@ _BUILDERS: dict[str, Callable[[_Build, activity_store.OutboxEvent], Awaitable[in
     "subscription.created": _follow_event, "subscription.removed": _follow_event,
     "dm.sent": _dm_event,
     "agent.updated": _agent_updated, "submolt.updated": _submolt_updated,
+    "attestation.created": _attestation_event, "attestation.updated": _attestation_event,
+    "attestation.removed": _attestation_event,
 }
 
 

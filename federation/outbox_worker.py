@@ -9,13 +9,15 @@ import asyncpg
 
 from node.platform.config import Config
 
-from . import activity_store, loop
+from node.platform.polling import PollingWorker
+
+from . import activity_store
 from .outbox import process_event
 
 log = logging.getLogger(__name__)
 
 
-class OutboxWorker(loop.LoopWorker):
+class OutboxWorker(PollingWorker):
     """Takes pending events in order (FOR UPDATE SKIP LOCKED), turns each into activities and deliveries and
     marks it processed, all in one transaction; woken by NOTIFY reef_outbox, polling as a fallback."""
 
@@ -33,22 +35,11 @@ class OutboxWorker(loop.LoopWorker):
         super().__init__()
         self._last_prune = float("-inf")
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                count = await self.run_once()
-                await self.prune_if_due()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox worker: %s; retrying shortly", exc)
-                await asyncio.sleep(1)
-                continue
-            if count >= self.batch_size or self._stopping:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
+    def more_waiting(self, taken: int) -> bool:
+        return taken >= self.batch_size  # a short batch took all there was
+
+    async def housekeeping(self) -> None:
+        await self.prune_if_due()
 
     async def prune_if_due(self) -> None:
         """Old finished queue rows go, at most once an hour per process."""

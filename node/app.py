@@ -11,6 +11,7 @@ from aiohttp import web
 from federation import routes as federation_routes
 from web.app import setup as setup_web_site
 
+from .background import background_ctx
 from .platform import appkeys, metrics, tracing
 from .api import routes
 from .platform.config import Config
@@ -47,6 +48,7 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_rate_limiter)
+    app.cleanup_ctx.append(background_ctx)  # every periodic job: node/background.py
 
     metrics.setup(app)
     routes.setup(app)  # the Agent API and the stream

@@ -37,6 +37,17 @@ log "installing bovine-herd into $BOVINE_VENV"
 "$BOVINE_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/federation/bovine-requirements.txt
 export REEF_BOVINE_PYTHON=$BOVINE_VENV/bin/python
 
+# 1c. LNbits, the real Lightning backend of tests/test_lnbits_backend.py (FakeWallet funding source), in a
+#     virtualenv of its own (it pins many packages); the version is pinned in tests/lnbits-requirements.txt.
+LNBITS_VENV=${REEF_LNBITS_VENV:-$ROOT/.venv-lnbits}
+if [ ! -x "$LNBITS_VENV/bin/python" ]; then
+    log "creating LNbits' virtualenv $LNBITS_VENV"
+    "$PY" -m venv "$LNBITS_VENV"
+fi
+log "installing LNbits into $LNBITS_VENV"
+"$LNBITS_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/lnbits-requirements.txt
+export REEF_LNBITS_PYTHON=$LNBITS_VENV/bin/python
+
 # 2. PostgreSQL. REEF_TEST_DATABASE_URL wins; else a server on 127.0.0.1:5432 (started if it is
 #    installed but down); else the tests start their own embedded cluster (needs PostgreSQL binaries).
 pg_up() { "$VENV/bin/python" - "$1" <<'PYEOF'

@@ -150,3 +150,16 @@ async def redis_client(redis_url: str) -> AsyncIterator[Any]:
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def lnbits() -> Any:
+    """A real LNbits (FakeWallet) on loopback for the whole session, with "node" and "external" wallets.
+    Fails, never skips, when REEF_LNBITS_PYTHON (set by scripts/test.sh) is missing; see tests/lnbits_support.py."""
+    from lnbits_support import start_lnbits
+
+    server = start_lnbits()
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -220,3 +220,64 @@ def test_layers_of_modules():
     assert layer_of("federation.inbox") == "federation"
     # every module's imports resolve inside the project: a rename that left an import behind shows here
     assert "node.platform.errors" in imports_of("node.edge.validation")
+
+
+# --- one way in for every write (issue 16) ------------------------------------------------------------
+
+# A call into node.stores whose name says it writes. federation/ and web/ reach the domain through the
+# services (the rules: bans, locks, counters, events live there); their own stores are exempt
+# (federation/*_store.py, and the web's accounts and pages), and so is the audit log, which whoever acts writes.
+WRITES = re.compile(
+    r"^(insert|update|delete|mark|change|upsert|set|add|remove|link|unlink|replace|clear|bump|revoke|create|reopen|"
+    r"close|ban|unban|restore|unremove)_"
+)
+EDGE_OWN_STORES = {"web_accounts", "web_pages"}
+ANYONE_MAY = {"insert_audit"}
+
+
+def store_writes_of(module: str) -> list[str]:
+    """`store.function` for every call from `module` to a writing function of node.stores."""
+    tree = ast.parse(MODULES[module].read_text())
+    aliases: dict[str, str] = {}  # local name -> store module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "node.stores":
+            for a in node.names:
+                aliases[a.asname or a.name] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("node.stores."):
+            for a in node.names:
+                if WRITES.match(a.name):
+                    aliases[a.asname or a.name] = f"{node.module.rsplit('.', 1)[1]}.{a.name}"
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in aliases:
+            store, name = aliases[f.value.id], f.attr
+        elif isinstance(f, ast.Name) and "." in aliases.get(f.id, ""):
+            store, name = aliases[f.id].split(".")
+        else:
+            continue
+        if WRITES.match(name) and store not in EDGE_OWN_STORES and name not in ANYONE_MAY:
+            found.append(f"{store}.{name}")
+    return found
+
+
+def test_federation_and_web_write_only_through_services():
+    offenders = {
+        m: writes for m in MODULES
+        if m.split(".")[0] in ("federation", "web") and not m.endswith("_store")
+        and (writes := store_writes_of(m))
+    }
+    assert offenders == {}, "call the service that owns these writes (its rules hold on every path)"
+
+
+def test_store_writes_are_recognised(tmp_path, monkeypatch):
+    path = tmp_path / "probe.py"
+    path.write_text(
+        "from node.stores import posts as posts_store\nfrom node.stores.comments import add_reply_count\n"
+        "async def f(c):\n    await posts_store.mark_removed(c, 1)\n    await posts_store.get_post(c, 1)\n"
+        "    await add_reply_count(c, 1, -1)\n"
+    )
+    monkeypatch.setitem(MODULES, "web.probe", path)
+    assert store_writes_of("web.probe") == ["posts.mark_removed", "comments.add_reply_count"]

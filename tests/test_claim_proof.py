@@ -362,7 +362,7 @@ async def test_a_wrong_code_fetches_nothing(node, site):
     agent = await register(node, "wrongcode")
     url = site.page("/post", f"<p>{agent['verification_code']}</p>")
     await assert_error(await verify(node, agent, url, code="reef-2222" if agent["verification_code"] != "reef-2222"
-                                    else "reef-3333"), 400, "wrong claim code")
+                                    else "reef-3333"), 400, "wrong verification code")
     assert site.hits == []
     await assert_unclaimed(node, agent)
 

@@ -430,12 +430,12 @@ async def test_rising_refresh_loop_logs_failures_and_keeps_running(caplog):
 
 
 async def test_the_app_runs_the_refresh_task_and_stops_it_on_shutdown(aiohttp_client, make_config):
-    from node.api.feeds import RISING_TASK
     from node.app import create_app
+    from node.background import BACKGROUND
 
     app = create_app(make_config())
     client = await aiohttp_client(app)
-    task = app[RISING_TASK]
+    task = app[BACKGROUND]["rising-refresh"]
     assert not task.done()
     await client.close()
     assert task.cancelled()

@@ -17,7 +17,7 @@ def _app_routes(app) -> set[tuple[str, str]]:
 
 async def test_openapi_matches_the_routes(client):
     app = client.server.app
-    routes = {r for r in _app_routes(app) if r[1].startswith(("/api/", "/skill.md", "/heartbeat.md", "/messaging.md"))}
+    routes = {r for r in _app_routes(app) if r[1].startswith(("/api/", "/skill.md", "/skill.json", "/heartbeat.md", "/messaging.md", "/rules.md"))}
     described = {(op.method, op.path) for op in OPERATIONS}
     assert routes - described == set(), "routes missing from node/api/spec.py"
     assert described - routes == set(), "spec.py describes routes that do not exist"
@@ -70,3 +70,23 @@ async def test_agent_docs_state_this_nodes_limits_and_new_agent_rules(aiohttp_cl
     # With the DM rule off, the docs don't claim it.
     client = await aiohttp_client(create_app(make_config(limits={"dm_min_agent_age_hours": 0})))
     assert "cannot open conversations" not in await (await client.get("/skill.md")).text()
+
+
+async def test_rules_md_and_skill_json_as_moltbook_serves_them(aiohttp_client, make_config):
+    from node.app import create_app
+
+    client = await aiohttp_client(create_app(make_config(limits={"comments_per_day": 33})))
+    resp = await client.get("/rules.md")
+    assert resp.status == 200 and resp.content_type == "text/markdown"
+    rules = await resp.text()
+    assert "33 comments per day" in rules and "appeal" in rules and "http://127.0.0.1:8080/api/v1" in rules
+    resp = await client.get("/skill.json")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    pkg = await resp.json()
+    assert pkg["moltbot"]["api_base"] == "http://127.0.0.1:8080/api/v1"
+    files = pkg["moltbot"]["files"]
+    assert set(files) == {"SKILL.md", "HEARTBEAT.md", "MESSAGING.md", "RULES.md"}
+    for url in files.values():  # every file it names is served
+        assert (await client.get(url.removeprefix("http://127.0.0.1:8080"))).status == 200
+    skill = await (await client.get("/skill.md")).text()
+    assert "/rules.md" in skill

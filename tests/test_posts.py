@@ -146,13 +146,18 @@ async def test_create_needs_auth(client):
     await error_of(await client.post("/api/v1/posts", json={"submolt_name": "general", "title": "x"}), 401)
 
 
-async def test_collaborators_are_resolved_and_returned_with_names(client):
+async def test_collaborators_are_resolved_and_shown_once_they_confirm(client):
     pool = pool_of(client)
     _, key = await create_agent(pool, "lead")
-    a, _ = await create_agent(pool, "Alice")
-    b, _ = await create_agent(pool, "bob")
+    a, ka = await create_agent(pool, "Alice")
+    b, kb = await create_agent(pool, "bob")
     post = await new_post(client, key, collaborators=["bob", "@alice", "BOB"])
-    assert post["collaborators"] == [
+    assert post["collaborators"] == []  # named, not yet confirmed
+    for k in (ka, kb):
+        resp = await client.post(f"/api/v1/posts/{post['id']}/collaboration/confirm", headers=auth(k))
+        assert resp.status == 200, await resp.text()
+    shown = (await (await client.get(f"/api/v1/posts/{post['id']}")).json())["post"]["collaborators"]
+    assert shown == [  # in the order the author named them, whoever confirmed first
         {"id": str(b.id), "name": "bob", "display_name": "bob"},
         {"id": str(a.id), "name": "Alice", "display_name": "Alice"},
     ]

@@ -166,16 +166,9 @@ async def claim_agent(
                 )
         else:
             pw_hash = await hash_password(check_password(password))
+    found = await find_claimable(pool, token)
+    display_name, x_handle = (claims_service.owner_identity(proof) if proof else ("", None))
     async with pool.acquire() as conn, conn.transaction():
-        agent = await agents_store.get_agent_by_claim_token(conn, token) if "\x00" not in token else None
-        if agent is None:
-            raise NotFound("This claim link is not valid.", "Open the claim_url your agent was given at registration.")
-        await agents_store.lock_agent(conn, agent.id)
-        agent = await agents_store.get_agent(conn, agent.id) or agent
-        if agent.is_claimed:
-            raise Conflict(f"{agent.name} is already claimed.", "Log in to see the agents you own.")
-        if not agent.verification_code or code.lower() != agent.verification_code.lower():
-            raise BadRequest("Wrong verification code.", "Use the code from registration, like reef-X4B2.")
         if account is None:
             if creds is not None:
                 account = creds.account
@@ -185,15 +178,9 @@ async def claim_agent(
                         account = await store.insert_account(conn, email, pw_hash or "")
                 except asyncpg.UniqueViolationError:
                     raise Conflict("A login with this email was just made.", "Log in, then open the claim link again.") from None
-        display_name, x_handle = (claims_service.owner_identity(proof) if proof else ("", None))
-        owner = await agents_store.insert_owner(
-            conn, display_name=public_name or display_name, x_handle=x_handle, email=account.email, proof_url=proof
+        claimed, owner = await claims_service.complete_claim(
+            conn, found.id, code, proof_url=proof, display_name=public_name or display_name, x_handle=x_handle,
+            email=account.email, actor=f"account:{account.id}", details={"via": "web"}, web=True,
         )
         await store.link_owner(conn, owner.id, account.id)
-        claimed = await agents_store.mark_claimed(conn, agent.id, proof, owner.id)
-        assert claimed is not None  # the row lock rules out a concurrent claim
-        await agents_store.insert_audit(
-            conn, f"account:{account.id}", "agent.claim", claimed.name,
-            {"agent_id": str(claimed.id), "proof_url": proof, "via": "web"},
-        )
     return Claim(agent=claimed, account=account)

@@ -1,9 +1,7 @@
 """GET /api/v1/posts, /submolts/{name}/feed and /feed; the background task that refreshes rising ranks."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 from aiohttp import web
 
@@ -12,7 +10,6 @@ from ..edge.http import current_agent, ok, require_agent
 from ..services import feeds as service
 from ..edge.validation import query_choice, query_int
 
-RISING_TASK = web.AppKey("rising_refresh_task", asyncio.Task)
 
 
 def paging_args(query: Mapping[str, str]) -> dict[str, Any]:
@@ -53,21 +50,8 @@ async def personal_feed(request: web.Request) -> web.Response:
     ))
 
 
-async def _rising_refresher(app: web.Application) -> AsyncIterator[None]:
-    """Runs after the database context (registered later), so the pool exists; stopped before it closes."""
-    task = asyncio.create_task(service.run_rising_refresh(app[appkeys.POOL]), name="rising-refresh")
-    app[RISING_TASK] = task
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/posts", list_posts, name="posts_list")
     r.add_get("/api/v1/submolts/{name}/feed", submolt_feed, name="submolt_feed")
     r.add_get("/api/v1/feed", personal_feed, name="personal_feed")
-    app.cleanup_ctx.append(_rising_refresher)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..platform import appkeys
+from .names import resolve_agent_name
 from ..edge.http import ok, require_agent
 from ..services import follows as service
 from .feeds import paging_args
@@ -15,11 +16,7 @@ from .feeds import paging_args
 
 async def _target(request: web.Request) -> str:
     """The name in the path; name@host of another node is looked up (WebFinger, actor) and stored first."""
-    name = request.match_info["name"]
-    resolver = request.app.get(appkeys.REMOTE_RESOLVER)
-    if "@" in name.strip().lstrip("@") and resolver is not None:
-        return await resolver.lookup_agent(name.strip())
-    return name
+    return await resolve_agent_name(request, request.match_info["name"])
 
 
 async def follow(request: web.Request) -> web.Response:

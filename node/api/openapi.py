@@ -185,7 +185,37 @@ def _doc_handler(name: str):
     return handler
 
 
+DOCS = ("skill.md", "heartbeat.md", "messaging.md", "rules.md")
+
+
+def skill_json(base_url: str, node_name: str) -> dict[str, Any]:
+    """The skill's package description, in the shape Moltbook's /skill.json has (skill installers read it)."""
+    return {
+        "name": "reef",
+        "version": "1.0.0",
+        "description": f"{node_name}, a Reef node: a social network of AI agents, compatible with Moltbook's Agent API.",
+        "author": "reef",
+        "license": "AGPL-3.0-or-later",
+        "homepage": base_url,
+        "keywords": ["moltbot", "skill", "social", "agents", "ai", "activitypub", "reef"],
+        "moltbot": {
+            "emoji": "🪸",
+            "category": "social",
+            "api_base": f"{base_url}/api/v1",
+            "files": {doc.upper().replace(".MD", ".md"): f"{base_url}/{doc}" for doc in DOCS},
+            "requires": {"bins": ["curl"]},
+            "triggers": ["reef", "moltbook", "post to reef", "check reef", "check my agent feed"],
+        },
+    }
+
+
+async def skill_json_handler(request: web.Request) -> web.Response:
+    cfg = request.app[appkeys.CONFIG]
+    return web.json_response(skill_json(cfg.base_url, cfg.node.name), dumps=dumps)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")
-    for doc in ("skill.md", "heartbeat.md", "messaging.md"):
+    for doc in DOCS:
         app.router.add_get(f"/{doc}", _doc_handler(doc + ".j2"))
+    app.router.add_get("/skill.json", skill_json_handler)

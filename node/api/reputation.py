@@ -5,8 +5,6 @@ leaderboard, and the background job that recomputes trust.
 """
 from __future__ import annotations
 
-import asyncio
-from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -14,15 +12,15 @@ from ..edge.http import ok, read_json, require_agent
 from ..edge.validation import query_choice
 from ..platform import appkeys
 from ..services import reputation as service
-from ..services.trust import run_trust_job
 from .feeds import paging_args
+from .names import resolve_agent_name
 
 
 async def attest(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
     return ok(await service.attest(
-        request.app[appkeys.POOL], request.app[appkeys.CONFIG].reputation, agent, request.match_info["name"], body
+        request.app[appkeys.POOL], request.app[appkeys.CONFIG].reputation, agent, await resolve_agent_name(request, request.match_info["name"]), body
     ))
 
 
@@ -48,21 +46,7 @@ async def leaderboard(request: web.Request) -> web.Response:
     return ok(await service.leaderboard(request.app[appkeys.POOL], by, **paging_args(request.query)))
 
 
-async def _trust_job_ctx(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[appkeys.CONFIG].reputation
-    task = None
-    if cfg.recompute_seconds > 0:
-        task = asyncio.get_running_loop().create_task(run_trust_job(app[appkeys.POOL], cfg))
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_trust_job_ctx)
     r = app.router
     r.add_get("/api/v1/agents/leaderboard", leaderboard, name="agents_leaderboard")
     r.add_post("/api/v1/agents/{name}/attest", attest, name="agent_attest")

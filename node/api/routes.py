@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
+    agents, collaborations, comments, feeds, follows, groups, health, home, messages, notifications, openapi, posts, reports,
     reputation, search, submolts, votes,
 )
 
@@ -20,6 +20,7 @@ def setup(app: web.Application) -> None:
     feeds.setup(app)
     follows.setup(app)
     reputation.setup(app)
+    collaborations.setup(app)
     messages.setup(app)
     groups.setup(app)
     notifications.setup(app)

@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from ..platform.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
@@ -26,8 +27,17 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+# orjson (a kept, much faster encoder than the standard library's): UUIDs and datetimes natively, UTC as "Z"
+# and naive times taken as UTC (as _default does), keys that are not strings as strings.
+_ORJSON = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+def dumps_bytes(data: Any) -> bytes:
+    return orjson.dumps(data, default=_default, option=_ORJSON)
+
+
 def dumps(data: Any) -> str:
-    return json.dumps(data, default=_default, ensure_ascii=False)
+    return dumps_bytes(data).decode()
 
 
 def ok(data: dict[str, Any] | None = None, status: int = 200, **fields: Any) -> web.Response:
@@ -36,7 +46,7 @@ def ok(data: dict[str, Any] | None = None, status: int = 200, **fields: Any) -> 
     if data:
         body.update(data)
     body.update(fields)
-    return web.json_response(body, status=status, dumps=dumps)
+    return web.Response(body=dumps_bytes(body), status=status, content_type="application/json")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -161,11 +161,13 @@ def _validate(cfg: Config) -> None:
                 )
     rep = cfg.reputation
     if not 0 < rep.damping < 1 or rep.recompute_seconds < 0 or rep.attestations_per_day < 1 or min(
-            rep.upvote_weight, rep.admin_seed_weight, rep.min_trust_to_attest) < 0:
+            rep.upvote_weight, rep.admin_seed_weight, rep.min_trust_to_attest) < 0 or rep.verifications_needed < 1 \
+            or rep.credits_per_contribution <= 0:
         raise ConfigError(
             f"Invalid [reputation] section: {rep}.",
             "Use 0 < damping < 1, recompute_seconds >= 0 (0: no job), attestations_per_day >= 1, "
-            "and upvote_weight, admin_seed_weight, min_trust_to_attest >= 0.",
+            "upvote_weight, admin_seed_weight, min_trust_to_attest >= 0, verifications_needed >= 1 "
+            "and credits_per_contribution > 0.",
         )
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(

@@ -132,6 +132,8 @@ class ReputationConfig:
     upvote_weight: float = 0.25
     admin_seed_weight: float = 3.0
     min_trust_to_attest: float = 0.0
+    verifications_needed: int = 2
+    credits_per_contribution: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from ..adapters.proof import ProofResult, check_proof
 from ..stores import agents as store
-from ..stores.agents import Agent
+from ..stores.agents import Agent, Owner
 from ..edge.validation import get_str
 from .agents import URL_MAX, agent_to_json, check_http_url, claim_url, owner_to_json
 
@@ -51,14 +51,38 @@ def owner_identity(proof_url: str, x_handle: str | None = None) -> tuple[str, st
     return host, None
 
 
-def _check_claimable(agent: Agent, code: str) -> None:
+def _check_claimable(agent: Agent, code: str, *, web: bool = False) -> None:
     if agent.is_claimed:
-        raise Conflict(f"Agent {agent.name!r} is already claimed.", "Nothing to do; GET /api/v1/agents/status shows it.")
+        raise Conflict(
+            f"{agent.name} is already claimed.",
+            "Log in to see the agents you own." if web else "Nothing to do; GET /api/v1/agents/status shows it.",
+        )
     if not agent.verification_code or code.lower() != agent.verification_code.lower():
         raise BadRequest(
-            "Wrong claim code.",
+            "Wrong verification code.",
+            "Use the code from registration, like reef-X4B2." if web else
             "Use the verification_code from registration (like reef-X4B2); GET /api/v1/agents/status shows it.",
         )
+
+
+async def complete_claim(
+    conn: asyncpg.Connection, agent_id: Any, code: str, *, proof_url: str | None, display_name: str,
+    x_handle: str | None, email: str | None, actor: str, details: Mapping[str, Any], web: bool = False,
+) -> tuple[Agent, Owner]:
+    """The claim itself, for the Agent API and the web claim page alike, inside the caller's transaction: the
+    agent locked and checked again (claimed meanwhile, e.g. while the proof was fetched), the owner row, the
+    claim, the audit entry."""
+    await store.lock_agent(conn, agent_id)
+    agent = await store.get_agent(conn, agent_id)
+    if agent is None:
+        raise NotFound("This agent is gone.", "It was deleted; register a new one.")
+    _check_claimable(agent, code, web=web)
+    owner = await store.insert_owner(conn, display_name=display_name, x_handle=x_handle, email=email, proof_url=proof_url)
+    claimed = await store.mark_claimed(conn, agent.id, proof_url, owner.id)
+    assert claimed is not None  # the row lock above rules out a concurrent claim
+    await store.insert_audit(conn, actor, "agent.claim", claimed.name,
+                             {"agent_id": str(claimed.id), "proof_url": proof_url, **details})
+    return claimed, owner
 
 
 async def prove_claim(
@@ -127,20 +151,12 @@ async def verify_claim(
     _check_claimable(found, code)  # before fetching anything: a wrong code costs no request
     proof = await prove_claim(cfg, http, found, proof_url)
     stored_url = proof.url if proof else proof_url
+    display_name, x_handle = owner_identity(stored_url, proof.x_handle if proof else None)
     async with pool.acquire() as conn, conn.transaction():
-        await store.lock_agent(conn, found.id)
-        agent = await store.get_agent(conn, found.id) or found
-        _check_claimable(agent, code)  # claimed meanwhile (e.g. while the proof was fetched)
-        display_name, x_handle = owner_identity(stored_url, proof.x_handle if proof else None)
-        owner = await store.insert_owner(
-            conn, display_name=display_name, x_handle=x_handle, email=agent.email, proof_url=stored_url
-        )
-        claimed = await store.mark_claimed(conn, agent.id, stored_url, owner.id)
-        assert claimed is not None  # the row lock above rules out a concurrent claim
-        await store.insert_audit(
-            conn, actor, "agent.claim", claimed.name,
-            {"agent_id": str(claimed.id), "proof_url": stored_url, "proof_checked": proof is not None,
-             "proof_found_at": proof.checked_url if proof else None},
+        claimed, owner = await complete_claim(
+            conn, found.id, code, proof_url=stored_url, display_name=display_name, x_handle=x_handle,
+            email=found.email, actor=actor,
+            details={"proof_checked": proof is not None, "proof_found_at": proof.checked_url if proof else None},
         )
     return {
         "message": f"{claimed.name} is claimed.",

@@ -147,51 +147,68 @@ async def create_comment(
     *,
     max_depth: int,
 ) -> CommentView:
-    """A new comment (or reply); the post, parent and author counters move in the same transaction."""
-    html = render_markdown(content)
+    """The Agent API's new comment, in a transaction of its own (see add_comment)."""
+    html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
-        post = _require_visible_post(await store.lock_post_state(conn, post_id), post_id)
-        if post.is_locked:
-            raise Forbidden(
-                "This post is locked: it takes no new comments.",
-                "A moderator locked the thread; comment on another post instead.",
-            )
-        await bans.require_not_banned(conn, post.submolt_id, agent.id)
-        depth = 0
-        if parent_id is not None:
-            parent = await store.get_comment(conn, parent_id)
-            if parent is None:
-                raise NotFound(
-                    f"No comment {parent_id} to reply to.",
-                    "Use the id of a comment on this post as parent_id, or omit parent_id for a top-level comment.",
-                )
-            if parent.post_id != post_id:
-                raise Unprocessable(
-                    f"Comment {parent_id} belongs to another post.",
-                    f"Reply under that comment's own post (POST /api/v1/posts/{parent.post_id}/comments), "
-                    "or use a parent_id from this post.",
-                )
-            if not parent.is_live:
-                raise Gone(
-                    "The comment you are replying to was deleted or removed.",
-                    "Reply to another comment, or comment on the post without parent_id.",
-                )
-            depth = parent.depth + 1
-            if depth > max_depth:
-                raise Unprocessable(
-                    f"This thread is too deep: replies may nest at most {max_depth} levels.",
-                    "Reply to a comment higher up in the thread, or start a new top-level comment.",
-                    extra={"max_depth": max_depth},
-                )
-            await store.add_reply_count(conn, parent_id, 1)
-        comment = await store.insert_comment(
-            conn, post_id=post_id, parent_id=parent_id, author_id=agent.id,
-            content=content, content_html=html, depth=depth,
+        return await add_comment(conn, agent, post_id, content, parent_id, max_depth=max_depth, html=html)
+
+
+async def add_comment(
+    conn: asyncpg.Connection,
+    agent: Agent,
+    post_id: uuid.UUID,
+    content: str,
+    parent_id: uuid.UUID | None = None,
+    *,
+    max_depth: int,
+    html: str | None = None,
+) -> CommentView:
+    """A new comment (or reply) inside the caller's transaction, local or received: locks, bans, depth; the
+    post, parent and author counters move with the row."""
+    if html is None:
+        html = render_markdown(content)
+    post = _require_visible_post(await store.lock_post_state(conn, post_id), post_id)
+    if post.is_locked:
+        raise Forbidden(
+            "This post is locked: it takes no new comments.",
+            "A moderator locked the thread; comment on another post instead.",
         )
-        await store.add_post_comment_count(conn, post_id, 1)
-        await store.add_agent_comments_count(conn, agent.id, 1)
-        await record_event(conn, "comment.created", actor_id=agent.id, object_id=comment.id)
-        view = await store.get_comment_view(conn, comment.id, agent.id)
+    await bans.require_not_banned(conn, post.submolt_id, agent.id)
+    depth = 0
+    if parent_id is not None:
+        parent = await store.get_comment(conn, parent_id)
+        if parent is None:
+            raise NotFound(
+                f"No comment {parent_id} to reply to.",
+                "Use the id of a comment on this post as parent_id, or omit parent_id for a top-level comment.",
+            )
+        if parent.post_id != post_id:
+            raise Unprocessable(
+                f"Comment {parent_id} belongs to another post.",
+                f"Reply under that comment's own post (POST /api/v1/posts/{parent.post_id}/comments), "
+                "or use a parent_id from this post.",
+            )
+        if not parent.is_live:
+            raise Gone(
+                "The comment you are replying to was deleted or removed.",
+                "Reply to another comment, or comment on the post without parent_id.",
+            )
+        depth = parent.depth + 1
+        if depth > max_depth:
+            raise Unprocessable(
+                f"This thread is too deep: replies may nest at most {max_depth} levels.",
+                "Reply to a comment higher up in the thread, or start a new top-level comment.",
+                extra={"max_depth": max_depth},
+            )
+        await store.add_reply_count(conn, parent_id, 1)
+    comment = await store.insert_comment(
+        conn, post_id=post_id, parent_id=parent_id, author_id=agent.id,
+        content=content, content_html=html, depth=depth,
+    )
+    await store.add_post_comment_count(conn, post_id, 1)
+    await store.add_agent_comments_count(conn, agent.id, 1)
+    await record_event(conn, "comment.created", actor_id=agent.id, object_id=comment.id)
+    view = await store.get_comment_view(conn, comment.id, agent.id)
     assert view is not None
     return view
 
@@ -199,17 +216,26 @@ async def create_comment(
 async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str) -> CommentView:
     html = render_markdown(content)
     async with pool.acquire() as conn, conn.transaction():
-        comment = await store.lock_comment(conn, comment_id)
-        if comment is None:
-            raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
-        if comment.author_id != agent.id:
-            raise Forbidden("Only the author can edit a comment.", "Edit your own comments; reply to disagree.")
-        if not comment.is_live:
-            raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
-        _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
-        await store.update_comment_content(conn, comment_id, content, html)
-        await record_event(conn, "comment.updated", actor_id=agent.id, object_id=comment_id)
-        view = await store.get_comment_view(conn, comment_id, agent.id)
+        return await change_comment(conn, agent, comment_id, content, html)
+
+
+async def change_comment(
+    conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, content: str, html: str | None = None
+) -> CommentView:
+    """The author's edit, inside the caller's transaction."""
+    if html is None:
+        html = render_markdown(content)
+    comment = await store.lock_comment(conn, comment_id)
+    if comment is None:
+        raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
+    if comment.author_id != agent.id:
+        raise Forbidden("Only the author can edit a comment.", "Edit your own comments; reply to disagree.")
+    if not comment.is_live:
+        raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
+    _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
+    await store.update_comment_content(conn, comment_id, content, html)
+    await record_event(conn, "comment.updated", actor_id=agent.id, object_id=comment_id)
+    view = await store.get_comment_view(conn, comment_id, agent.id)
     assert view is not None
     return view
 
@@ -217,43 +243,47 @@ async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, 
 async def delete_comment(
     pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, reason: str | None = None
 ) -> str:
-    """The author's soft delete ("deleted") or a submolt moderator's removal ("removed"), into the audit log."""
-    async with pool.acquire() as conn:
-        found = await store.get_comment(conn, comment_id)
-        if found is None:
-            raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
-        async with conn.transaction():
-            post = await store.lock_post_state(conn, found.post_id)  # post first: the one lock order
-            comment = await store.lock_comment(conn, comment_id)
-            assert post is not None and comment is not None  # a post or comment row is never hard-deleted here
-            # Repeats answer 200 with already_* (as posts do): DELETE is idempotent for clients that retry.
-            if comment.author_id == agent.id:
-                if comment.is_deleted:
-                    return "already_deleted"
-                await store.mark_comment_deleted(conn, comment_id)  # also wipes a removed comment's text
-                await record_event(conn, "comment.deleted", actor_id=agent.id, object_id=comment_id)
-                action = "deleted"
-            elif await submolts_store.is_moderator(conn, post.submolt_id, agent.id):
-                if comment.is_removed:
-                    return "already_removed"
-                await store.mark_comment_removed(conn, comment_id, agent.id, reason or None)
-                await record_event(conn, "comment.removed", actor_id=agent.id, object_id=comment_id, data={"reason": reason or None})
-                await agents_store.insert_audit(
-                    conn, submolts_service.actor(agent), "comment.remove", f"comment:{comment_id}",
-                    {"reason": reason or None, "post_id": str(post.id), "submolt_id": str(post.submolt_id),
-                     "author_id": str(comment.author_id)},
-                )
-                action = "removed"
-            else:
-                raise Forbidden(
-                    "You can delete only your own comments.",
-                    "Moderators of the post's submolt can remove others' comments; ask one, or report it.",
-                )
-            if comment.is_live:
-                if comment.parent_id is not None:
-                    await store.add_reply_count(conn, comment.parent_id, -1)
-                await store.add_post_comment_count(conn, comment.post_id, -1)
-                await store.add_agent_comments_count(conn, comment.author_id, -1)
+    async with pool.acquire() as conn, conn.transaction():
+        return await remove_comment(conn, agent, comment_id, reason)
+
+
+async def remove_comment(conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, reason: str | None = None) -> str:
+    """The author's soft delete ("deleted") or a submolt moderator's removal ("removed"), into the audit log,
+    inside the caller's transaction."""
+    found = await store.get_comment(conn, comment_id)
+    if found is None:
+        raise NotFound(f"No comment {comment_id}.", "Check the comment id.")
+    post = await store.lock_post_state(conn, found.post_id)  # post first: the one lock order
+    comment = await store.lock_comment(conn, comment_id)
+    assert post is not None and comment is not None  # a post or comment row is never hard-deleted here
+    # Repeats answer 200 with already_* (as posts do): DELETE is idempotent for clients that retry.
+    if comment.author_id == agent.id:
+        if comment.is_deleted:
+            return "already_deleted"
+        await store.mark_comment_deleted(conn, comment_id)  # also wipes a removed comment's text
+        await record_event(conn, "comment.deleted", actor_id=agent.id, object_id=comment_id)
+        action = "deleted"
+    elif await submolts_store.is_moderator(conn, post.submolt_id, agent.id):
+        if comment.is_removed:
+            return "already_removed"
+        await store.mark_comment_removed(conn, comment_id, agent.id, reason or None)
+        await record_event(conn, "comment.removed", actor_id=agent.id, object_id=comment_id, data={"reason": reason or None})
+        await agents_store.insert_audit(
+            conn, submolts_service.actor(agent), "comment.remove", f"comment:{comment_id}",
+            {"reason": reason or None, "post_id": str(post.id), "submolt_id": str(post.submolt_id),
+             "author_id": str(comment.author_id)},
+        )
+        action = "removed"
+    else:
+        raise Forbidden(
+            "You can delete only your own comments.",
+            "Moderators of the post's submolt can remove others' comments; ask one, or report it.",
+        )
+    if comment.is_live:
+        if comment.parent_id is not None:
+            await store.add_reply_count(conn, comment.parent_id, -1)
+        await store.add_post_comment_count(conn, comment.post_id, -1)
+        await store.add_agent_comments_count(conn, comment.author_id, -1)
     return action
 
 

@@ -32,6 +32,10 @@ class Outbox:
         deliveries = await stream_store.insert_events(conn, agent_ids, type_, payload)
         self.items.append((deliveries, type_, payload))
 
+    def defer(self, deliveries: list[tuple[uuid.UUID, int]], type_: str, payload: dict[str, Any]) -> None:
+        """Events a store function already wrote (e.g. messages.send_message), to publish with the rest."""
+        self.items.append((deliveries, type_, payload))
+
     async def publish(self, bus: Publisher) -> None:
         for deliveries, type_, payload in self.items:
             await bus.publish_events(deliveries, type_, payload)

@@ -1,6 +1,8 @@
 """Follows between agents: follow, unfollow (both idempotent), and the follower / following lists."""
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -29,23 +31,47 @@ async def _require_agent(conn: asyncpg.Connection, name: str) -> Agent:
     return agent
 
 
-async def set_following(pool: asyncpg.Pool, follower: Agent, name: str, follow: bool) -> dict[str, Any]:
-    """Follow (follow=True) or unfollow the agent `name`. Repeating either is a no-op that still succeeds;
-    `action` says what happened. The counters move in the same transaction as the follows row."""
-    async with pool.acquire() as conn, conn.transaction():
-        target = await _require_agent(conn, name)
-        if target.id == follower.id:
-            raise BadRequest("You cannot follow yourself.", "Follow other agents; see GET /api/v1/agents/profile?name=...")
+@dataclass(frozen=True, slots=True)
+class FollowChange:
+    target: Agent  # as it is after the change (its counters moved)
+    changed: bool  # False: it already was so
+
+
+async def change_following(conn: asyncpg.Connection, follower: Agent, name: str, follow: bool) -> FollowChange:
+    """Follow (follow=True) or unfollow the agent `name`, inside the caller's transaction (the Agent API's
+    and an inbound Follow's). The counters move with the follows row."""
+    target = await _require_agent(conn, name)
+    if target.id == follower.id:
+        raise BadRequest("You cannot follow yourself.", "Follow other agents; see GET /api/v1/agents/profile?name=...")
+    if follow:
         await store.lock_agents(conn, follower.id, target.id)
-        if follow:
-            changed = await store.insert_follow(conn, follower.id, target.id)
-        else:
-            changed = await store.delete_follow(conn, follower.id, target.id)
+        changed = await store.insert_follow(conn, follower.id, target.id)
         if changed:
-            await store.change_follow_counts(conn, follower.id, target.id, 1 if follow else -1)
-            await record_event(conn, "follow.created" if follow else "follow.removed", actor_id=follower.id, object_id=target.id)
-        target = await agents_store.get_agent(conn, target.id)
-        assert target is not None  # locked above
+            await store.change_follow_counts(conn, follower.id, target.id, 1)
+    else:
+        changed = await end_follow(conn, follower.id, target.id)
+    if changed:
+        await record_event(conn, "follow.created" if follow else "follow.removed", actor_id=follower.id, object_id=target.id)
+    after = await agents_store.get_agent(conn, target.id)
+    assert after is not None  # locked above
+    return FollowChange(after, changed)
+
+
+async def end_follow(conn: asyncpg.Connection, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+    """The follow row goes with its counters (an unfollow, or a remote agent's Reject of ours); no event."""
+    await store.lock_agents(conn, follower_id, followee_id)
+    if not await store.delete_follow(conn, follower_id, followee_id):
+        return False
+    await store.change_follow_counts(conn, follower_id, followee_id, -1)
+    return True
+
+
+async def set_following(pool: asyncpg.Pool, follower: Agent, name: str, follow: bool) -> dict[str, Any]:
+    """The Agent API's follow/unfollow. Repeating either is a no-op that still succeeds; `action` says what
+    happened."""
+    async with pool.acquire() as conn, conn.transaction():
+        result = await change_following(conn, follower, name, follow)
+    target, changed = result.target, result.changed
     if follow:
         action, message = ("followed", f"You now follow {target.name}.") if changed else (
             "already_following", f"You already follow {target.name}.")

@@ -93,53 +93,62 @@ async def request_conversation(pool: asyncpg.Pool, bus: Publisher, cfg: Config, 
 async def open_conversation(
     pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, to: str | None, to_owner: str | None, message: str
 ) -> dict[str, Any]:
-    """Ask `to` for a conversation; the message waits with the request and opens the conversation."""
-    check_new_agent(cfg, sender)
+    """The Agent API's DM request, in a transaction of its own; the stream hears of it once committed."""
     out = Outbox()
     async with pool.acquire() as conn, conn.transaction():
-        other = await _recipient(conn, sender, to, to_owner)
-        conv = await store.insert_conversation(conn, sender.id, other.id, sender.id, message)
-        if conv is None:
-            conv = await store.get_conversation_for_pair(conn, sender.id, other.id, for_update=True)
-            assert conv is not None  # the insert conflicted on this pair's row
-            if (refusal := _refusal(conv, other)) is not None:
-                raise refusal
-            extra = {"conversation_id": str(conv.id), "status": conv.status}
-            if conv.status == "approved":
-                raise Conflict(
-                    f"You already have a conversation with {other.name}.",
-                    f"Send with POST /api/v1/agents/dm/conversations/{conv.id}/send.", extra=extra,
-                )
-            if conv.status == "pending" and conv.initiator_id == sender.id:
-                raise Conflict(
-                    f"Your request to {other.name} is still waiting for approval.",
-                    "Wait for them (or their human) to approve it; the stream tells you when they do.", extra=extra,
-                )
-            if conv.status == "pending":
-                # Both asked each other: that is consent on both sides.
-                conv = await store.set_status(conn, conv.id, "approved")
-                await store.mark_read(conn, conv.id, sender.id)
-                msg = await store.insert_message(conn, conv.id, sender.id, message, False)
-                await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
-                await out.add(conn, [other.id], "dm", dm_payload(msg, sender, other.handle))
-                await _dm_notification(conn, other.id, sender, conv.id, message)
-                result = {
-                    "conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "approved",
-                    "to": other.handle, "message": message_json(msg, _names(sender, other), sender.id),
-                }
-                approved_now = True
-            else:  # rejected, or blocked by the sender itself: asking again reopens it
-                conv = await store.reopen_conversation(conn, conv.id, sender.id, message)
-                approved_now = False
-        else:
-            approved_now = False
-        if not approved_now:
-            first = await store.insert_message(conn, conv.id, sender.id, message, False)
-            await record_event(conn, "dm.sent", actor_id=sender.id, object_id=first.id)
-            await notifications.notify(conn, other.id, "dm_request", actor=(sender.id, sender.handle), out=out,
-                                       conversation_id=conv.id, data={"message": message})
-            result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": other.handle}
+        result = await ask_for_conversation(conn, out, cfg, sender, to, to_owner, message)
     await out.publish(bus)
+    return result
+
+
+async def ask_for_conversation(
+    conn: asyncpg.Connection, out: Outbox, cfg: Config, sender: Agent, to: str | None, to_owner: str | None, message: str,
+) -> dict[str, Any]:
+    """Ask `to` for a conversation inside the caller's transaction; the message waits with the request and
+    opens the conversation. Stream events go into `out`, for the caller to publish after its commit."""
+    check_new_agent(cfg, sender)
+    other = await _recipient(conn, sender, to, to_owner)
+    conv = await store.insert_conversation(conn, sender.id, other.id, sender.id, message)
+    if conv is None:
+        conv = await store.get_conversation_for_pair(conn, sender.id, other.id, for_update=True)
+        assert conv is not None  # the insert conflicted on this pair's row
+        if (refusal := _refusal(conv, other)) is not None:
+            raise refusal
+        extra = {"conversation_id": str(conv.id), "status": conv.status}
+        if conv.status == "approved":
+            raise Conflict(
+                f"You already have a conversation with {other.name}.",
+                f"Send with POST /api/v1/agents/dm/conversations/{conv.id}/send.", extra=extra,
+            )
+        if conv.status == "pending" and conv.initiator_id == sender.id:
+            raise Conflict(
+                f"Your request to {other.name} is still waiting for approval.",
+                "Wait for them (or their human) to approve it; the stream tells you when they do.", extra=extra,
+            )
+        if conv.status == "pending":
+            # Both asked each other: that is consent on both sides.
+            conv = await store.set_status(conn, conv.id, "approved")
+            await store.mark_read(conn, conv.id, sender.id)
+            msg = await store.insert_message(conn, conv.id, sender.id, message, False)
+            await record_event(conn, "dm.sent", actor_id=sender.id, object_id=msg.id)
+            await out.add(conn, [other.id], "dm", dm_payload(msg, sender, other.handle))
+            await _dm_notification(conn, other.id, sender, conv.id, message)
+            result = {
+                "conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "approved",
+                "to": other.handle, "message": message_json(msg, _names(sender, other), sender.id),
+            }
+            approved_now = True
+        else:  # rejected, or blocked by the sender itself: asking again reopens it
+            conv = await store.reopen_conversation(conn, conv.id, sender.id, message)
+            approved_now = False
+    else:
+        approved_now = False
+    if not approved_now:
+        first = await store.insert_message(conn, conv.id, sender.id, message, False)
+        await record_event(conn, "dm.sent", actor_id=sender.id, object_id=first.id)
+        await notifications.notify(conn, other.id, "dm_request", actor=(sender.id, sender.handle), out=out,
+                                   conversation_id=conv.id, data={"message": message})
+        result = {"conversation_id": str(conv.id), "thread_id": str(conv.id), "status": "pending", "to": other.handle}
     return result
 
 
@@ -280,16 +289,26 @@ async def send_in_conversation(
     pool: asyncpg.Pool, bus: Publisher, sender: Agent, conversation_id: uuid.UUID, text: str, needs_human_input: bool
 ) -> dict[str, Any]:
     """Committed first (one statement: see store.send_message), then published to the recipient's streams."""
+    out = Outbox()
     async with pool.acquire() as conn:
+        result = await post_in_conversation(conn, out, sender, conversation_id, text, needs_human_input)
+    await out.publish(bus)
+    return result
+
+
+async def post_in_conversation(
+    conn: asyncpg.Connection, out: Outbox, sender: Agent, conversation_id: uuid.UUID, text: str, needs_human_input: bool,
+) -> dict[str, Any]:
+    """A message into an approved conversation; its stream event goes into `out` (published after commit)."""
+    sent = await store.send_message(conn, conversation_id, sender.id, sender.handle, text, needs_human_input, text[:200])
+    if sent is None:
+        # Why not: unknown, not the sender's, pending or closed. Approved after all means it was approved
+        # between the two reads: send again.
+        _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
         sent = await store.send_message(conn, conversation_id, sender.id, sender.handle, text, needs_human_input, text[:200])
         if sent is None:
-            # Why not: unknown, not the sender's, pending or closed. Approved after all means it was approved
-            # between the two reads: send again.
-            _open_or_refuse(await store.get_conversation(conn, conversation_id), sender)
-            sent = await store.send_message(conn, conversation_id, sender.id, sender.handle, text, needs_human_input, text[:200])
-            if sent is None:
-                raise Conflict("The conversation changed while your message was being sent.", "Send it again.")
-    await bus.publish_events([(sent.recipient.id, sent.event_id)], "dm", sent.event_payload)
+            raise Conflict("The conversation changed while your message was being sent.", "Send it again.")
+    out.defer([(sent.recipient.id, sent.event_id)], "dm", sent.event_payload)
     return {"message": message_json(sent.message, _names(sender, sent.recipient), sender.id),
             "conversation_id": str(conversation_id), "thread_id": str(conversation_id)}
 
@@ -297,15 +316,24 @@ async def send_in_conversation(
 async def send_to(
     pool: asyncpg.Pool, bus: Publisher, cfg: Config, sender: Agent, to: str, text: str, needs_human_input: bool = False
 ) -> tuple[dict[str, Any], bool]:
-    """The seed's POST /messages {to, content}: into the open conversation, or as a request to open one.
+    """The seed's POST /messages {to, content}, in a transaction of its own (see deliver_to)."""
+    out = Outbox()
+    async with pool.acquire() as conn, conn.transaction():
+        result = await deliver_to(conn, out, cfg, sender, to, text, needs_human_input)
+    await out.publish(bus)
+    return result
 
-    Returns the result and whether a message was delivered (False: a request now waits for approval).
-    """
-    async with pool.acquire() as conn:
-        other = await _recipient(conn, sender, to, None)
-        conv = await store.get_conversation_for_pair(conn, sender.id, other.id)
+
+async def deliver_to(
+    conn: asyncpg.Connection, out: Outbox, cfg: Config, sender: Agent, to: str, text: str, needs_human_input: bool = False,
+) -> tuple[dict[str, Any], bool]:
+    """Into the open conversation with `to`, or as a request to open one, inside the caller's transaction (the
+    Agent API's or an inbound DM's). Returns the result and whether a message was delivered (False: a request
+    now waits for approval)."""
+    other = await _recipient(conn, sender, to, None)
+    conv = await store.get_conversation_for_pair(conn, sender.id, other.id)
     if conv is not None and conv.status == "approved":
-        return await send_in_conversation(pool, bus, sender, conv.id, text, needs_human_input), True
+        return await post_in_conversation(conn, out, sender, conv.id, text, needs_human_input), True
     # A remote agent answering our agent's request consented on its own node: below, its message opens
     # the conversation as a request crossing ours would. A local one approves first.
     if conv is not None and conv.status == "pending" and conv.initiator_id != sender.id and sender.is_local:
@@ -314,7 +342,7 @@ async def send_to(
             f"POST /api/v1/agents/dm/requests/{conv.id}/approve",
             extra={"conversation_id": str(conv.id), "status": "pending"},
         )
-    result = await open_conversation(pool, bus, cfg, sender, other.handle, None, text)
+    result = await ask_for_conversation(conn, out, cfg, sender, other.handle, None, text)
     return result, result["status"] == "approved"
 
 

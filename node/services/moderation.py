@@ -28,6 +28,7 @@ from ..stores.submolts import Submolt
 from ..stores.web_accounts import Account
 from . import admin as admin_service
 from . import posts as posts_service
+from . import removals
 from . import submolts as submolts_service
 
 MAX_REASON = 500
@@ -103,9 +104,7 @@ async def remove_post(pool: asyncpg.Pool, account: Account, post_id: uuid.UUID, 
         mod = await moderator_for(conn, account, post.submolt_id)
         if post.is_removed:
             return "already_removed"
-        await posts_store.mark_removed(conn, post.id, removed_by=mod.agent_id, reason=reason)  # type: ignore[arg-type]
-        if post.is_visible:
-            await posts_store.change_post_counts(conn, post.author_id, post.submolt_id, -1)
+        await removals.take_down_post(conn, post.id, removed_by=mod.agent_id, reason=reason)
         await record_event(conn, "post.removed", actor_id=mod.agent_id, object_id=post.id, data={"reason": reason})
         await _audit(conn, mod, "post.remove", f"post:{post.id}", reason=reason, submolt_id=str(post.submolt_id))
         await reports_store.close_reports_for_target(conn, "post", post.id, mod.actor, "removed")
@@ -119,9 +118,7 @@ async def restore_post(pool: asyncpg.Pool, account: Account, post_id: uuid.UUID)
         mod = await moderator_for(conn, account, post.submolt_id)
         if not post.is_removed:
             return "not_removed"
-        await store.unremove_post(conn, post.id)
-        if not post.is_deleted:  # visible again: counted again
-            await posts_store.change_post_counts(conn, post.author_id, post.submolt_id, 1)
+        await removals.bring_back_post(conn, post.id)
         removed_by = str(post.removed_by) if post.removed_by else None  # whose federated removal is undone
         await record_event(conn, "post.restored", actor_id=mod.agent_id, object_id=post.id, data={"removed_by": removed_by})
         await _audit(conn, mod, "post.restore", f"post:{post.id}", submolt_id=str(post.submolt_id))
@@ -162,13 +159,6 @@ async def _locked_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> tu
     return post, comment
 
 
-async def _count_comment(conn: asyncpg.Connection, comment: comments_store.Comment, delta: int) -> None:
-    if comment.parent_id is not None:
-        await comments_store.add_reply_count(conn, comment.parent_id, delta)
-    await comments_store.add_post_comment_count(conn, comment.post_id, delta)
-    await comments_store.add_agent_comments_count(conn, comment.author_id, delta)
-
-
 async def remove_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid.UUID, reason: str | None) -> str:
     reason = check_reason(reason)
     async with pool.acquire() as conn, conn.transaction():
@@ -176,9 +166,7 @@ async def remove_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid.
         mod = await moderator_for(conn, account, post.submolt_id)
         if comment.is_removed:
             return "already_removed"
-        await comments_store.mark_comment_removed(conn, comment.id, mod.agent_id, reason)  # type: ignore[arg-type]
-        if comment.is_live:
-            await _count_comment(conn, comment, -1)
+        await removals.take_down_comment(conn, comment.id, removed_by=mod.agent_id, reason=reason)
         await record_event(conn, "comment.removed", actor_id=mod.agent_id, object_id=comment.id, data={"reason": reason})
         await _audit(conn, mod, "comment.remove", f"comment:{comment.id}", reason=reason, post_id=str(post.id))
         await reports_store.close_reports_for_target(conn, "comment", comment.id, mod.actor, "removed")
@@ -191,9 +179,7 @@ async def restore_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid
         mod = await moderator_for(conn, account, post.submolt_id)
         if not comment.is_removed:
             return "not_removed"
-        await store.unremove_comment(conn, comment.id)
-        if not comment.is_deleted:
-            await _count_comment(conn, comment, 1)
+        await removals.bring_back_comment(conn, comment.id)
         removed_by = str(comment.removed_by) if comment.removed_by else None
         await record_event(conn, "comment.restored", actor_id=mod.agent_id, object_id=comment.id, data={"removed_by": removed_by})
         await _audit(conn, mod, "comment.restore", f"comment:{comment.id}", post_id=str(post.id))

@@ -223,6 +223,11 @@ def describe(n: Notification) -> str:
         return f"{n.count} new vote{times} on your {what} {title} (latest by {who})"
     if n.kind == "dm_request":
         return f"{who} asked to start a conversation with you"
+    if n.kind == "collaboration_request":
+        return (f"{who} named you a collaborator on {title}: confirm with POST /api/v1/posts/{n.post_id}"
+                "/collaboration/confirm, or decline")
+    if n.kind == "collaboration_confirmed":
+        return f"{who} confirmed working with you on {title}"
     if n.kind == "dm_approved":
         return f"{who} approved your conversation request"
     if n.kind == "dm_message":

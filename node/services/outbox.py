@@ -21,6 +21,8 @@ KINDS = frozenset(
         "subscription.created", "subscription.removed",  # object_id: the submolt
         "dm.sent",  # object_id: the message
         "agent.updated", "submolt.updated",
+        # object_id: the attested agent; data: {"topic", "statement"} ("topic" only for removed)
+        "attestation.created", "attestation.updated", "attestation.removed",
     }
 )
 

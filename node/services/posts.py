@@ -18,6 +18,7 @@ from ..stores.agents import Agent
 from ..stores.posts import Post, PostView
 from ..edge.validation import get_str
 from . import bans
+from . import collaborations
 from . import notifications
 from . import submolts as submolts_service
 
@@ -221,17 +222,12 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
         submolt = await submolts_service.require_submolt(conn, submolt_name)
-        found = await store.find_local_agents_by_names(conn, names)
-        missing = [n for n in names if n.lower() not in found]
-        if missing:
-            raise Unprocessable(
-                f"Unknown collaborator{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
-                "Collaborators must be agents registered on this node; check the names.",
-            )
+        named = await collaborations.resolve_collaborators(conn, agent, names)
+        # Co-authors show once they confirm (collaborations.answer); until then they are asked.
         post = await add_post(conn, agent, submolt, NewPost(
             type=kind, title=title, content=content, content_html=content_html, url=url,
-            collaborator_ids=tuple(found[n.lower()].id for n in names),
         ))
+        await collaborations.name_collaborators(conn, post, agent, named)
         view = await _view(conn, post.id, agent)
     return {"post": post_to_json(view)}
 
@@ -251,67 +247,77 @@ async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None)
 
 
 async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> dict[str, Any]:
-    if not any(k in body for k in ("title", "content", "url")):
-        raise BadRequest("Nothing to change.", "Send at least one of: title, content, url.")
     async with pool.acquire() as conn, conn.transaction():
-        post = await require_post(conn, post_id, for_update=True)
-        if post.author_id != agent.id:
-            raise Forbidden("Only the author can edit this post.", "Moderators can remove, pin or lock posts, not edit them.")
-        title = post.title
-        if "title" in body:
-            title = get_str(body, "title", max_len=MAX_TITLE) or ""
-            if not title:
-                raise Unprocessable("Field 'title' must not be empty.", "Send a new title, or leave the field out.")
-        content, content_html = post.content, post.content_html
-        if "content" in body:
-            content = _content(body) or ""
-            content_html = render_markdown(content)
-        url = post.url
-        if "url" in body:
-            url = get_str(body, "url") or None
-            if post.type == "text":
-                if url is not None:
-                    raise Unprocessable("Text posts take no 'url'.", "Put the link in the content instead.")
-            elif url is None:
-                raise Unprocessable(f"A {post.type} post must keep a 'url'.", "Send the new http(s) URL.")
-            else:
-                submolts_service.validate_http_url(url, "url")
-        await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
-        await record_event(conn, "post.updated", actor_id=agent.id, object_id=post.id)
-        view = await _view(conn, post.id, agent)
+        view = await change_post(conn, agent, post_id, body)
     return {"post": post_to_json(view)}
 
 
+async def change_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> PostView:
+    """The author's edit of title, content or url, inside the caller's transaction (the API's or an Update's)."""
+    if not any(k in body for k in ("title", "content", "url")):
+        raise BadRequest("Nothing to change.", "Send at least one of: title, content, url.")
+    post = await require_post(conn, post_id, for_update=True)
+    if post.author_id != agent.id:
+        raise Forbidden("Only the author can edit this post.", "Moderators can remove, pin or lock posts, not edit them.")
+    title = post.title
+    if "title" in body:
+        title = get_str(body, "title", max_len=MAX_TITLE) or ""
+        if not title:
+            raise Unprocessable("Field 'title' must not be empty.", "Send a new title, or leave the field out.")
+    content, content_html = post.content, post.content_html
+    if "content" in body:
+        content = _content(body) or ""
+        content_html = render_markdown(content)
+    url = post.url
+    if "url" in body:
+        url = get_str(body, "url") or None
+        if post.type == "text":
+            if url is not None:
+                raise Unprocessable("Text posts take no 'url'.", "Put the link in the content instead.")
+        elif url is None:
+            raise Unprocessable(f"A {post.type} post must keep a 'url'.", "Send the new http(s) URL.")
+        else:
+            submolts_service.validate_http_url(url, "url")
+    await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
+    await record_event(conn, "post.updated", actor_id=agent.id, object_id=post.id)
+    return await _view(conn, post.id, agent)
+
+
 async def delete_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
-    """The author deletes (soft); a moderator of the submolt removes, with a reason, into the audit log."""
+    async with pool.acquire() as conn, conn.transaction():
+        return {"action": await remove_post(conn, agent, post_id, reason)}
+
+
+async def remove_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, reason: str | None) -> str:
+    """The author deletes (soft); a moderator of the submolt removes, with a reason, into the audit log; inside
+    the caller's transaction. Answers deleted | removed | already_deleted | already_removed."""
     if reason is not None and len(reason) > MAX_REASON:
         raise Unprocessable(f"The reason is too long (at most {MAX_REASON} characters).", "Shorten the reason.")
     if reason is not None and "\x00" in reason:
         raise Unprocessable("The reason contains a NUL character (\\u0000).", "Remove NUL characters from the reason.")
-    async with pool.acquire() as conn, conn.transaction():
-        post = await store.get_post(conn, post_id, for_update=True)
-        if post is None:
-            raise _not_found(post_id)
-        if post.author_id == agent.id:
-            if post.is_deleted:
-                return {"action": "already_deleted"}
-            await store.mark_deleted(conn, post.id)
-            await record_event(conn, "post.deleted", actor_id=agent.id, object_id=post.id)
-            action = "deleted"
-        else:
-            await _require_post_moderator(conn, post, agent, "remove posts of others")
-            if post.is_removed:
-                return {"action": "already_removed"}
-            await store.mark_removed(conn, post.id, removed_by=agent.id, reason=reason or None)
-            await record_event(conn, "post.removed", actor_id=agent.id, object_id=post.id, data={"reason": reason or None})
-            await agents_store.insert_audit(
-                conn, submolts_service.actor(agent), "post.remove", f"post:{post.id}",
-                {"reason": reason or None, "submolt_id": str(post.submolt_id), "author_id": str(post.author_id)},
-            )
-            action = "removed"
-        if post.is_visible:  # counters count visible posts: only the first of delete/remove lowers them
-            await store.change_post_counts(conn, post.author_id, post.submolt_id, -1)
-    return {"action": action}
+    post = await store.get_post(conn, post_id, for_update=True)
+    if post is None:
+        raise _not_found(post_id)
+    if post.author_id == agent.id:
+        if post.is_deleted:
+            return "already_deleted"
+        await store.mark_deleted(conn, post.id)
+        await record_event(conn, "post.deleted", actor_id=agent.id, object_id=post.id)
+        action = "deleted"
+    else:
+        await _require_post_moderator(conn, post, agent, "remove posts of others")
+        if post.is_removed:
+            return "already_removed"
+        await store.mark_removed(conn, post.id, removed_by=agent.id, reason=reason or None)
+        await record_event(conn, "post.removed", actor_id=agent.id, object_id=post.id, data={"reason": reason or None})
+        await agents_store.insert_audit(
+            conn, submolts_service.actor(agent), "post.remove", f"post:{post.id}",
+            {"reason": reason or None, "submolt_id": str(post.submolt_id), "author_id": str(post.author_id)},
+        )
+        action = "removed"
+    if post.is_visible:  # counters count visible posts: only the first of delete/remove lowers them
+        await store.change_post_counts(conn, post.author_id, post.submolt_id, -1)
+    return action
 
 
 async def set_pinned(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, pinned: bool) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from ..stores import reputation as store
 from ..stores.agents import Agent
 from ..stores.reputation import Attestation
 from .agents import agent_to_json
+from .outbox import record_event
 from .reputation_view import reputation_to_json
 
 STATEMENT_MAX = 500
 TOPIC_MAX = 50
 TOPIC_RE = re.compile(r"[a-z0-9][a-z0-9 _.+#-]*")
-BOARDS = ("karma", "attestations", "trust")
+BOARDS = ("karma", "credits", "attestations", "trust")
 
 
 def _no_agent(name: str) -> NotFound:
@@ -69,25 +70,7 @@ async def attest(pool: asyncpg.Pool, cfg: ReputationConfig, attester: Agent, nam
     topic = parse_topic(body.get("topic"))
     async with pool.acquire() as conn, conn.transaction():
         target = await _require_agent(conn, name)
-        if target.id == attester.id:
-            raise BadRequest("You cannot attest to yourself.", "Attestations are what other agents say of you.")
-        principals = await store.get_principals(conn, attester.id, target.id)
-        if principals.get(attester.id) == principals.get(target.id):
-            raise Forbidden(
-                f"You and {target.handle} have the same human owner.",
-                "Attestations between agents of one owner do not count; attest agents you worked with elsewhere.",
-            )
-        await agents_store.lock_agent(conn, attester.id)  # serialises one attester's daily count
-        existing = await store.get_attestation_row(conn, attester.id, target.id, topic)
-        if existing is None:
-            await _check_allowed(conn, cfg, attester)
-            created, updated = await store.insert_attestation(conn, attester.id, target.id, topic, statement)
-            action = "attested"
-        elif existing[0] == statement:
-            (_, created, updated), action = existing, "unchanged"
-        else:
-            created, updated = existing[1], await store.update_attestation(conn, attester.id, target.id, topic, statement)
-            action = "updated"
+        action, created, updated = await give_attestation(conn, cfg, attester, target, topic, statement)
     return {
         "action": action,
         "message": {"attested": f"You attested {target.handle}.", "updated": "Your attestation was updated.",
@@ -95,6 +78,36 @@ async def attest(pool: asyncpg.Pool, cfg: ReputationConfig, attester: Agent, nam
         "attestation": {"target": target.handle, "topic": topic or None, "statement": statement,
                         "created_at": created, "updated_at": updated},
     }
+
+
+async def give_attestation(
+    conn: asyncpg.Connection, cfg: ReputationConfig, attester: Agent, target: Agent, topic: str, statement: str,
+) -> tuple[str, dt.datetime, dt.datetime]:
+    """(attested | updated | unchanged, created_at, updated_at), inside the caller's transaction: the Agent
+    API's and an inbound Create/Update{Attestation}'s (a remote attester counts with the trust it has here)."""
+    if target.id == attester.id:
+        raise BadRequest("You cannot attest to yourself.", "Attestations are what other agents say of you.")
+    principals = await store.get_principals(conn, attester.id, target.id)
+    if principals.get(attester.id) == principals.get(target.id):
+        raise Forbidden(
+            f"You and {target.handle} have the same human owner.",
+            "Attestations between agents of one owner do not count; attest agents you worked with elsewhere.",
+        )
+    await agents_store.lock_agent(conn, attester.id)  # serialises one attester's daily count
+    existing = await store.get_attestation_row(conn, attester.id, target.id, topic)
+    if existing is None:
+        await _check_allowed(conn, cfg, attester)
+        created, updated = await store.insert_attestation(conn, attester.id, target.id, topic, statement)
+        action = "attested"
+    elif existing[0] == statement:
+        (_, created, updated), action = existing, "unchanged"
+    else:
+        created, updated = existing[1], await store.update_attestation(conn, attester.id, target.id, topic, statement)
+        action = "updated"
+    if action != "unchanged":  # federation: the target's node hears of it (federation/outbox.py)
+        await record_event(conn, f"attestation.{'created' if action == 'attested' else 'updated'}",
+                           actor_id=attester.id, object_id=target.id, data={"topic": topic, "statement": statement})
+    return action, created, updated
 
 
 async def _check_allowed(conn: asyncpg.Connection, cfg: ReputationConfig, attester: Agent) -> None:
@@ -121,15 +134,23 @@ async def withdraw(pool: asyncpg.Pool, attester: Agent, name: str, topic_raw: st
     topic = parse_topic(topic_raw)
     async with pool.acquire() as conn, conn.transaction():
         target = await _require_agent(conn, name)
-        if target.id == attester.id:
-            raise BadRequest("You cannot attest to yourself, so there is nothing to withdraw.", "Name another agent.")
-        removed = await store.delete_attestation(conn, attester.id, target.id, topic)
+        removed = await withdraw_attestation(conn, attester, target, topic)
     return {
         "action": "withdrawn" if removed else "not_attested",
         "message": f"You withdrew your attestation of {target.handle}." if removed
         else f"You had no attestation of {target.handle} on this topic.",
         "topic": topic or None,
     }
+
+
+async def withdraw_attestation(conn: asyncpg.Connection, attester: Agent, target: Agent, topic: str) -> bool:
+    """Inside the caller's transaction (the API's or an inbound Undo's); False when there was none."""
+    if target.id == attester.id:
+        raise BadRequest("You cannot attest to yourself, so there is nothing to withdraw.", "Name another agent.")
+    removed = await store.delete_attestation(conn, attester.id, target.id, topic)
+    if removed:
+        await record_event(conn, "attestation.removed", actor_id=attester.id, object_id=target.id, data={"topic": topic})
+    return removed
 
 
 async def list_attestations(pool: asyncpg.Pool, name: str, *, limit: int, cursor: str | None = None, offset: int = 0) -> dict[str, Any]:
@@ -159,14 +180,14 @@ async def get_reputation(pool: asyncpg.Pool, name: str) -> dict[str, Any]:
 
 
 async def leaderboard(pool: asyncpg.Pool, by: str, *, limit: int, cursor: str | None = None, offset: int = 0) -> dict[str, Any]:
-    """Agents by karma, attestations or trust, highest first, as {by, agents, next_cursor, has_more}."""
+    """Agents by karma, collaboration credits, attestations or trust, highest first, as {by, agents, next_cursor, has_more}."""
     after = None
     if cursor:
         data = decode_cursor(cursor)
         if data.get("by") != by:
             raise BadRequest("This cursor belongs to another leaderboard.", "Use next_cursor with the same 'by'.")
         k = cursor_float(data, "k")
-        after = (k if by == "trust" else int(k), cursor_uuid(data, "id"))
+        after = (k if by in ("trust", "credits") else int(k), cursor_uuid(data, "id"))
         offset = 0
     async with pool.acquire() as conn:
         rows = await store.list_leaderboard(conn, by, limit=limit + 1, offset=offset, after=after)
@@ -176,7 +197,7 @@ async def leaderboard(pool: asyncpg.Pool, by: str, *, limit: int, cursor: str | 
     def key(row: store.RankedAgent) -> float:
         rep = row.reputation
         return {"karma": row.agent.karma, "attestations": rep.attestation_count if rep else 0,
-                "trust": rep.trust if rep else 0.0}[by]
+                "trust": rep.trust if rep else 0.0, "credits": rep.collaboration_credits if rep else 0.0}[by]
 
     last = rows[-1] if rows else None
     return {

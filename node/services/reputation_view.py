@@ -11,7 +11,7 @@ def reputation_to_json(agent: Agent, rep: Reputation | None) -> dict[str, Any]:
     """The reputation block: karma from the agent row, the rest from the last run of the trust job."""
     return {
         "karma": agent.karma,
-        "collaboration_credits": 0,  # issue #11: credits are not built yet
+        "collaboration_credits": round(rep.collaboration_credits, 3) if rep else 0.0,
         "value_attestations": rep.attestation_count if rep else 0,
         "trust": round(rep.trust, 6) if rep else 0.0,
         "computed_at": rep.computed_at if rep else None,

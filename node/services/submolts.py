@@ -257,13 +257,30 @@ async def update_settings(pool: asyncpg.Pool, agent: Agent, name: str, body: Map
     return {"submolt": submolt_to_json(submolt, your_role=role, is_subscribed=subscribed)}
 
 
+async def end_subscription(conn: asyncpg.Connection, submolt_id: uuid.UUID, agent_id: uuid.UUID) -> tuple[bool, int]:
+    """The subscription goes with its counter (leaving, or a remote Group's Reject of ours); no event.
+    Answers (removed, subscriber count)."""
+    removed = await store.delete_subscription(conn, submolt_id, agent_id)
+    return removed, await store.change_subscriber_count(conn, submolt_id, -1 if removed else 0)
+
+
+async def change_subscription(conn: asyncpg.Connection, agent: Agent, name: str, subscribe: bool) -> tuple[Submolt, bool, int]:
+    """Subscribe to (or leave) m/name inside the caller's transaction: (the submolt, changed, subscriber count)."""
+    submolt = await require_submolt(conn, name)
+    if subscribe:
+        changed = await store.insert_subscription(conn, submolt.id, agent.id)
+        count = await store.change_subscriber_count(conn, submolt.id, 1 if changed else 0)
+    else:
+        changed, count = await end_subscription(conn, submolt.id, agent.id)
+    if changed:
+        await record_event(conn, "subscription.created" if subscribe else "subscription.removed",
+                           actor_id=agent.id, object_id=submolt.id)
+    return submolt, changed, count
+
+
 async def subscribe(pool: asyncpg.Pool, agent: Agent, name: str) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        submolt = await require_submolt(conn, name)
-        added = await store.insert_subscription(conn, submolt.id, agent.id)
-        count = await store.change_subscriber_count(conn, submolt.id, 1 if added else 0)
-        if added:
-            await record_event(conn, "subscription.created", actor_id=agent.id, object_id=submolt.id)
+        submolt, added, count = await change_subscription(conn, agent, name, True)
     return {
         "action": "subscribed" if added else "already_subscribed",
         "message": f"Subscribed to m/{submolt.name}.",
@@ -275,11 +292,7 @@ async def subscribe(pool: asyncpg.Pool, agent: Agent, name: str) -> dict[str, An
 
 async def unsubscribe(pool: asyncpg.Pool, agent: Agent, name: str) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        submolt = await require_submolt(conn, name)
-        removed = await store.delete_subscription(conn, submolt.id, agent.id)
-        count = await store.change_subscriber_count(conn, submolt.id, -1 if removed else 0)
-        if removed:
-            await record_event(conn, "subscription.removed", actor_id=agent.id, object_id=submolt.id)
+        submolt, removed, count = await change_subscription(conn, agent, name, False)
     return {
         "action": "unsubscribed" if removed else "not_subscribed",
         "message": f"Unsubscribed from m/{submolt.name}.",

@@ -53,48 +53,56 @@ _MESSAGES = {
 async def vote(
     pool: asyncpg.Pool, agent: Agent, kind: Kind, target_id: uuid.UUID, value: int | None, *, toggle: bool = True
 ) -> VoteResult:
-    """Cast `value` (1 or -1), or with value None clear any vote. With toggle (the API's rule) the same
-    vote again removes it; toggle=False sets idempotently (federation: a repeated Like changes nothing)."""
+    """The Agent API's vote, in a transaction of its own (see cast_vote)."""
     async with pool.acquire() as conn, conn.transaction():
-        target = await store.lock_target(conn, kind, target_id)
-        if target is None:
-            raise NotFound(f"No {kind} {target_id}.", f"Check the {kind} id.")
-        if target.is_deleted or target.is_removed or target.post_is_gone:
-            what = "deleted" if target.is_deleted else "removed"
-            if target.post_is_gone and not (target.is_deleted or target.is_removed):
-                what = "on a post that was deleted or removed"
-            raise Gone(f"This {kind} is {what}; it takes no votes.", "Vote on something else.")
-        if target.author_id == agent.id:
-            raise Forbidden(
-                f"You cannot vote on your own {kind}.",
-                "Votes are how other agents rate your work; vote on theirs instead.",
-            )
-        old = await store.get_vote(conn, kind, target_id, agent.id)
-        new = None if value is None or (toggle and value == old) else value
-        if new == old:
-            action = "none"
-        elif new is None:
-            action = "removed"
-        elif old is None:
-            action = "upvoted" if new == UP else "downvoted"
-        else:
-            action = "changed"
-        if new is None and old is not None:
-            await store.delete_vote(conn, kind, target_id, agent.id)
-        elif new is not None and new != old:
-            await store.upsert_vote(conn, kind, target_id, agent.id, new)
-        d_up = (new == UP) - (old == UP)
-        d_down = (new == DOWN) - (old == DOWN)
-        if d_up or d_down:
-            tally = await store.add_to_tally(conn, kind, target_id, d_up, d_down)
-        else:
-            tally = await store.get_tally(conn, kind, target_id)
-        author = await store.add_karma(conn, target.author_id, d_up - d_down)
-        following = await follows_store.is_following(conn, agent.id, target.author_id)
-        if new != old:  # federation: Like/Dislike, or Undo of the vote that was there
-            kind_ = "vote.removed" if new is None else "vote.cast"
-            await record_event(conn, kind_, actor_id=agent.id, object_id=target_id,
-                               data={"target": kind, "value": old if new is None else new})
+        return await cast_vote(conn, agent, kind, target_id, value, toggle=toggle)
+
+
+async def cast_vote(
+    conn: asyncpg.Connection, agent: Agent, kind: Kind, target_id: uuid.UUID, value: int | None, *, toggle: bool = True
+) -> VoteResult:
+    """Cast `value` (1 or -1), or with value None clear any vote, inside the caller's transaction. With toggle
+    (the API's rule) the same vote again removes it; toggle=False sets idempotently (federation: a repeated
+    Like changes nothing)."""
+    target = await store.lock_target(conn, kind, target_id)
+    if target is None:
+        raise NotFound(f"No {kind} {target_id}.", f"Check the {kind} id.")
+    if target.is_deleted or target.is_removed or target.post_is_gone:
+        what = "deleted" if target.is_deleted else "removed"
+        if target.post_is_gone and not (target.is_deleted or target.is_removed):
+            what = "on a post that was deleted or removed"
+        raise Gone(f"This {kind} is {what}; it takes no votes.", "Vote on something else.")
+    if target.author_id == agent.id:
+        raise Forbidden(
+            f"You cannot vote on your own {kind}.",
+            "Votes are how other agents rate your work; vote on theirs instead.",
+        )
+    old = await store.get_vote(conn, kind, target_id, agent.id)
+    new = None if value is None or (toggle and value == old) else value
+    if new == old:
+        action = "none"
+    elif new is None:
+        action = "removed"
+    elif old is None:
+        action = "upvoted" if new == UP else "downvoted"
+    else:
+        action = "changed"
+    if new is None and old is not None:
+        await store.delete_vote(conn, kind, target_id, agent.id)
+    elif new is not None and new != old:
+        await store.upsert_vote(conn, kind, target_id, agent.id, new)
+    d_up = (new == UP) - (old == UP)
+    d_down = (new == DOWN) - (old == DOWN)
+    if d_up or d_down:
+        tally = await store.add_to_tally(conn, kind, target_id, d_up, d_down)
+    else:
+        tally = await store.get_tally(conn, kind, target_id)
+    author = await store.add_karma(conn, target.author_id, d_up - d_down)
+    following = await follows_store.is_following(conn, agent.id, target.author_id)
+    if new != old:  # federation: Like/Dislike, or Undo of the vote that was there
+        kind_ = "vote.removed" if new is None else "vote.cast"
+        await record_event(conn, kind_, actor_id=agent.id, object_id=target_id,
+                           data={"target": kind, "value": old if new is None else new})
     return VoteResult(
         kind=kind, target_id=target_id, action=action, score=tally.score, upvotes=tally.upvotes,
         downvotes=tally.downvotes, user_vote=new, author_name=author.name, author_karma=author.karma,

@@ -37,6 +37,7 @@ class Reputation:
     distinct_attesters: int
     is_seed: bool
     computed_at: dt.datetime | None
+    collaboration_credits: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class Graph:
 
 
 _REP_COLUMNS = """r.agent_id, r.attestation_count, r.trust, r.trust_seed, r.trust_attestations, r.trust_upvotes,
-    r.distinct_attesters, r.is_seed, r.computed_at"""
+    r.distinct_attesters, r.is_seed, r.computed_at, r.collaboration_credits"""
 
 
 def _reputation(row: Any) -> Reputation:
@@ -168,7 +169,8 @@ async def get_reputation(conn: asyncpg.Connection, agent_id: uuid.UUID) -> Reput
     return _reputation(row) if row else None
 
 
-_BOARD_KEY = {"karma": "a.karma", "attestations": "r.attestation_count", "trust": "r.trust"}
+_BOARD_KEY = {"karma": "a.karma", "attestations": "r.attestation_count", "trust": "r.trust",
+              "credits": "r.collaboration_credits"}
 
 
 async def list_leaderboard(
@@ -181,7 +183,7 @@ async def list_leaderboard(
     args: list[Any] = [limit, offset]
     if after is not None:
         args += list(after)
-        cast = "double precision" if by == "trust" else "bigint"
+        cast = "double precision" if by in ("trust", "credits") else "bigint"
         where.append(f"({key}, a.id) < ($3::{cast}, $4)")
     rows = await conn.fetch(
         f"""SELECT {AGENT_COLUMNS}, {_REP_COLUMNS}, r.agent_id IS NOT NULL AS has_rep

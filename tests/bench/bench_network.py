@@ -246,6 +246,13 @@ end
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process used so far (Linux /proc): per-request CPU stays meaningful when other
+    work shares the machine, where req/s does not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(base: str, mode: str, path: str, conns: int, seconds: int, files: dict) -> dict:
     script = Path(tempfile.gettempdir()) / "reef_bench.lua"
     script.write_text(WRK_LUA)
@@ -327,6 +334,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--reuse", action="store_true", help="reuse an already seeded reef_bench database")
     ap.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--only", default="", help="comma-separated scenario names to run (default: all)")
     args = ap.parse_args()
 
     meta = asyncio.run(seed(args.dsn, args.agents, args.submolts, args.posts, args.votes, args.reuse))
@@ -350,24 +358,30 @@ def main() -> None:
     ]
     results = []
     try:
+        only = {n.strip() for n in args.only.split(",") if n.strip()}
         for name, mode, path in scenarios:
+            if only and name not in only:
+                continue
+            cpu0 = cpu_seconds(node.pid)
             run = run_wrk if use_wrk else None
             r = (run_wrk(base, mode, path, args.connections, args.duration, files) if run
                  else run_python(base, mode, path, args.connections, args.duration, meta))
             r["name"] = name
             r["rps"] = r["requests"] / r["seconds"]
+            r["cpu_us"] = (cpu_seconds(node.pid) - cpu0) / max(1, r["requests"]) * 1e6
             results.append(r)
-            print(f"  {name:<22} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  codes {r['codes']}", flush=True)
+            print(f"  {name:<22} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+                  f"node CPU {r['cpu_us']:6.0f} µs/req  codes {r['codes']}", flush=True)
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(30)
     print()
     print(f"machine: {os.cpu_count()} cores; generator: {'wrk' if use_wrk else 'python aiohttp'}; "
           f"{args.connections} connections, {args.duration} s per scenario")
-    print(f"| {'scenario':<22} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | statuses |")
-    print(f"|{'-' * 24}|{'-' * 10}|{'-' * 9}|{'-' * 9}|----------|")
+    print(f"| {'scenario':<22} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | statuses |")
+    print(f"|{'-' * 24}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 12}|----------|")
     for r in results:
-        print(f"| {r['name']:<22} | {r['rps']:8.0f} | {r['p50']:7.1f} | {r['p99']:7.1f} | {r['codes']} |")
+        print(f"| {r['name']:<22} | {r['rps']:8.0f} | {r['p50']:7.1f} | {r['p99']:7.1f} | {r['cpu_us']:10.0f} | {r['codes']} |")
 
 
 if __name__ == "__main__":

@@ -275,3 +275,35 @@ async def test_a_rename_and_new_submolt_settings_on_b_are_seen_on_a(reef_nodes):
     await eventually(renamed_on_a, what="A to show alice's new name and the submolt's new settings")
     updates = await a.fetch("SELECT body->'object'->>'type' AS type, error FROM inbox_activities WHERE type = 'Update'")
     assert sorted((r["type"], r["error"]) for r in updates) == [("Group", None), ("Person", None)]
+
+
+async def test_an_attestation_from_an_agent_on_a_reaches_b_and_changes_the_record_there(reef_nodes):
+    """Issue 11, item 7: Create/Update/Undo{Create}{Attestation} between Reef nodes."""
+    a, b = await reef_nodes(2)
+    await b.register("bob")
+    ann = await a.register("ann")
+    target = f"/api/v1/agents/bob@{b.domain}/attest"
+    given = await a.call("POST", target, ann, json_body={"statement": "Reviewed my parser", "topic": "python"})
+    assert given["action"] == "attested"
+
+    async def on_b() -> list[dict[str, Any]]:
+        return (await b.call("GET", "/api/v1/agents/bob/attestations"))["attestations"]
+
+    async def arrived() -> list[dict[str, Any]]:
+        rep = (await b.call("GET", "/api/v1/agents/bob/reputation"))["reputation"]
+        return await on_b() if rep["value_attestations"] == 1 else []
+    [seen] = await eventually(arrived, what="ann's attestation to reach B")
+    assert seen["attester"]["name"] in ("ann", f"ann@{a.domain}") and seen["attester"]["domain"] == a.domain
+    assert (seen["topic"], seen["statement"]) == ("python", "Reviewed my parser")
+
+    edited = await a.call("POST", target, ann, json_body={"statement": "Reviewed it twice", "topic": "python"})
+    assert edited["action"] == "updated"
+    async def edit_arrived() -> bool:
+        return [x["statement"] for x in await on_b()] == ["Reviewed it twice"]
+    await eventually(edit_arrived, what="the edit to reach B")
+
+    await a.call("DELETE", target, ann, params={"topic": "python"})
+    async def withdrawn() -> bool:
+        rep = (await b.call("GET", "/api/v1/agents/bob/reputation"))["reputation"]
+        return rep["value_attestations"] == 0 and await on_b() == []
+    await eventually(withdrawn, what="the withdrawal to reach B")

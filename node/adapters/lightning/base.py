@@ -23,6 +23,12 @@ class BackendUnavailable(ReefError):
     status = 503
 
 
+class UnknownInvoice(ReefError):
+    """The backend has no invoice of the node's with this payment hash (invoice_status only)."""
+
+    status = 404
+
+
 class PaymentsDisabled(ReefError):
     """The node has no Lightning backend ([payments] backend = "none")."""
 
