@@ -21,11 +21,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _start(tmp: Path, database_url: str, multiproc: Path, name: str) -> tuple[asyncio.subprocess.Process, int]:
+async def _start(tmp: Path, database_url: str, multiproc: dict[str, str], name: str) -> tuple[asyncio.subprocess.Process, int]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REEF_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REEF_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
-        PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(multiproc), REEF_DATABASE__URL=database_url,
+        PYTHONPATH=str(ROOT), **multiproc, REEF_DATABASE__URL=database_url,
         REEF_SERVER__PORT=str(port), REEF_NODE__DATA_DIR=str(tmp / "data"), REEF_LOG__FORMAT="json",
         REEF_NODE__DOMAIN="127.0.0.1:8080",
     )
@@ -52,8 +52,10 @@ async def _start(tmp: Path, database_url: str, multiproc: Path, name: str) -> tu
 async def test_two_processes_counters_add_up_in_one_scrape(tmp_path, database_url):
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
+    # One process is told by prometheus-client's variable, the other by [metrics] multiprocess_dir.
     (a, port_a), (b, port_b) = await asyncio.gather(
-        _start(tmp_path, database_url, multiproc, "a"), _start(tmp_path, database_url, multiproc, "b")
+        _start(tmp_path, database_url, {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}, "a"),
+        _start(tmp_path, database_url, {"REEF_METRICS__MULTIPROCESS_DIR": str(multiproc)}, "b"),
     )
     try:
         async with aiohttp.ClientSession() as http:
