@@ -6,12 +6,14 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 import asyncpg
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from node.platform.config import Config
 from node.platform.polling import PollingWorker, backoff
@@ -118,6 +120,8 @@ class DeliveryWorker(PollingWorker):
         super().__init__()
         self.sent = 0  # POSTs answered 2xx by this worker (for logs and benchmarks)
         self.outcomes: Counter[str] = Counter()  # recorded outcomes by result, since start
+        self.metrics: Any = None  # node.platform.metrics.Metrics (set by federation.workers)
+        self.tracer: Any = None  # an OpenTelemetry tracer when [tracing] is on
         self._progress = asyncio.Condition()
 
     # --- the loop (node.platform.polling) -------------------------------------------------------
@@ -159,6 +163,8 @@ class DeliveryWorker(PollingWorker):
                     await self._record(conn, d, outcome)
                     pending.discard(d.id)
                     host_results[d.host].append(outcome)
+                    if self.metrics is not None:
+                        self.metrics.deliveries.labels(outcome.result).inc()
                     async with self._progress:
                         self.outcomes[outcome.result] += 1
                         self._progress.notify_all()
@@ -183,7 +189,26 @@ class DeliveryWorker(PollingWorker):
         log.info("delivery worker stopping: %d unfinished deliveries given back", len(ids))
 
     async def _send_one(self, d: delivery_store.DueDelivery) -> tuple[delivery_store.DueDelivery, Outcome]:
-        return d, await self._send(d)
+        started = time.perf_counter()
+        if self.tracer is None:
+            outcome = await self._send(d)
+        else:
+            # The POST's traceparent (injected by the fetcher's session) is this span's: the receiver's trace
+            # continues it.
+            with self.tracer.start_as_current_span(
+                "federation.deliver", kind=SpanKind.CLIENT,
+                attributes={"server.address": d.host, "url.full": d.inbox_url, "reef.delivery.id": d.id,
+                            "reef.delivery.attempt": d.attempts + 1},
+            ) as span:
+                outcome = await self._send(d)
+                span.set_attribute("reef.delivery.outcome", outcome.result)
+                if outcome.status is not None:
+                    span.set_attribute("http.response.status_code", outcome.status)
+                if outcome.result != "delivered":
+                    span.set_status(Status(StatusCode.ERROR, outcome.error or outcome.result))
+        if self.metrics is not None:
+            self.metrics.delivery_seconds.observe(time.perf_counter() - started)
+        return d, outcome
 
     async def _record(self, conn: asyncpg.Connection, d: delivery_store.DueDelivery, o: Outcome) -> None:
         s = self.settings

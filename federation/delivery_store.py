@@ -196,3 +196,12 @@ async def seconds_until_delivery_due(conn: asyncpg.Connection) -> float | None:
            WHERE d.delivered_at IS NULL AND d.failed_at IS NULL"""
     )
     return None if value is None else max(0.0, float(value))
+
+
+async def pending_by_host(conn: asyncpg.Connection) -> dict[str, tuple[int, float]]:
+    """Waiting deliveries per host: (how many, age in seconds of the oldest), for /metrics."""
+    rows = await conn.fetch(
+        """SELECT host, count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
+           FROM deliveries WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY host"""
+    )
+    return {r["host"]: (r["n"], max(0.0, r["age"] or 0.0)) for r in rows}

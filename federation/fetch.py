@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from node.platform import tracing
 from node.platform.config import Config
 
 from . import policy
@@ -143,6 +144,7 @@ class Fetcher:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=fed.fetch_timeout_seconds),
             headers={"User-Agent": f"Reef (+{self.cfg.base_url})"},
             auto_decompress=True,
+            trace_configs=[tracing.client_trace_config()],  # the current span's traceparent, when tracing is on
         )
 
     async def close(self) -> None:

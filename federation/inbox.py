@@ -1,6 +1,7 @@
 """Inboxes: verify the signature and the ids, store the activity once, answer 202; a worker applies it."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -168,6 +169,12 @@ class InboxProcessor(PollingWorker):
         except Exception as exc:  # a bug must not wedge the queue: record it with its traceback in the log
             log.exception("inbox activity %s (%s) failed", item.ap_id, item.type)
             error = f"{exc.__class__.__name__}: {exc}"
+        metrics = self.app.get(appkeys.METRICS)
+        if metrics is not None:
+            outcome = "retry" if retry and item.attempts < self.max_attempts else ("failed" if error else "ok")
+            metrics.inbox_processed.labels(outcome).inc()
+            if outcome != "retry":
+                metrics.inbox_delay.observe((dt.datetime.now(dt.timezone.utc) - item.received_at).total_seconds())
         if ctx.committed:
             return
         async with self.app[appkeys.POOL].acquire() as conn:

@@ -90,3 +90,12 @@ async def seconds_until_inbox_due(conn: asyncpg.Connection) -> float | None:
            WHERE processed_at IS NULL"""
     )
     return None if value is None else max(0.0, float(value))
+
+
+async def inbox_backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+    """Unprocessed activities: (how many, age in seconds of the oldest), for /metrics."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, extract(epoch FROM now() - min(received_at))::float8 AS age
+           FROM inbox_activities WHERE processed_at IS NULL"""
+    )
+    return row["n"], max(0.0, row["age"] or 0.0)

@@ -7,8 +7,9 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from node.platform import appkeys
+from node.platform import appkeys, tracing
 
+from . import delivery_store, inbox_store
 from .delivery import DeliverySettings, DeliveryWorker
 from .fetch import FETCHER
 from .inbox import InboxProcessor
@@ -37,6 +38,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     cfg = app[appkeys.CONFIG]
     pool = app[appkeys.POOL]
     delivery = DeliveryWorker(pool, cfg, app[FETCHER], app.get(DELIVERY_SETTINGS))
+    delivery.metrics = app.get(appkeys.METRICS)
+    delivery.tracer = tracing.tracer_of(app)
     outbox = OutboxWorker(pool, cfg, on_deliveries=delivery.wake)
     workers = Workers(InboxProcessor(app), outbox, delivery)
     app[WORKERS] = workers
@@ -71,5 +74,20 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         await delivery.stop()
 
 
+async def refresh_queue_metrics(app: web.Application) -> None:
+    """At scrape time: the delivery queue per host and the inbox backlog, from PostgreSQL (shared by every
+    process, so any process's scrape tells the same)."""
+    metrics = app[appkeys.METRICS]
+    async with app[appkeys.POOL].acquire() as conn:
+        by_host = await delivery_store.pending_by_host(conn)
+        backlog, lag = await inbox_store.inbox_backlog(conn)
+    metrics.set_queue(by_host)
+    metrics.inbox_backlog.set(backlog)
+    metrics.inbox_lag.set(lag)
+
+
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_workers)
+    metrics = app.get(appkeys.METRICS)
+    if metrics is not None:
+        metrics.refreshers.append(refresh_queue_metrics)

@@ -13,7 +13,7 @@ from web.app import setup as setup_web_site
 
 from .adapters.lightning.factory import make_backend
 from .background import background_ctx
-from .platform import appkeys, metrics
+from .platform import appkeys, metrics, tracing
 from .api import routes
 from .platform.config import Config
 from .platform.db import create_pool, database_dsn
@@ -29,14 +29,18 @@ log = logging.getLogger(__name__)
 
 def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     """Build the node: Agent API, stream, ActivityPub, web site and background workers, on one app."""
+    middlewares = [request_context_middleware, auth_middleware, rate_limit_middleware]
+    if cfg.tracing.otlp_endpoint:
+        middlewares.insert(0, tracing.tracing_middleware)  # outermost: the access log line carries the trace id
     app = web.Application(
         client_max_size=cfg.limits.max_body_bytes,
         # Request lines up to 64 KiB (aiohttp's default is 8 KiB), so an over-long query string reaches the
         # handlers and gets a JSON 422 with a hint instead of the HTTP parser's plain-text 400.
         handler_args={"max_line_size": 65536},
-        middlewares=[request_context_middleware, auth_middleware, rate_limit_middleware],
+        middlewares=middlewares,
     )
     app[appkeys.CONFIG] = cfg
+    tracing.setup(app)
     app[appkeys.STARTED_AT] = time.time()
     app[KEY_TOUCHES] = {}
     app.cleanup_ctx.append(_database(migrate))
@@ -59,7 +63,8 @@ def _database(migrate: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         cfg = app[appkeys.CONFIG]
         async with database_dsn(cfg) as dsn:
-            pool = await create_pool(dsn, cfg.database.pool_min, cfg.database.pool_max)
+            pool = await create_pool(dsn, cfg.database.pool_min, cfg.database.pool_max,
+                                     metrics=app.get(appkeys.METRICS), tracer=tracing.tracer_of(app))
             try:
                 if migrate:
                     async with pool.acquire() as conn:
@@ -89,7 +94,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                    trace_configs=[tracing.client_trace_config()])
     app[appkeys.HTTP] = session
     try:
         yield

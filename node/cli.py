@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="override [server] port")
 
     sub.add_parser("migrate", help="apply pending database migrations and exit")
+    bak = sub.add_parser("backup", help="dump the database (configured or embedded) to a file with pg_dump")
+    bak.add_argument("--output", "-o", metavar="FILE", help="where to write (default: <data_dir>/backups/reef-<time>.dump)")
+    res = sub.add_parser("restore", help="restore a `reef backup` file into the database with pg_restore")
+    res.add_argument("file")
+    res.add_argument("--force", action="store_true", help="replace a database that already holds agents")
     sub.add_parser("check-config", help="load and validate the config, print the effective values")
 
     agents = sub.add_parser("agents", help="inspect and manage agents")
@@ -118,6 +123,34 @@ def _cmd_migrate(cfg: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_pool(cfg, go, migrate=False))
 
 
+def _cmd_backup(cfg: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .platform import backup
+
+    try:
+        path = asyncio.run(backup.backup(cfg, Path(args.output) if args.output else backup.default_backup_path(cfg)))
+    except backup.BackupError as exc:
+        print(f"reef: backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup written to {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def _cmd_restore(cfg: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .platform import backup
+
+    try:
+        agents = asyncio.run(backup.restore(cfg, Path(args.file), force=args.force))
+    except backup.BackupError as exc:
+        print(f"reef: restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {args.file}: {agents} agents")
+    return 0
+
+
 def _cmd_check_config(cfg: Config, args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -155,6 +188,8 @@ def _cmd_admin(cfg: Config, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "migrate": _cmd_migrate,
+    "backup": _cmd_backup,
+    "restore": _cmd_restore,
     "check-config": _cmd_check_config,
     "agents": _cmd_agents,
     "keys": _cmd_keys,

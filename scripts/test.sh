@@ -103,6 +103,16 @@ if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium || log "could not install chromium; the browser tests will fail"
 fi
 
+# 4b. promtool for tests/test_alerts.py (checks and unit-tests deploy/prometheus/alerts.yml); Debian ships it in
+#     the prometheus package. Only the binary is used: a prometheus service the package may start is stopped.
+if ! command -v promtool >/dev/null; then
+    log "installing Debian's prometheus package for promtool"
+    apt_install prometheus || log "could not install prometheus; tests/test_alerts.py will fail"
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+fi
+
 # 5. The tests.
 log "running pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -272,7 +272,7 @@ class Node:
 
 async def start_node(
     aiohttp_server: Any, aiohttp_client: Any, make_config: Any, *, port: int | None = None, run_workers: bool = False,
-    delivery: Any = None, federation: dict[str, Any] | None = None,
+    delivery: Any = None, federation: dict[str, Any] | None = None, tracing: dict[str, Any] | None = None,
 ) -> Node:
     """A node on a fixed port (its ids stay the same when it restarts on the same database)."""
     from federation.workers import DELIVERY_SETTINGS, RUN_WORKERS
@@ -282,6 +282,7 @@ async def start_node(
     cfg = make_config(
         node={"domain": f"127.0.0.1:{port}", "data_dir": make_config().node.data_dir},
         federation={"allow_private_addresses": True, **(federation or {})},
+        **({"tracing": tracing} if tracing else {}),
     )
     app = create_app(cfg)
     app[RUN_WORKERS] = run_workers

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..platform import appkeys
 from ..platform.db import ping
+from ..platform.diskspace import disk_usage
 from ..edge.http import dumps
 
 
@@ -32,6 +33,12 @@ async def health(request: web.Request) -> web.Response:
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             healthy = False
             checks["redis"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        usage = disk_usage(app[appkeys.CONFIG].data_dir)
+        checks["disk"] = {"ok": True, "path": usage.path, "free_bytes": usage.free, "total_bytes": usage.total,
+                          "free_ratio": round(usage.free_ratio, 4)}
+    except OSError as exc:
+        checks["disk"] = {"ok": False, "error": type(exc).__name__}
     body = {
         "success": healthy,
         "status": "ok" if healthy else "degraded",

@@ -38,6 +38,7 @@ class KeyCache:
         self.generation = 0  # bumped by every forget: a lookup that raced with one is not stored
         self.hits = 0
         self.misses = 0
+        self.counter = None  # reef_cache_requests (node.platform.metrics), labelled by cache and result
         forget.register(self)
 
     @property
@@ -50,8 +51,12 @@ class KeyCache:
         entry = self.entries.get(key_hash)
         if entry is None or self.clock() - entry[0] > self.ttl:
             self.misses += 1
+            if self.counter is not None:
+                self.counter.labels("api_key", "miss").inc()
             return None
         self.hits += 1
+        if self.counter is not None:
+            self.counter.labels("api_key", "hit").inc()
         return entry[1]
 
     def put(self, key_hash: bytes, found: "KeyLookup", generation: int) -> None:
@@ -95,6 +100,9 @@ class KeyCache:
 async def key_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = KeyCache(app[appkeys.CONFIG].server.key_cache_seconds)
     app[appkeys.KEY_CACHE] = cache
+    metrics = app.get(appkeys.METRICS)
+    if metrics is not None:
+        cache.counter = metrics.cache
     listener = app[appkeys.LISTENER]
     if cache.ttl > 0:
         await listener.subscribe(CHANNEL, cache.on_notify, cache.on_connect, cache.on_disconnect)

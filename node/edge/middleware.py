@@ -50,14 +50,17 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
     token = request_id_var.set(rid)
     started = time.perf_counter()
     status = 500
+    error_type = ""  # for reef_http_errors_total
     try:
         try:
             response = await handler(request)
         except ReefError as exc:
+            error_type = "ReefError"
             response = error_response(exc, rid)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
+            error_type = type(exc).__name__
             error, hint = _HTTP_HINTS.get(exc.status, (exc.reason, ""))
             if exc.status == 413:
                 limit = request.app[appkeys.CONFIG].limits.max_body_bytes
@@ -69,7 +72,8 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
             log.info("client closed the connection during %s %s", request.method, request.path)
             status = 499
             raise
-        except Exception:
+        except Exception as exc:
+            error_type = type(exc).__name__
             errlog.exception("unhandled error in %s %s", request.method, request.path)
             response = error_response(
                 ReefError(
@@ -86,7 +90,9 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         agent = request.get(AGENT)
         metrics = request.app.get(appkeys.METRICS)
         if metrics is not None:
-            metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
+            metrics.observe_request(
+                request.method, route_label(request), status, time.perf_counter() - started, error_type
+            )
         log.info(
             "%s %s %s",
             request.method,

@@ -183,6 +183,12 @@ def _validate(cfg: Config) -> None:
                 f"Invalid value for [database] {key}: {url!r} is not a PostgreSQL URL.",
                 "Use postgresql://user@host:5432/dbname, or leave it empty for the embedded database.",
             )
+    if cfg.metrics.slow_query_seconds <= 0:
+        raise ConfigError(
+            f"Invalid value for [metrics] slow_query_seconds: {cfg.metrics.slow_query_seconds}.",
+            "Use a positive number of seconds, e.g. 0.5.",
+        )
+    _validate_tracing(cfg)
     if cfg.redis.url and not cfg.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"Invalid value for [redis] url: {cfg.redis.url!r}.",
@@ -230,6 +236,27 @@ def _validate_payments(pay: PaymentsConfig) -> None:
                 "Copy the Admin key of the LNbits wallet that holds the node's funds; "
                 "REEF_PAYMENTS__LNBITS_ADMIN_KEY keeps it out of the file.",
             )
+
+
+def _validate_tracing(cfg: Config) -> None:
+    tr = cfg.tracing
+    if tr.otlp_endpoint:
+        try:
+            parts = urllib.parse.urlsplit(tr.otlp_endpoint)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"Invalid value for [tracing] otlp_endpoint: {tr.otlp_endpoint!r}.",
+                'Give the collector\'s OTLP/HTTP traces URL, e.g. otlp_endpoint = "http://127.0.0.1:4318/v1/traces", '
+                "or leave it empty to turn tracing off.",
+            )
+    if not 0 <= tr.sample_ratio <= 1 or not tr.service_name:
+        raise ConfigError(
+            f"Invalid [tracing] section: sample_ratio {tr.sample_ratio}, service_name {tr.service_name!r}.",
+            "Use 0 <= sample_ratio <= 1 (1: every trace) and a non-empty service_name.",
+        )
 
 
 def build_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "") -> Config:

@@ -105,6 +105,17 @@ class ClaimsConfig:
 class MetricsConfig:
     enabled: bool = True
     token: str = ""
+    # Several worker processes: a directory they share (emptied before they start); PROMETHEUS_MULTIPROC_DIR wins.
+    multiprocess_dir: str = ""
+    slow_query_seconds: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    # OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces; empty: tracing off.
+    otlp_endpoint: str = ""
+    service_name: str = "reef"
+    sample_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +174,7 @@ class Config:
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
 

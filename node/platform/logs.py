@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from .tracing import current_ids
+
 # The request id of the request being served, for every log line written while serving it.
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -27,6 +29,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        ids = current_ids()
+        if ids:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
                 entry[key] = value

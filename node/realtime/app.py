@@ -32,6 +32,7 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     async with pool.acquire() as conn:
         secret = await stream_store.get_or_create_secret(conn, "stream", secrets.token_bytes(32))
     hub = Hub(pool)
+    hub.metrics = app.get(appkeys.METRICS)
     if cfg.redis.url:
         # Processes that share a database share a channel; other nodes on the same Redis do not.
         namespace = hashlib.sha256(b"reef-stream-channel" + secret).hexdigest()[:16]
@@ -48,7 +49,7 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_sweep(hub, cfg.limits.stream_resync_seconds))]
     if cfg.limits.stream_retention_hours > 0:
-        tasks.append(loop.create_task(_prune(pool, cfg.limits.stream_retention_hours)))
+        tasks.append(loop.create_task(_prune(pool, cfg.limits.stream_retention_hours, app.get(appkeys.METRICS))))
     try:
         yield
     finally:
@@ -71,7 +72,7 @@ async def _sweep(hub: Hub, every: int) -> None:
             log.warning("stream sweep failed: %s", exc)
 
 
-async def _prune(pool: asyncpg.Pool, hours: int) -> None:
+async def _prune(pool: asyncpg.Pool, hours: int, metrics=None) -> None:  # noqa: ANN001 - Metrics or None
     """Retention: events older than `hours` go, so the log does not grow forever; a client reconnecting with
     a since older than what is kept is told so in its ready frame (truncated, oldest_id)."""
     delay = PRUNE_FIRST_DELAY
@@ -81,6 +82,9 @@ async def _prune(pool: asyncpg.Pool, hours: int) -> None:
         try:
             async with pool.acquire() as conn:
                 removed = await stream_store.prune_events(conn, dt.timedelta(hours=hours))
+            if metrics is not None:
+                metrics.stream_pruned.inc(removed)
+                metrics.stream_prune_time.set_to_current_time()
             if removed:
                 log.info("stream retention: removed %d events older than %d hours", removed, hours)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -113,6 +113,8 @@ class Session:
             self.sync_task.cancel()
         if code == CLOSE_SLOW_CONSUMER:
             log.warning("closing the stream of %s: %s", self.agent_name, reason)
+            if self.hub.metrics is not None:
+                self.hub.metrics.ws_drops.labels("slow_consumer").inc()
         self.hub.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -239,6 +241,7 @@ class Hub:
         self.on_last: Callable[[Session], Awaitable[None]] | None = None
         self.ready_hook: Callable[[Session], None] | None = None
         self.closing = False  # set at shutdown: no new background work
+        self.metrics: Any = None  # node.platform.metrics.Metrics: open sockets and queue drops
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         if self.closing:
@@ -257,6 +260,8 @@ class Hub:
         """Register first (live events are captured from now on), then replay from the database."""
         group = self.sessions.setdefault(session.agent_id, set())
         group.add(session)
+        if self.metrics is not None:
+            self.metrics.ws_open.inc()
         session.start_sync()
         if len(group) == 1 and self.on_first is not None:
             self.spawn(self.on_first(session))
@@ -273,6 +278,8 @@ class Hub:
         if group is None or session not in group:
             return
         group.discard(session)
+        if self.metrics is not None:
+            self.metrics.ws_open.dec()
         if not group:
             del self.sessions[session.agent_id]
             if self.on_last is not None:
@@ -312,6 +319,8 @@ class Hub:
                 # While a session replays, its queue may be full of replayed events: skip, don't close.
                 if session.ready.is_set() and not (session.syncing and len(session.queue) >= session.queue_size):
                     session.push(text)
+                elif self.metrics is not None:
+                    self.metrics.ws_drops.labels("frame_skipped").inc()
 
     def resync_all(self) -> None:
         """After a bus outage: every session re-reads its events from the database."""
