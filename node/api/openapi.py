@@ -34,6 +34,9 @@ _ERROR_TEXT = {
     415: "Body is not JSON",
     422: "A field has the wrong type, length or value",
     429: "Rate limited: see Retry-After and retry_after_seconds",
+    502: "A remote server the node had to ask (e.g. for a claim proof) failed or could not be reached",
+    503: "The node cannot do this now (a backend it needs is unavailable)",
+    504: "A remote server the node had to ask did not answer in time",
 }
 
 
