@@ -11,6 +11,7 @@ from aiohttp import web
 from ..platform import appkeys
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
+from .spec_fields import NOT_BLANK, SAFE_INT
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -24,7 +25,9 @@ ERROR_SCHEMA = {
 }
 
 _ERROR_TEXT = {
-    400: "Bad request (malformed JSON, missing field, bad cursor)",
+    400: "Bad request: malformed JSON or JSON nested more than 32 levels, a missing or empty field, a bad cursor, "
+    "a query parameter that is not an integer in -(2^53-1)..2^53-1 where one is expected, or a query parameter given "
+    "more than once",
     401: "Missing, invalid, revoked or expired API key",
     403: "Not allowed",
     404: "Not found",
@@ -32,7 +35,8 @@ _ERROR_TEXT = {
     410: "Gone (deleted)",
     413: "Body too large",
     415: "Body is not JSON",
-    422: "A field has the wrong type, length or value",
+    422: "A field has the wrong type, length or value, or a string holds a NUL character or a lone surrogate "
+    "(the error names the field, e.g. 'title' or 'post.title')",
     429: "Rate limited: see Retry-After and retry_after_seconds",
     502: "A remote server the node had to ask (e.g. for a claim proof) failed or could not be reached",
     503: "The node cannot do this now (a backend it needs is unavailable)",
@@ -40,16 +44,49 @@ _ERROR_TEXT = {
 }
 
 
-def _field_schema(f: Field) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": f.type if not f.nullable else [f.type, "null"]}
+def _field_schema(f: Field, *, in_body: bool = True) -> dict[str, Any]:
+    """The JSON Schema of one field: what the node enforces. Optional body fields take null (as absent);
+    required strings must hold a non-blank character (values are stripped)."""
+    nullable = f.nullable if f.nullable is not None else (in_body and not f.required)
+    schema: dict[str, Any] = {"type": [f.type, "null"] if nullable else f.type}
     if f.description:
         schema["description"] = f.description
     if f.enum:
-        schema["enum"] = list(f.enum)
+        schema["enum"] = list(f.enum) + ([None] if nullable else [])
     if f.max_length is not None:
         schema["maxLength"] = f.max_length
+    if f.min_length is not None:
+        schema["minLength"] = f.min_length
+    if f.type == "string" and f.required and not f.enum:
+        schema.setdefault("minLength", 1)
+        schema["pattern"] = f.pattern or NOT_BLANK
+    elif f.pattern:
+        schema["pattern"] = f.pattern
+    if f.type == "integer":
+        schema["minimum"] = f.minimum if f.minimum is not None else -SAFE_INT
+        schema["maximum"] = f.maximum if f.maximum is not None else SAFE_INT
     if f.items:
         schema["items"] = {"type": f.items}
+    if not in_body and not f.required:
+        # An empty query parameter (?limit=) means the default, whatever its type.
+        if f.enum:
+            schema["enum"].append("")
+        elif f.type != "string":
+            schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}], "description": f.description}
+    return schema
+
+
+def _body_schema(op: Op) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": [k for k, f in op.body.items() if f.required],
+        "properties": {k: _field_schema(f) for k, f in op.body.items()},
+    }
+    if op.any_of:
+        text = {"type": "string", "pattern": NOT_BLANK}
+        schema["anyOf"] = [
+            {"required": [k]} | ({"properties": {k: text}} if op.any_of_text else {}) for k in op.any_of
+        ]
     return schema
 
 
@@ -66,27 +103,25 @@ def _operation(op: Op) -> dict[str, Any]:
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     for name, f in op.query.items():
         params.append(
-            {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f), "description": f.description}
+            {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f, in_body=False),
+             "description": f.description}
         )
     if params:
         out["parameters"] = params
     if op.body:
         out["requestBody"] = {
-            "required": any(f.required for f in op.body.values()),
+            "required": any(f.required for f in op.body.values()) or bool(op.any_of),
             "content": {
                 "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": [k for k, f in op.body.items() if f.required],
-                        "properties": {k: _field_schema(f) for k, f in op.body.items()},
-                    }
+                    "schema": _body_schema(op),
                 }
             },
         }
     responses: dict[str, Any] = {
         str(op.ok): {
             "description": op.returns or "Success",
-            "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"const": True}}}}},
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"const": True}}}}}
+            if op.content_type == "application/json" else {op.content_type: {"schema": {"type": "string"}}},
         }
     }
     if op.websocket:
@@ -98,7 +133,9 @@ def _operation(op: Op) -> dict[str, Any]:
     elif op.auth == "optional":
         out["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     if op.body:
-        errors.update((400, 413, 422))
+        errors.update((400, 413, 415, 422))
+    if op.query and op.path.startswith("/api/"):
+        errors.add(400)  # a malformed or repeated query parameter
     if op.path.startswith("/api/"):
         errors.add(429)
     for status in sorted(errors):

@@ -129,6 +129,19 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def refuse_repeated_query(request: web.Request) -> None:
+    """A query parameter given twice is ambiguous (which one counts?): a 400, on every API route."""
+    query = request.query
+    if len(query) == len(set(query.keys())):
+        return
+    for key in query.keys():
+        if len(query.getall(key)) > 1:
+            raise BadRequest(
+                f"Query parameter {key[:40]!r} is given {len(query.getall(key))} times.",
+                f"Give each query parameter once, e.g. ?{key[:40]}=<one value>.",
+            )
+
+
 def current_agent(request: web.Request) -> Agent | None:
     return request.get(AGENT)
 
