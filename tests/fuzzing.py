@@ -119,7 +119,7 @@ class Fixtures:
     path_values: dict[str, list[str]]
 
 
-async def seed_node(client_or_base: Any, pool: Any, post: Callable[..., Any]) -> Fixtures:
+async def seed_node(pool: Any, post: Callable[..., Any]) -> Fixtures:
     """An agent with a key, and one of each resource the paths name (a submolt, a post, a comment, a group...)."""
     agent, key = await create_agent(pool, f"fuzzer_{secrets.token_hex(3)}", claimed=True)
     other, other_key = await create_agent(pool, f"other_{secrets.token_hex(3)}", claimed=True)

@@ -25,7 +25,7 @@ async def test_every_operation_survives_fuzzing_and_matches_its_schema(aiohttp_c
         assert resp.status in (200, 201), (path, await resp.text())
         return await resp.json()
 
-    fixtures = await seed_node(client, pool, post)
+    fixtures = await seed_node(pool, post)
     loop = asyncio.get_running_loop()
 
     async def new_key() -> str:
