@@ -69,6 +69,29 @@ async def test_3_nul_in_an_agent_or_submolt_name_is_404(api, method, path):
     await _refused(await api.request(method, path, headers=auth(key)), 404)
 
 
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/u/a%00b"), ("GET", "/u/a%00b/followers"), ("GET", "/m/a%00b"), ("GET", "/m/a%00b/featured"),
+        ("GET", "/.well-known/webfinger?resource=acct:a%00b@127.0.0.1:8080"),
+        ("GET", "/s/a%00b"), ("GET", "/agents/a%00b"),
+        ("GET", "/api/v1/search?q=a%00b"), ("GET", "/api/v1/posts?submolt=a%00b"),
+        ("DELETE", "/api/v1/groups/00000000-0000-0000-0000-000000000000/members/a%00b"),
+        ("POST", "/api/v1/agents/a%00b/attest"), ("DELETE", "/api/v1/agents/a%00b/attest?topic=a%00b"),
+        ("GET", "/api/v1/agents/a%00b/attestations"), ("DELETE", "/api/v1/submolts/general/moderators?agent_name=a%00b"),
+        ("POST", "/api/v1/submolts/a%00b/subscribe"), ("GET", "/api/v1/agents/profile?name=%ED%A0%80"),
+        ("GET", "/api/v1/groups/00000000-0000-0000-0000-000000000000/messages?cursor=99999999999999999999"),
+    ],
+)
+async def test_3_nul_in_a_name_anywhere_else_is_a_4xx(api, method, path):
+    """The same NUL through the federation endpoints, the web pages and the other API routes that take names
+    (search alone reads NUL as a space and answers 200)."""
+    _, key = await create_agent(api.app[POOL])
+    resp = await api.request(method, path, headers=auth(key), json={"statement": "x"} if method == "POST" else None)
+    expected = range(200, 300) if "/search" in path else range(400, 500)
+    assert resp.status in expected, (resp.status, await resp.text())
+
+
 async def test_4_deeply_nested_json_is_400_before_parsing(api):
     for doc in ("[" * 1100, "[" * 1100 + "]" * 1100, '{"name": ' + "[" * 40 + "]" * 40 + "}"):
         body = await _refused(
