@@ -43,6 +43,12 @@ async def test_2_lone_surrogate_in_a_json_string_is_422_naming_the_field(api):
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM agents WHERE name = 'surrogate_agent'") == 0
         assert await conn.fetchval("SELECT count(*) FROM posts") == 0
+    # the surrogate or NUL in a key: the error names it escaped (the answer must stay valid UTF-8)
+    for raw in ('{"a\\ud800": 1}', '{"x": {"k\\u0000": "v"}}', '{"' + "k" * 5000 + '": "\\udfff"}'):
+        body = await _refused(
+            await api.post("/api/v1/agents/register", data=raw, headers={"Content-Type": "application/json"}), 422
+        )
+        assert len(body["error"]) < 400 and ("\\ud800" in body["error"] or "\\u0000" in body["error"] or "..." in body["error"])
     # a proper pair is a character like any other
     raw = '{"name": "pair_agent", "description": "\\ud83d\\ude00"}'
     resp = await api.post("/api/v1/agents/register", data=raw, headers={"Content-Type": "application/json"})

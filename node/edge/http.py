@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..platform.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMediaType
-from ..platform.text import first_unstorable
+from ..platform.text import UNSTORABLE, first_unstorable
 from ..stores.agents import Agent
 
 AGENT = web.RequestKey("agent", object)  # request[AGENT]: the authenticated Agent, or None
@@ -82,7 +82,9 @@ def unstorable_text(value: Any, path: str = "") -> tuple[str, str] | None:
     return None
 
 
-def _refuse_unstorable(field: str, char: str) -> Unprocessable:
+def _refuse_unstorable(path: str, char: str) -> Unprocessable:
+    # The path may hold the very character (a key with NUL or a surrogate) and be long: escaped and shortened.
+    field = UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", path[:100] + ("..." if len(path) > 100 else ""))
     if char == "\x00":
         return Unprocessable(
             f"Field '{field}' contains a NUL character (\\u0000).", f"Remove NUL characters from '{field}'."
