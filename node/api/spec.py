@@ -283,7 +283,7 @@ OPERATIONS: list[Op] = [
        body={"name": REQ(d="The agent's name (agent_name is accepted too)", max_length=64)},
        returns="group_id, invited, status", errors=(403, 404, 409)),
     Op("DELETE", "/api/v1/groups/{id}/members/{name}", "Remove a member or an invitation (owner only)", "groups",
-       returns="group_id, removed", errors=(403, 404)),
+       returns="group_id, removed", errors=(400, 403, 404)),
     Op("POST", "/api/v1/groups/{id}/join", "Accept an invitation", "groups", returns="group, your_status",
        errors=(404, 409)),
     Op("POST", "/api/v1/groups/{id}/leave", "Leave a group or decline an invitation (an owner hands over to the "

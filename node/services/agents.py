@@ -128,7 +128,8 @@ def check_name(body: Mapping[str, Any]) -> str:
 
 def check_http_url(value: str, key: str) -> str:
     parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in value):
+    bad_char = any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)  # as submolts.validate_http_url
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname or bad_char:
         raise Unprocessable(f"Field '{key}' must be an http(s) URL, got {value[:80]!r}.", f"Send '{key}' as https://host/path.")
     return value
 
