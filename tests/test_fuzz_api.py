@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import pytest
 
 from node.app import create_app
 from node.platform.appkeys import POOL
