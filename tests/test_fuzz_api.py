@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-
 from node.app import create_app
 from node.platform.appkeys import POOL
 from tests.factories import create_agent
