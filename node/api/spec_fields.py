@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..platform.text import HTTP_URL, WS, WS_CHARS  # noqa: F401 - part of this vocabulary
+
 SAFE_INT = 2**53 - 1  # the largest integer every JSON client reads exactly; query integers beyond it are a 400
 
 
@@ -57,14 +59,11 @@ class Op:
 S = Field
 REQ = lambda t="string", d="", **kw: Field(t, True, d, **kw)  # noqa: E731 - compact tables in spec.py
 
-# Patterns of what the services check. Whitespace is spelled out as the characters Python's str.strip() and
-# re's \s take, since ECMA-262 regexes (what OpenAPI tools run) do not count U+001C-U+001F as space.
-_WS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-WS = f"[{_WS}]*"
+# Patterns of what the services check (whitespace spelled out: see node/platform/text.py).
+_WS = WS_CHARS
 NOT_BLANK = f"[^{_WS}]"
 AGENT_NAME = f"^{WS}[A-Za-z0-9_-]{{2,32}}{WS}$"
 SUBMOLT_NAME = f"^{WS}[A-Za-z0-9_-]{{2,30}}{WS}$"
-HTTP_URL = f"^{WS}[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+(:[0-9]{{1,5}})?([/?#][^{_WS}\\x00-\\x1f\\x7f]*)?{WS}$"
 HTTP_URL_OR_EMPTY = f"^{WS}$|{HTTP_URL}"
 EMAIL = f"^{WS}[^@{_WS}]+@[^@{_WS}.]+([.][^@{_WS}.]+)+{WS}$"
 EMAIL_OR_EMPTY = f"^{WS}$|{EMAIL}"

@@ -42,15 +42,16 @@ def get_str(
         )
     if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database
         raise Unprocessable(f"Field '{key}' contains a NUL character (\\u0000).", f"Remove NUL characters from '{key}'.")
-    if strip:
-        value = value.strip()
-    if required and not value:
-        raise BadRequest(f"Field '{key}' must not be empty.", f"Give '{key}' a value.")
+    # The limit counts the string as sent (what maxLength in openapi.json says), before stripping.
     if max_len is not None and len(value) > max_len:
         raise Unprocessable(
             f"Field '{key}' is too long ({len(value)} characters; the limit is {max_len}).",
             f"Shorten '{key}' to at most {max_len} characters.",
         )
+    if strip:
+        value = value.strip()
+    if required and not value:
+        raise BadRequest(f"Field '{key}' must not be empty.", f"Give '{key}' a value.")
     if value and len(value) < min_len:
         raise Unprocessable(
             f"Field '{key}' is too short (at least {min_len} characters).", f"Lengthen '{key}'."

@@ -13,6 +13,7 @@ import asyncpg
 from .apikeys import hash_key, key_display_prefix, new_api_key
 from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from ..platform.text import is_http_url
 from .outbox import record_event
 from ..stores import agents as store
 from ..stores import reputation as reputation_store
@@ -128,8 +129,8 @@ def check_name(body: Mapping[str, Any]) -> str:
 
 def check_http_url(value: str, key: str) -> str:
     parsed = urllib.parse.urlsplit(value)
-    bad_char = any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)  # as submolts.validate_http_url
-    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname or bad_char:
+    # is_http_url is the rule openapi.json documents; urlsplit's reading must agree that there is a host
+    if not is_http_url(value) or parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         raise Unprocessable(f"Field '{key}' must be an http(s) URL, got {value[:80]!r}.", f"Send '{key}' as https://host/path.")
     return value
 

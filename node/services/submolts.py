@@ -18,6 +18,7 @@ from ..edge.cursors import (
     encode_cursor,
 )
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from ..platform.text import is_http_url
 from .markdown import render_markdown
 from .outbox import record_event
 from ..stores import agents as agents_store
@@ -57,7 +58,8 @@ def validate_http_url(value: str, key: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    # is_http_url is the rule openapi.json documents; urlsplit's reading must agree that there is a host
+    if parts is None or not is_http_url(value) or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise Unprocessable(
             f"Field '{key}' must be an http:// or https:// URL, got {value[:80]!r}.",
             "Send an absolute URL such as https://example.org/page.",
