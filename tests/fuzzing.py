@@ -54,6 +54,7 @@ SEMANTIC_REFUSALS = [
     ("POST /api/v1/posts", 400, "post needs a", "which fields a post needs depends on its type (text: title or content; link, image: url)"),
     ("DELETE /api/v1/groups/{id}/members/{name}", 400, "owner cannot remove itself", "the fixtures name the owner too"),
     ("PATCH /api/v1/posts/{id}", 422, "posts take no 'url'", "only link and image posts have a url"),
+    ("POST /api/v1/posts", 422, "posts take no 'url'", "as above"),
     ("POST /api/v1/posts", 400, "Missing required field 'title'", "link and image posts need a title, text posts do not"),
 ]
 
