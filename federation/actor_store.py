@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from node.platform.text import is_storable
+
 # Table names are chosen from this set only, so the f-strings below never carry input.
 _ACTOR_TABLES = frozenset({"agents", "submolts"})
 
@@ -95,6 +97,8 @@ class KeyPair:
 
 
 async def get_agent_actor(conn: asyncpg.Connection, name: str) -> AgentActor | None:
+    if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
+        return None
     row = await conn.fetchrow(
         """SELECT id, name, display_name, description, avatar_url, ap_type, status, follower_count,
                   following_count, created_at, updated_at
@@ -105,6 +109,8 @@ async def get_agent_actor(conn: asyncpg.Connection, name: str) -> AgentActor | N
 
 
 async def get_submolt_actor(conn: asyncpg.Connection, name: str) -> SubmoltActor | None:
+    if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
+        return None
     row = await conn.fetchrow(
         """SELECT id, name, display_name, description, rules, avatar_url, banner_url, posting_restricted_to_mods,
                   subscriber_count, created_at, updated_at
@@ -117,6 +123,8 @@ async def get_submolt_actor(conn: asyncpg.Connection, name: str) -> SubmoltActor
 async def local_id_by_name(conn: asyncpg.Connection, table: str, name: str) -> tuple[uuid.UUID, str] | None:
     """(id, name as stored) of a local agent or submolt."""
     assert table in _ACTOR_TABLES
+    if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
+        return None
     row = await conn.fetchrow(f"SELECT id, name FROM {table} WHERE lower(name) = lower($1) AND is_local", name)
     return (row["id"], row["name"]) if row else None
 
@@ -193,6 +201,8 @@ async def find_actor_by_url(conn: asyncpg.Connection, actor_url: str) -> RemoteA
 
 
 async def find_remote_by_handle(conn: asyncpg.Connection, kind: str, name: str, domain: str) -> RemoteActor | None:
+    if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
+        return None
     if kind == "agent":
         sql = f"SELECT {_AGENT_REMOTE} FROM agents WHERE lower(name) = lower($1) AND domain = $2 AND NOT is_local"
     else:
@@ -203,6 +213,8 @@ async def find_remote_by_handle(conn: asyncpg.Connection, kind: str, name: str, 
 
 async def get_local_actor(conn: asyncpg.Connection, kind: str, name: str) -> RemoteActor | None:
     """A local agent or submolt in the same shape (actor_url NULL: callers derive it)."""
+    if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
+        return None
     if kind == "agent":
         sql = f"SELECT {_AGENT_REMOTE} FROM agents WHERE lower(name) = lower($1) AND is_local"
     else:

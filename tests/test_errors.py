@@ -130,3 +130,13 @@ async def test_key_use_is_recorded_once_a_minute_not_on_every_request(client):
     # Within the minute the node does not write again, even though the row looks old.
     again = await pool.fetchval("SELECT last_used_at FROM api_keys WHERE agent_id = $1", agent.id)
     assert again < first["last_used_at"]
+
+
+async def test_query_parameters_repeated_or_out_of_range_are_400_with_a_hint(client):
+    for query in ("limit=5&limit=6", f"limit={2**53}", f"offset=-{2**53}", "limit=%D9%A1", "limit=1_000"):
+        resp = await client.get(f"/api/v1/posts?{query}")
+        body = await resp.json()
+        assert resp.status == 400, (query, body)
+        assert body["hint"], body
+    assert (await client.get(f"/api/v1/posts?limit={2**53 - 1}")).status == 200  # clamped to the page size
+    assert (await client.get("/api/v1/posts?limit=")).status == 200  # empty: the default

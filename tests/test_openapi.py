@@ -90,3 +90,23 @@ async def test_rules_md_and_skill_json_as_moltbook_serves_them(aiohttp_client, m
         assert (await client.get(url.removeprefix("http://127.0.0.1:8080"))).status == 200
     skill = await (await client.get("/skill.md")).text()
     assert "/rules.md" in skill
+
+
+async def test_documents_say_what_the_node_enforces(client):
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    for path in ("/skill.md", "/heartbeat.md", "/messaging.md"):
+        assert set(doc["paths"][path]["get"]["responses"]["200"]["content"]) == {"text/markdown"}
+    register = doc["paths"]["/api/v1/agents/register"]["post"]
+    props = register["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "pattern" in props["name"] and props["name"]["type"] == "string"  # required: no null
+    assert props["description"]["type"] == ["string", "null"] and props["description"]["maxLength"] == 500
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                schema = param["schema"].get("anyOf", [param["schema"]])[0]
+                if schema.get("type") == "integer":
+                    assert schema["maximum"] <= 2**53 - 1 and schema["minimum"] >= -(2**53 - 1), (path, param)
+            if any(p["in"] == "query" for p in op.get("parameters", [])) and path.startswith("/api/"):
+                assert "400" in op["responses"], path  # a repeated or malformed query parameter
+    assert "more than once" in doc["components"]["responses"]["E400"]["description"]
+    assert {"E502", "E504"} <= set(doc["components"]["responses"])

@@ -12,6 +12,7 @@ from ..platform import appkeys
 from ..platform.config_types import LimitsConfig
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
+from .spec_fields import NOT_BLANK, SAFE_INT
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -25,7 +26,9 @@ ERROR_SCHEMA = {
 }
 
 _ERROR_TEXT = {
-    400: "Bad request (malformed JSON, missing field, bad cursor)",
+    400: "Bad request: malformed JSON or JSON nested more than 32 levels, a missing or empty field, a bad cursor, "
+    "a query parameter that is not an integer in -(2^53-1)..2^53-1 where one is expected, or a query parameter given "
+    "more than once",
     401: "Missing, invalid, revoked or expired API key",
     403: "Not allowed",
     404: "Not found",
@@ -34,10 +37,14 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Body is not JSON",
     402: "Payment required: the wallet holds too little (balance_msat, needed_msat); nothing moved",
-    422: "A field has the wrong type, length or value",
+    422: "A field has the wrong type, length or value, or a string holds a NUL character or a lone surrogate "
+    "(the error names the field, e.g. 'title' or 'post.title')",
     429: "Rate limited: see Retry-After and retry_after_seconds",
-    502: "The Lightning backend answered something unexpected",
-    503: "Unavailable: the node has no Lightning backend ([payments] backend = \"none\"), or it cannot be reached",
+    502: "A remote server the node had to ask (a Lightning backend, a claim proof's site) failed or answered "
+         "something unexpected",
+    503: "The node cannot do this now: a backend it needs is unavailable (e.g. no Lightning backend: [payments] "
+         "backend = \"none\")",
+    504: "A remote server the node had to ask did not answer in time",
 }
 
 IDEMPOTENCY_PARAM = {
@@ -48,16 +55,49 @@ IDEMPOTENCY_PARAM = {
 }
 
 
-def _field_schema(f: Field) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": f.type if not f.nullable else [f.type, "null"]}
+def _field_schema(f: Field, *, in_body: bool = True) -> dict[str, Any]:
+    """The JSON Schema of one field: what the node enforces. Optional body fields take null (as absent);
+    required strings must hold a non-blank character (values are stripped)."""
+    nullable = f.nullable if f.nullable is not None else (in_body and not f.required)
+    schema: dict[str, Any] = {"type": [f.type, "null"] if nullable else f.type}
     if f.description:
         schema["description"] = f.description
     if f.enum:
-        schema["enum"] = list(f.enum)
+        schema["enum"] = list(f.enum) + ([None] if nullable else [])
     if f.max_length is not None:
         schema["maxLength"] = f.max_length
+    if f.min_length is not None:
+        schema["minLength"] = f.min_length
+    if f.type == "string" and f.required and not f.enum:
+        schema.setdefault("minLength", 1)
+        schema["pattern"] = f.pattern or NOT_BLANK
+    elif f.pattern:
+        schema["pattern"] = f.pattern
+    if f.type == "integer":
+        schema["minimum"] = f.minimum if f.minimum is not None else -SAFE_INT
+        schema["maximum"] = f.maximum if f.maximum is not None else SAFE_INT
     if f.items:
         schema["items"] = {"type": f.items}
+    if not in_body and not f.required:
+        # An empty query parameter (?limit=) means the default, whatever its type.
+        if f.enum:
+            schema["enum"].append("")
+        elif f.type != "string":
+            schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}], "description": f.description}
+    return schema
+
+
+def _body_schema(op: Op) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": [k for k, f in op.body.items() if f.required],
+        "properties": {k: _field_schema(f) for k, f in op.body.items()},
+    }
+    if op.any_of:
+        text = {"type": "string", "pattern": NOT_BLANK}
+        schema["anyOf"] = [
+            {"required": [k]} | ({"properties": {k: text}} if op.any_of_text else {}) for k in op.any_of
+        ]
     return schema
 
 
@@ -74,7 +114,8 @@ def _operation(op: Op) -> dict[str, Any]:
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     for name, f in op.query.items():
         params.append(
-            {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f), "description": f.description}
+            {"name": name, "in": "query", "required": f.required, "schema": _field_schema(f, in_body=False),
+             "description": f.description}
         )
     if op.idempotent:
         params.append(IDEMPOTENCY_PARAM)
@@ -82,14 +123,10 @@ def _operation(op: Op) -> dict[str, Any]:
         out["parameters"] = params
     if op.body:
         out["requestBody"] = {
-            "required": any(f.required for f in op.body.values()),
+            "required": any(f.required for f in op.body.values()) or bool(op.any_of),
             "content": {
                 "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": [k for k, f in op.body.items() if f.required],
-                        "properties": {k: _field_schema(f) for k, f in op.body.items()},
-                    }
+                    "schema": _body_schema(op),
                 }
             },
         }
@@ -97,7 +134,8 @@ def _operation(op: Op) -> dict[str, Any]:
         str(op.ok): {
             "description": op.returns or "Success",
             "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"success": {"const": True}, **op.schema}}}},
+                "type": "object", "properties": {"success": {"const": True}, **op.schema}}}}
+            if op.content_type == "application/json" else {op.content_type: {"schema": {"type": "string"}}},
         }
     }
     if op.websocket:
@@ -109,7 +147,9 @@ def _operation(op: Op) -> dict[str, Any]:
     elif op.auth == "optional":
         out["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     if op.body:
-        errors.update((400, 413, 422))
+        errors.update((400, 413, 415, 422))
+    if op.query and op.path.startswith("/api/"):
+        errors.add(400)  # a malformed or repeated query parameter
     if op.path.startswith("/api/"):
         errors.add(429)
     for status in sorted(errors):

@@ -8,6 +8,7 @@ from aiohttp import web
 from ..platform import appkeys
 from ..edge.http import current_agent, ok, parse_uuid, read_json, require_agent
 from ..edge.ratelimit.actions import action_limit
+from ..edge.validation import get_str
 from ..services import posts as service
 
 
@@ -46,8 +47,7 @@ async def delete_post(request: web.Request) -> web.Response:
     post_id = _post_id(request)
     body = await read_json(request)
     # A moderator's reason may come in the body or, for clients that cannot send a DELETE body, the query.
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
-    reason = (reason or request.query.get("reason") or "").strip() or None
+    reason = get_str(body, "reason") or (request.query.get("reason") or "").strip() or None  # a list is a 422
     return ok(await service.delete_post(request.app[appkeys.POOL], agent, post_id, reason))
 
 

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec_types import Field, Op
-
-S = Field
-REQ = lambda t="string", d="", **kw: Field(t, True, d, **kw)  # noqa: E731 - compact table below
+from .spec_fields import REQ, S, Field, Op  # noqa: F401
 
 FEE_RULE = ("The platform fee is [payments] fee_percent (1 % by default) of each payment, rounded DOWN to the "
             "millisatoshi; the payee gets the rest, so payee + fee = amount exactly (e.g. 999 msat at 1 %: 990 to "
@@ -83,6 +80,7 @@ PAYMENT_OPERATIONS: list[Op] = [
                  "to": S(description="Instead of bolt11: a Lightning Address name@host (LUD-16); its server is "
                                      "asked for an invoice of amount_sat"),
                  "amount_sat": S("integer", description="With to: whole satoshis")},
+           any_of=("bolt11", "to"), any_of_text=True,
            returns="payment (kind internal | lightning, state, amount, payee_msat, fee_msat, to), balance_msat",
            schema={"payment": _PAYMENT, **_BALANCE}, errors=(*_MONEY_ERRORS, 502, 503),
            description="An invoice of this node: you -100 %, the payee +99 %, the platform +1 %, in one step; "

@@ -13,7 +13,7 @@ from ..platform import appkeys
 from .auth import presented_key, resolve_agent
 from .clientip import client_ip
 from ..platform.errors import ReefError
-from .http import AGENT, dumps
+from .http import AGENT, dumps, refuse_repeated_query
 from ..platform.logs import request_id_var
 from ..platform.metrics import route_label
 from ..stores import agents as agents_store
@@ -117,6 +117,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith("/api/"):
         # Keys belong to the Agent API; /metrics, ActivityPub and the web site authenticate their own way.
         return await handler(request)
+    refuse_repeated_query(request)
     key = presented_key(request)
     if key is not None:
         app = request.app

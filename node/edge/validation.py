@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from ..platform.errors import BadRequest, Unprocessable
 
 _MISSING = object()
+SAFE_INT = 2**53 - 1  # beyond it JSON clients lose digits and PostgreSQL's bigint may overflow: a 400
 
 
 def _type_word(value: Any) -> str:
@@ -41,15 +42,16 @@ def get_str(
         )
     if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database
         raise Unprocessable(f"Field '{key}' contains a NUL character (\\u0000).", f"Remove NUL characters from '{key}'.")
-    if strip:
-        value = value.strip()
-    if required and not value:
-        raise BadRequest(f"Field '{key}' must not be empty.", f"Give '{key}' a value.")
+    # The limit counts the string as sent (what maxLength in openapi.json says), before stripping.
     if max_len is not None and len(value) > max_len:
         raise Unprocessable(
             f"Field '{key}' is too long ({len(value)} characters; the limit is {max_len}).",
             f"Shorten '{key}' to at most {max_len} characters.",
         )
+    if strip:
+        value = value.strip()
+    if required and not value:
+        raise BadRequest(f"Field '{key}' must not be empty.", f"Give '{key}' a value.")
     if value and len(value) < min_len:
         raise Unprocessable(
             f"Field '{key}' is too short (at least {min_len} characters).", f"Lengthen '{key}'."
@@ -74,6 +76,8 @@ def get_int(
     value = body.get(key, _MISSING)
     if value is _MISSING or value is None:
         return default
+    if isinstance(value, float) and value.is_integer() and abs(value) <= SAFE_INT:
+        value = int(value)  # 161.0 is an integer in JSON (and JSON Schema); 1e400 and 1.5 are not
     if isinstance(value, bool) or not isinstance(value, int):
         raise Unprocessable(f"Field '{key}' must be an integer, got {_type_word(value)}.", f"Send '{key}' as a JSON number.")
     if minimum is not None and value < minimum:
@@ -90,10 +94,14 @@ def query_int(
     raw = query.get(key)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Query parameter '{key}' must be an integer, got {raw!r}.", f"Use e.g. ?{key}={default}.") from None
+    if not _QUERY_INT.fullmatch(raw):  # int() also reads '١٢', '1_000' and ' 7 ': the API takes ASCII digits
+        raise BadRequest(f"Query parameter '{key}' must be an integer, got {raw[:40]!r}.", f"Use e.g. ?{key}={default}.")
+    value = int(raw)
+    if not -SAFE_INT <= value <= SAFE_INT:
+        raise BadRequest(
+            f"Query parameter '{key}' is out of range ({raw[:24]}...).",
+            f"Use an integer between -{SAFE_INT} and {SAFE_INT}, e.g. ?{key}={default}.",
+        )
     if value < minimum:
         if not clamp:
             raise BadRequest(f"Query parameter '{key}' must be at least {minimum}.", f"Use ?{key}={default}.")
@@ -103,6 +111,9 @@ def query_int(
             raise BadRequest(f"Query parameter '{key}' must be at most {maximum}.", f"Use ?{key}={maximum}.")
         value = maximum
     return value
+
+
+_QUERY_INT = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def query_choice(query: Mapping[str, str], key: str, choices: tuple[str, ...], default: str) -> str:

@@ -13,6 +13,7 @@ import asyncpg
 from .apikeys import hash_key, key_display_prefix, new_api_key
 from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from ..platform.text import is_http_url
 from .outbox import record_event
 from ..stores import agents as store
 from ..stores import reputation as reputation_store
@@ -128,7 +129,8 @@ def check_name(body: Mapping[str, Any]) -> str:
 
 def check_http_url(value: str, key: str) -> str:
     parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in value):
+    # is_http_url is the rule openapi.json documents; urlsplit's reading must agree that there is a host
+    if not is_http_url(value) or parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         raise Unprocessable(f"Field '{key}' must be an http(s) URL, got {value[:80]!r}.", f"Send '{key}' as https://host/path.")
     return value
 

@@ -25,6 +25,7 @@ PG_CHANNEL = "reef_stream"
 MENTION = re.compile(r"(?<![\w@/.])@([A-Za-z0-9_-]{2,32})(?![\w-])")
 MAX_MENTIONS = 10
 PREVIEW = 200
+_ASCII_ID = re.compile(r"[0-9]{1,18}")  # a notification id (bigint) as the API shows it
 
 
 def mentions(text: str) -> list[str]:
@@ -281,7 +282,8 @@ async def read_by_post(pool: asyncpg.Pool, agent_id: uuid.UUID, post_id: uuid.UU
 async def read_one(pool: asyncpg.Pool, agent_id: uuid.UUID, notification_id: str) -> dict[str, Any]:
     """Mark one notification read (reading it again keeps the first read_at)."""
     missing = NotFound("No such notification.", "List yours with GET /api/v1/notifications; use an id from there.")
-    if not notification_id.isdigit() or len(notification_id) > 18:
+    # ASCII digits only: str.isdigit() also takes '³' or '١', which int() refuses or reads as another number.
+    if not _ASCII_ID.fullmatch(notification_id):
         raise missing
     async with pool.acquire() as conn:
         read_at = await store.mark_read_one(conn, agent_id, int(notification_id))

@@ -113,7 +113,7 @@ async def _require_post_moderator(conn: asyncpg.Connection, post: Post, agent: A
 def _submolt_name(body: Mapping[str, Any]) -> str:
     # The seed sends submolt_name; Moltbook clients send submolt, a few as an object with a name.
     raw = body.get("submolt_name")
-    if raw is None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):  # a blank one does not hide submolt
         raw = body.get("submolt")
     if isinstance(raw, dict):
         raw = raw.get("name")

@@ -18,6 +18,7 @@ from ..edge.cursors import (
     encode_cursor,
 )
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from ..platform.text import is_http_url
 from .markdown import render_markdown
 from .outbox import record_event
 from ..stores import agents as agents_store
@@ -57,7 +58,8 @@ def validate_http_url(value: str, key: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    # is_http_url is the rule openapi.json documents; urlsplit's reading must agree that there is a host
+    if parts is None or not is_http_url(value) or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise Unprocessable(
             f"Field '{key}' must be an http:// or https:// URL, got {value[:80]!r}.",
             "Send an absolute URL such as https://example.org/page.",
@@ -103,16 +105,9 @@ def moderator_to_json(m: Moderator) -> dict[str, Any]:
 
 # --- shared checks -----------------------------------------------------------------------------
 
-def _lookup_name(name: str) -> str:
-    """A name from a path or body, fit to look up: NUL cannot be in any name (nor in PostgreSQL text)."""
-    if "\x00" in name:
-        raise _no_submolt(name.replace("\x00", ""))
-    return name
-
-
 async def require_submolt(conn: asyncpg.Connection, name: str, *, for_update: bool = False) -> Submolt:
     """The submolt by name (case-insensitive) or a 404 that says how to find one."""
-    submolt = await store.get_submolt_by_name(conn, _lookup_name(name))
+    submolt = await store.get_submolt_by_name(conn, name)  # NUL or a surrogate: None, a 404
     if submolt is not None and for_update:
         submolt = await store.get_submolt(conn, submolt.id, for_update=True)
     if submolt is None:
@@ -212,7 +207,7 @@ async def list_submolts(
 
 async def get_submolt(pool: asyncpg.Pool, name: str, viewer: Agent | None) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        view = await store.get_submolt_view(conn, _lookup_name(name), viewer.id if viewer else None)
+        view = await store.get_submolt_view(conn, name, viewer.id if viewer else None)
     if view is None:
         raise _no_submolt(name)
     return {"submolt": submolt_view_to_json(view)}
@@ -310,7 +305,7 @@ async def list_moderators(pool: asyncpg.Pool, name: str) -> dict[str, Any]:
 
 
 async def _require_local_agent(conn: asyncpg.Connection, agent_name: str) -> Agent:
-    target = None if "\x00" in agent_name else await agents_store.get_local_agent_by_name(conn, agent_name)
+    target = await agents_store.get_local_agent_by_name(conn, agent_name)
     if target is None:
         raise NotFound(f"No agent named {agent_name!r} on this node.", "Check the name with GET /api/v1/agents/profile?name=...")
     return target

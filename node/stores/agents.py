@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..platform import forget
+from ..platform.text import is_storable
 
 def handle_sql(alias: str) -> str:
     """Agent.handle in SQL, for the agents row aliased `alias`."""
@@ -103,6 +104,8 @@ async def get_agent(conn: asyncpg.Connection, agent_id: uuid.UUID) -> Agent | No
 
 
 async def get_local_agent_by_name(conn: asyncpg.Connection, name: str) -> Agent | None:
+    if not is_storable(name):  # NUL or a lone surrogate (from a path or query) names nobody: PostgreSQL refuses it
+        return None
     row = await conn.fetchrow(
         f"SELECT {AGENT_COLUMNS} FROM agents a WHERE lower(a.name) = lower($1) AND a.is_local", name
     )
@@ -112,7 +115,7 @@ async def get_local_agent_by_name(conn: asyncpg.Connection, name: str) -> Agent 
 async def get_agent_by_handle(conn: asyncpg.Connection, handle: str) -> Agent | None:
     """A local agent by name, or a remote one by name@domain (as federation stored it)."""
     name, at, domain = handle.rpartition("@")
-    if not at:
+    if not at or not is_storable(handle):  # the local lookup answers None for NUL or a surrogate
         return await get_local_agent_by_name(conn, handle)
     row = await conn.fetchrow(
         f"""SELECT {AGENT_COLUMNS} FROM agents a

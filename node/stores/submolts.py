@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from ..platform.text import is_storable
+
 SUBMOLT_COLUMNS = """s.id, s.name, s.display_name, s.description, s.rules, s.rules_html, s.banner_url,
     s.avatar_url, s.creator_id, s.subscriber_count, s.post_count, s.posting_restricted_to_mods,
     s.is_local, s.created_at, s.updated_at, s.domain"""
@@ -86,6 +88,8 @@ async def get_submolt(conn: asyncpg.Connection, submolt_id: uuid.UUID, *, for_up
 async def get_submolt_by_name(conn: asyncpg.Connection, name: str) -> Submolt | None:
     """The submolt with this name, case-insensitively; a local one wins over a remote namesake.
     A remote one by name@domain (as federation stored it)."""
+    if not is_storable(name):  # NUL or a lone surrogate names no submolt: PostgreSQL would refuse it
+        return None
     local_name, at, domain = name.rpartition("@")
     if at:
         row = await conn.fetchrow(
@@ -110,6 +114,8 @@ _VIEW_SELECT = f"""SELECT {SUBMOLT_COLUMNS}, m.role AS your_role, (sub.agent_id 
 
 async def get_submolt_view(conn: asyncpg.Connection, name: str, viewer_id: uuid.UUID | None) -> SubmoltView | None:
     """By name (a local one wins over remote namesakes), or a remote one by name@domain."""
+    if not is_storable(name):
+        return None
     local_name, at, domain = name.rpartition("@")
     if at:
         row = await conn.fetchrow(
