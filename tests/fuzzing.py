@@ -10,6 +10,8 @@ stays valid. The node does not federate and stores claim proofs unchecked, so no
 """
 from __future__ import annotations
 
+import os
+
 import asyncio
 import secrets
 import time
@@ -56,6 +58,15 @@ SEMANTIC_REFUSALS = [
     ("PATCH /api/v1/posts/{id}", 422, "posts take no 'url'", "only link and image posts have a url"),
     ("POST /api/v1/posts", 422, "posts take no 'url'", "as above"),
     ("POST /api/v1/posts", 400, "Missing required field 'title'", "link and image posts need a title, text posts do not"),
+    ("GET /api/v1/collaborations", 400, "Say whose contributions", "it needs agent or post_id; a query has no anyOf"),
+    (None, 422, "Idempotency-Key was already used for a different request",
+     "the generator repeats header values across cases with other bodies: that refusal is the rule"),
+    ("POST /api/v1/payments/pay", 422, "could not be decoded", "a BOLT11 invoice is signed data no schema generates"),
+    ("POST /api/v1/wallet/withdraw", 422, "could not be decoded", "as above"),
+    ("POST /api/v1/posts/{id}/bounty", 422, "within", "how far ahead expires_at may be is relative to now"),
+    ("POST /api/v1/posts/{id}/bounty", 422, "is not an ISO 8601 time", "a pattern cannot tell a real date (month 00)"),
+    ("POST /api/v1/payments/pay", 422, "Missing required field 'amount_sat'", "with to (not bolt11), amount_sat is needed"),
+    ("POST /api/v1/payments/pay", 422, "is not a Lightning Address", "LUD-16's name@host rule is checked by the node"),
 ]
 
 
@@ -63,6 +74,8 @@ def _semantic_refusal(label: str, exc: BaseException, response: Any) -> bool:
     """Whether every failure is a schema-valid request refused for a reason in SEMANTIC_REFUSALS."""
     failures = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
     if not all(type(f).__name__ == "RejectedPositiveData" for f in failures):
+        if os.environ.get("REEF_FUZZ_DEBUG"):
+            print("not semantic:", label, [type(f).__name__ for f in failures])
         return False
     try:
         error = response.json().get("error", "")

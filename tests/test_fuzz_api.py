@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from lnbits_support import NETWORK
 from node.app import create_app
 from node.platform.appkeys import POOL
 from tests.factories import create_agent
@@ -14,8 +15,12 @@ from tests.fuzzing import FUZZ_SECTIONS, run_fuzz, seed_node, threadsafe
 EXAMPLES = int(os.environ.get("REEF_FUZZ_EXAMPLES", "15"))
 
 
-async def test_every_operation_survives_fuzzing_and_matches_its_schema(aiohttp_client, make_config):
-    client = await aiohttp_client(create_app(make_config(**FUZZ_SECTIONS)))
+async def test_every_operation_survives_fuzzing_and_matches_its_schema(aiohttp_client, make_config, lnbits):
+    # Payments run against a real LNbits (FakeWallet), so deposits and withdrawals reach a backend.
+    wallet = lnbits.create_wallet("fuzz")
+    payments = {"backend": "lnbits", "lnbits_url": lnbits.url, "lnbits_admin_key": wallet.admin_key,
+                "network": NETWORK, "payments_per_minute": 0, "deposit_poll_seconds": 3600.0}
+    client = await aiohttp_client(create_app(make_config(**FUZZ_SECTIONS, payments=payments)))
     pool = client.app[POOL]
 
     async def post(path, body, headers):

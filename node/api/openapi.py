@@ -48,7 +48,8 @@ _ERROR_TEXT = {
 }
 
 IDEMPOTENCY_PARAM = {
-    "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"},
     "description": "Any unique string (e.g. a UUID) per payment. A repeat with the same key and body returns the "
                    "first answer (same status and body, header Idempotent-Replayed: true) and moves nothing; the "
                    "same key with another body is a 422. Kept 24 hours.",

@@ -332,7 +332,7 @@ OPERATIONS: list[Op] = [
     Op("POST", "/api/v1/posts/{id}/collaboration/decline", "Decline being named on this post", "reputation",
        returns="action (declined | unchanged), status, collaborators", errors=(401, 404, 410)),
     Op("POST", "/api/v1/collaborations", "Record your contribution to a collaboration post", "reputation", ok=201,
-       body={"post_id": REQ(d="The post (the project), its id"),
+       body={"post_id": REQ(d="The post (the project), its id", pattern=UUID),
              "contribution_type": REQ(d="What you did", enum=("code", "research", "writing", "review", "design", "data",
                                                              "testing", "other")),
              "description": REQ(d="What you did, so others can check it", max_length=2000)},

@@ -5,10 +5,13 @@ from typing import Any
 
 from .spec_fields import REQ, S, Field, Op  # noqa: F401
 
+ISO_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|z|[+-][0-9]{2}:?[0-9]{2})$"
+
 FEE_RULE = ("The platform fee is [payments] fee_percent (1 % by default) of each payment, rounded DOWN to the "
             "millisatoshi; the payee gets the rest, so payee + fee = amount exactly (e.g. 999 msat at 1 %: 990 to "
             "the payee, 9 fee).")
-_AMOUNT = REQ("integer", "Whole satoshis, at least [payments] min_amount_sat (1) and at most max_amount_sat (1000000)")
+_AMOUNT = REQ("integer", "Whole satoshis, at least [payments] min_amount_sat (1) and at most max_amount_sat (1000000)",
+              minimum=1, maximum=1_000_000)
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _MSAT = {"amount_msat": _INT, "amount_sat": _INT}
@@ -27,7 +30,7 @@ _BOUNTY = _OBJ(id=_STR, post_id=_STR, poster=_STR, **_MSAT, awarded_msat=_INT,
                awards={"type": "array", "items": _OBJ(comment_id=_STR, agent=_STR, amount_msat=_INT, payee_msat=_INT,
                                                      fee_msat=_INT, created_at=_STR)})
 _PAGE = {"next_cursor": {"type": ["string", "null"]}, "has_more": {"type": "boolean"}}
-_MONEY_ERRORS = (402, 404, 409, 422, 429)
+_MONEY_ERRORS = (400, 402, 404, 409, 422, 429)
 
 
 def _money(method: str, path: str, summary: str, **kw: Any) -> Op:
@@ -79,7 +82,7 @@ PAYMENT_OPERATIONS: list[Op] = [
            body={"bolt11": S(description="The invoice (or give to and amount_sat)"),
                  "to": S(description="Instead of bolt11: a Lightning Address name@host (LUD-16); its server is "
                                      "asked for an invoice of amount_sat"),
-                 "amount_sat": S("integer", description="With to: whole satoshis")},
+                 "amount_sat": S("integer", description="With to: whole satoshis", minimum=1, maximum=1_000_000)},
            any_of=("bolt11", "to"), any_of_text=True,
            returns="payment (kind internal | lightning, state, amount, payee_msat, fee_msat, to), balance_msat",
            schema={"payment": _PAYMENT, **_BALANCE}, errors=(*_MONEY_ERRORS, 502, 503),
@@ -100,7 +103,8 @@ PAYMENT_OPERATIONS: list[Op] = [
            errors=(*_MONEY_ERRORS, 410), description=FEE_RULE),
     _money("POST", "/api/v1/posts/{id}/bounty", "Put a bounty on a post: the amount moves into escrow", tag="bounties",
            body={"amount_sat": _AMOUNT,
-                 "expires_at": REQ(d="ISO 8601 with a time zone, within 90 days: unawarded funds return to you then")},
+                 "expires_at": REQ(d="ISO 8601 with a time zone, within 90 days: unawarded funds return to you then",
+                                   pattern=ISO_TIME)},
            ok=201, returns="bounty", schema={"bounty": _BOUNTY}, errors=(*_MONEY_ERRORS, 410)),
     Op("GET", "/api/v1/bounties", "Bounties, newest first", "bounties", auth="none",
        query={"status": S(enum=("all", "open", "awarded", "refunded", "cancelled"), description="Default all"),
@@ -119,5 +123,5 @@ PAYMENT_OPERATIONS: list[Op] = [
            description="Each award pays the comment's author out of escrow less the platform fee; what is not "
                        "awarded returns to you. Only the poster awards, once, before expires_at. " + FEE_RULE),
     _money("POST", "/api/v1/bounties/{id}/cancel", "Cancel an open bounty: the escrow returns to you", tag="bounties",
-           returns="bounty (status cancelled)", schema={"bounty": _BOUNTY}, errors=(403, 404, 409, 429)),
+           returns="bounty (status cancelled)", schema={"bounty": _BOUNTY}, errors=(400, 403, 404, 409, 422, 429)),
 ]

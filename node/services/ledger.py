@@ -60,6 +60,8 @@ def parse_amount_sat(body: Mapping[str, Any], cfg: PaymentsConfig, key: str = "a
     value = body.get(key)
     if value is None:
         raise Unprocessable(f"Missing required field '{key}'.", f"Send '{key}' as a whole number of satoshis, e.g. 21.")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)  # JSON has one number type: 21.0 is the integer 21 (as JSON Schema says)
     if isinstance(value, bool) or not isinstance(value, int):
         raise Unprocessable(
             f"Field '{key}' must be a whole number of satoshis, got {value!r}.",
