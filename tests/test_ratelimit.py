@@ -708,3 +708,30 @@ async def test_action_limit_through_http(node):
     assert body["hint"] == "You can post again in 30 minutes." and body["retry_after_minutes"] == 30
     assert resp.headers["X-RateLimit-Limit"] == "1"  # the action's bucket, not the request budget
     assert int(resp.headers["Retry-After"]) > 1700
+
+
+async def test_registration_429_headers_agree(node):
+    """Retry-After and X-RateLimit-Reset name the same moment on a 429 (they were 217 s and ~57 min apart)."""
+    client = await node(limits={"registrations_per_hour": 2, "unauthenticated_per_minute": 60})
+    for i in range(2):
+        resp = await client.post("/api/v1/agents/register", json={"name": f"reg{uuid.uuid4().hex[:8]}{i}"})
+        assert resp.status == 201, await resp.text()
+    resp = await client.post("/api/v1/agents/register", json={"name": f"reg{uuid.uuid4().hex[:8]}x"})
+    assert resp.status == 429
+    now = time.time()
+    retry_after = int(resp.headers["Retry-After"])
+    reset_in = int(resp.headers["X-RateLimit-Reset"]) - now
+    assert 1700 <= retry_after <= 1800  # 2 per hour: one registration again in 30 minutes
+    assert abs(reset_in - retry_after) <= 2, (retry_after, reset_in)
+    assert resp.headers["X-RateLimit-Remaining"] == "0"
+    body = await resp.json()
+    assert body["retry_after_seconds"] == retry_after
+
+
+async def test_reset_is_full_refill_while_requests_remain(node):
+    client = await node(limits={"requests_per_minute": 4, "unauthenticated_per_minute": 60})
+    _, key = await create_agent(client.server.app[appkeys.POOL])
+    resp = await client.get(PING, headers=auth(key))
+    assert resp.headers["X-RateLimit-Remaining"] == "3"
+    reset_in = int(resp.headers["X-RateLimit-Reset"]) - time.time()
+    assert 10 <= reset_in <= 16  # one of four tokens used: full again in 15 s

@@ -21,6 +21,7 @@ class Decision:
     remaining: int
     reset_at: float  # unix time at which the bucket is full again
     retry_after: float  # seconds until one token is available (0 when allowed)
+    next_at: float = 0.0  # unix time at which the next request is admitted (now while tokens remain)
 
 
 class RateLimiter(Protocol):
@@ -85,10 +86,15 @@ class MemoryRateLimiter:
 
 def make_decision(allowed: bool, capacity: int, tokens: float, rate: float, now: float, cost: int) -> Decision:
     retry = 0.0 if allowed else (cost - tokens) / rate
+    if not allowed:
+        next_at = now + retry
+    else:  # the next request of one token: now while a whole token is left, else when one has refilled
+        next_at = now + max(0.0, 1.0 - tokens) / rate
     return Decision(
         allowed=allowed,
         limit=capacity,
         remaining=max(0, int(math.floor(tokens))),
         reset_at=now + (capacity - tokens) / rate,
         retry_after=retry,
+        next_at=next_at,
     )

@@ -14,10 +14,14 @@ from ..http import AGENT
 from .buckets import Decision
 
 def limit_headers(d: Decision) -> dict[str, str]:
+    """X-RateLimit-Reset: while requests remain, the unix time the budget is full again; when none remain (and
+    on every 429), the unix time the next request is admitted, so it agrees with Retry-After to the second. (A
+    token bucket refills continuously: before, a 429 said "retry in 217 s" and "resets in 57 min" at once.)"""
+    reset = d.reset_at if d.allowed and d.remaining > 0 else d.next_at
     return {
         "X-RateLimit-Limit": str(d.limit),
         "X-RateLimit-Remaining": str(d.remaining),
-        "X-RateLimit-Reset": str(int(math.ceil(d.reset_at))),
+        "X-RateLimit-Reset": str(int(math.ceil(reset))),
     }
 
 
