@@ -131,3 +131,38 @@ async def test_an_agent_invoice_from_lnbits_is_paid_by_an_outsider_or_internally
     assert await balance(pool, payee) == 99_000 + 198_000 and await balance(pool, payer) == 300_000
     assert await wallet_service.check_pending_invoices(pool, cfg, backend) == 0  # settled: not credited again
     await assert_ledger_sound(pool)
+
+
+async def test_an_invoice_paid_inside_and_then_outside_credits_the_second_payment_once(aiohttp_client, lnbits_config,
+                                                                                      lnbits):
+    """The same bolt11 paid by an agent here (settled internally) and then by someone outside at the backend:
+    the outside money reached the node's LNbits wallet, so the payee gets it as a second payment, once."""
+    from node.app import create_app
+
+    client = await aiohttp_client(create_app(lnbits_config()))
+    pool, cfg, backend = client.server.app[POOL], client.server.app[CONFIG].payments, client.server.app[LIGHTNING]
+    payee, payee_key = await create_agent(pool, "payee")
+    payer, payer_key = await create_agent(pool, "payer")
+    await _deposit(client, lnbits, payer_key, 500)
+    assert await wallet_service.check_pending_invoices(pool, cfg, backend) == 1
+
+    made = await call(client, "POST", "/api/v1/agents/payee/invoice", 201, json={"amount_sat": 200},
+                      headers=auth(payee_key))
+    assert made["invoice"]["internal"] is False
+    await call(client, "POST", "/api/v1/payments/pay", json={"bolt11": made["invoice"]["bolt11"]},
+               headers=auth(payer_key))
+    assert await balance(pool, payee) == 198_000 and await balance(pool, payer) == 300_000
+    assert await wallet_service.check_pending_invoices(pool, cfg, backend) == 0  # nobody outside paid yet
+
+    lnbits.topup(lnbits.external, 200)
+    lnbits.pay(lnbits.external, made["invoice"]["bolt11"])
+    assert await wallet_service.check_pending_invoices(pool, cfg, backend) == 1
+    assert await balance(pool, payee) == 2 * 198_000 and await balance(pool, payer) == 300_000
+    assert await wallet_service.check_pending_invoices(pool, cfg, backend) == 0  # once
+    again = await aiohttp_client(create_app(lnbits_config()))  # a second node process sees it credited too
+    assert await wallet_service.check_pending_invoices(again.server.app[POOL], cfg, again.server.app[LIGHTNING]) == 0
+    assert await balance(pool, payee) == 2 * 198_000
+    history = await call(client, "GET", "/api/v1/wallet/transactions", headers=auth(payee_key))
+    items = history.get("transactions") or history.get("items") or []
+    assert sum(1 for t in items if t.get("kind") == "invoice") == 2, history
+    await assert_ledger_sound(pool)

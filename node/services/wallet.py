@@ -245,7 +245,60 @@ async def check_pending_invoices(pool: asyncpg.Pool, cfg: PaymentsConfig, backen
         elif status.state == "expired":
             async with pool.acquire() as conn:
                 await store.mark_invoice_expired(conn, inv.id)
+    return credited + await _check_settled_inside(pool, cfg, backend, batch)
+
+
+async def _check_settled_inside(pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, batch: int) -> int:
+    """An agent invoice made at the backend and paid inside the node can still be paid by someone outside (the
+    same bolt11; no backend here can cancel an invoice). That money arrives in the node's Lightning wallet: the
+    payee is credited with it as a second payment (fee as for any payment to an agent), exactly once — the row
+    lock, `outside_tx IS NULL` and the unique ledger source `invoice:<hash>:outside` each make sure."""
+    async with pool.acquire() as conn:
+        watched = await store.settled_inside_backend_invoices(conn, batch)
+    credited = 0
+    for inv in watched:
+        try:
+            status = await backend.invoice_status(inv.payment_hash)
+        except BackendUnavailable as exc:
+            log.warning("deposit watcher: backend unavailable: %s", exc.error)
+            break
+        except UnknownInvoice:
+            continue
+        if status.state == "paid":
+            credited += await _credit_outside_payment(pool, cfg, inv, status.amount_msat or inv.amount_msat)
     return credited
+
+
+async def _credit_outside_payment(pool: asyncpg.Pool, cfg: PaymentsConfig, inv: Invoice, received_msat: int) -> int:
+    async with pool.acquire() as conn:
+        await wallets(conn, [inv.agent_id])
+        receipts = Receipts()
+        async with conn.transaction():
+            current = await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
+            if current is None or current.outside_tx is not None:
+                return 0
+            payee_msat, fee_msat = split_fee(received_msat, cfg.fee_percent)
+            wallet = await ledger_store.wallet_account_id(conn, inv.agent_id)
+            if wallet is None:
+                raise RuntimeError("the payee's wallet must exist (ledger.wallets) before the transaction")
+            posted = await move(
+                conn, inv.purpose, [(CLEARING_ACCOUNT, -received_msat), (wallet, payee_msat), (FEES_ACCOUNT, fee_msat)],
+                source=f"invoice:{inv.payment_hash}:outside", memo=inv.memo,
+                data={"invoice_id": str(inv.id), "payee_msat": payee_msat, "fee_msat": fee_msat, "via": "lightning",
+                      "second_payment": True},
+                audit_actor="lightning",
+            )
+            if not await store.mark_paid_outside(conn, inv.id, posted.id):
+                raise RuntimeError("invoice was locked with outside_tx NULL but did not take the credit")
+            await receipts.add(conn, inv.agent_id, {
+                "payment_type": inv.purpose, "direction": "in", "amount_msat": payee_msat, "fee_msat": fee_msat,
+                "invoice_id": str(inv.id), "payment_hash": inv.payment_hash, "from": None,
+                "transaction_id": posted.id, "second_payment": True,
+            })
+        await receipts.publish(conn)
+        log.warning("invoice %s was paid inside the node and again at the backend; credited the second payment "
+                    "(%d msat) to its payee", inv.payment_hash[:16], received_msat)
+        return 1
 
 
 async def prune_idempotency(pool: asyncpg.Pool, cfg: PaymentsConfig) -> int:

@@ -25,6 +25,7 @@ class Invoice:
     paid_by: uuid.UUID | None
     received_msat: int | None
     transaction_id: int | None
+    outside_tx: int | None  # settled inside, then also paid at the backend: the credit of that second payment
     agent_name: str  # the payee's name
 
 
@@ -94,6 +95,26 @@ async def pending_backend_invoices(conn: asyncpg.Connection, limit: int) -> list
         limit,
     )
     return [Invoice(**dict(r)) for r in rows]
+
+
+async def settled_inside_backend_invoices(conn: asyncpg.Connection, limit: int) -> list[Invoice]:
+    """Backend invoices an agent of this node paid internally: someone outside may still pay the same bolt11
+    at the backend until it expires (asked about until a day past expiry, in case the news comes late)."""
+    rows = await conn.fetch(
+        f"""SELECT {_INV} FROM payment_invoices
+             WHERE state = 'paid' AND paid_by IS NOT NULL AND backend <> 'internal' AND outside_tx IS NULL
+               AND expires_at > now() - interval '1 day'
+             ORDER BY expires_at LIMIT $1""",
+        limit,
+    )
+    return [Invoice(**dict(r)) for r in rows]
+
+
+async def mark_paid_outside(conn: asyncpg.Connection, invoice_id: uuid.UUID, transaction_id: int) -> bool:
+    return bool(await conn.fetchval(
+        "UPDATE payment_invoices SET outside_tx = $2 WHERE id = $1 AND outside_tx IS NULL RETURNING true",
+        invoice_id, transaction_id,
+    ))
 
 
 async def pending_deposits_msat(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
