@@ -16,7 +16,7 @@ from node.platform.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 CADDYFILES = [DEPLOY / "Caddyfile", DEPLOY / "two-hosts/Caddyfile"]
-UNITS = [DEPLOY / "systemd/reef.service", DEPLOY / "systemd/reef-worker.service"]
+UNITS = [DEPLOY / "systemd/reef.service"]
 APP_HOSTS = [DEPLOY / "two-hosts/app1.toml", DEPLOY / "two-hosts/app2.toml"]
 
 
@@ -76,11 +76,10 @@ def test_systemd_analyze_reports_a_broken_unit(tmp_path):
     assert "RestartSecs" in done.stderr and "on-failur" in done.stderr
 
 
-def test_the_units_run_the_node_with_workers_and_the_background_worker():
-    node, worker = (u.read_text() for u in UNITS)
-    assert re.search(r"^ExecStart=\S+/reef --config /etc/reef/reef.toml run --workers auto$", node, re.M)
-    assert re.search(r"^ExecStart=\S+/reef --config /etc/reef/reef.toml worker$", worker, re.M)
-    for text in (node, worker):  # the workers' shared metrics directory is one systemd empties at every start
+def test_the_unit_runs_the_node():
+    (node,) = (u.read_text() for u in UNITS)
+    assert re.search(r"^ExecStart=\S+/reef --config /etc/reef/reef.toml run$", node, re.M)
+    for text in (node,):  # the workers' shared metrics directory is one systemd empties at every start
         shared = re.search(r"^Environment=PROMETHEUS_MULTIPROC_DIR=/run/(\S+)$", text, re.M)
         assert shared and shared.group(1) in re.search(r"^RuntimeDirectory=(.*)$", text, re.M).group(1).split()
 
