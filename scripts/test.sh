@@ -113,6 +113,21 @@ if ! command -v promtool >/dev/null; then
     fi
 fi
 
+# 4c. caddy for tests/test_deploy.py (`caddy validate` of deploy/Caddyfile and deploy/two-hosts/Caddyfile); Debian
+#     ships it. Only the binary is used: a caddy service the package may start is stopped. systemd-analyze (systemd)
+#     verifies deploy/systemd/*.service; Debian installs it with systemd.
+if ! command -v caddy >/dev/null; then
+    log "installing Debian's caddy package"
+    apt_install caddy || log "could not install caddy; tests/test_deploy.py will fail"
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now caddy >/dev/null 2>&1 || true
+    fi
+fi
+if ! command -v systemd-analyze >/dev/null; then
+    log "installing Debian's systemd package for systemd-analyze"
+    apt_install systemd || log "could not install systemd; tests/test_deploy.py will fail"
+fi
+
 # 5. The tests.
 log "running pytest"
 exec "$VENV/bin/python" -m pytest "$@"
