@@ -6,11 +6,13 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import asyncpg
 
-from ..adapters.lightning.base import BackendUnavailable, CreatedInvoice, LightningBackend, UnknownInvoice
+from ..adapters.lightning.base import (
+    BackendUnavailable, CreatedInvoice, InvoiceStatus, LightningBackend, UnknownInvoice,
+)
 from ..adapters.lightning.internal import create_internal_invoice
 from ..edge.cursors import cursor_int, decode_cursor, encode_cursor
 from ..edge.validation import get_str
@@ -224,52 +226,50 @@ async def credit_paid_invoice(pool: asyncpg.Pool, cfg: PaymentsConfig, payment_h
 
 async def check_pending_invoices(pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, batch: int = 200) -> int:
     """One pass of the deposit watcher: ask the backend about every pending invoice; credit the paid ones.
-    State lives in PostgreSQL, so a restarted node picks up where it stopped. Returns how many it credited."""
+    State lives in PostgreSQL, so a restarted node picks up where it stopped. Returns how many it credited.
+
+    It also asks about agent invoices made at the backend and settled inside the node: someone outside can still
+    pay the same bolt11 (no backend here can cancel an invoice), and that money arrives in the node's Lightning
+    wallet, so the payee is credited with it as a second payment, once (see _credit_outside_payment)."""
     async with pool.acquire() as conn:
         await store.expire_internal_invoices(conn)
         pending = await store.pending_backend_invoices(conn, batch)
     credited = 0
-    for inv in pending:
-        try:
-            status = await backend.invoice_status(inv.payment_hash)
-        except BackendUnavailable as exc:
-            log.warning("deposit watcher: backend unavailable: %s", exc.error)
-            break
-        except UnknownInvoice:  # the backend lost it (a reset): keep asking until it has expired, then stop
-            if inv.expires_at <= dt.datetime.now(dt.timezone.utc):
+    try:
+        async for inv, status in _statuses(backend, pending):
+            if status is None:  # the backend lost it (a reset): keep asking until it has expired, then stop
+                if inv.expires_at <= dt.datetime.now(dt.timezone.utc):
+                    async with pool.acquire() as conn:
+                        await store.mark_invoice_expired(conn, inv.id)
+            elif status.state == "paid":
+                credited += await credit_paid_invoice(pool, cfg, inv.payment_hash, status.amount_msat or inv.amount_msat)
+            elif status.state == "expired":
                 async with pool.acquire() as conn:
                     await store.mark_invoice_expired(conn, inv.id)
-            continue
-        if status.state == "paid":
-            credited += await credit_paid_invoice(pool, cfg, inv.payment_hash, status.amount_msat or inv.amount_msat)
-        elif status.state == "expired":
-            async with pool.acquire() as conn:
-                await store.mark_invoice_expired(conn, inv.id)
-    return credited + await _check_settled_inside(pool, cfg, backend, batch)
-
-
-async def _check_settled_inside(pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, batch: int) -> int:
-    """An agent invoice made at the backend and paid inside the node can still be paid by someone outside (the
-    same bolt11; no backend here can cancel an invoice). That money arrives in the node's Lightning wallet: the
-    payee is credited with it as a second payment (fee as for any payment to an agent), exactly once — the row
-    lock, `outside_tx IS NULL` and the unique ledger source `invoice:<hash>:outside` each make sure."""
-    async with pool.acquire() as conn:
-        watched = await store.settled_inside_backend_invoices(conn, batch)
-    credited = 0
-    for inv in watched:
-        try:
-            status = await backend.invoice_status(inv.payment_hash)
-        except BackendUnavailable as exc:
-            log.warning("deposit watcher: backend unavailable: %s", exc.error)
-            break
-        except UnknownInvoice:
-            continue
-        if status.state == "paid":
-            credited += await _credit_outside_payment(pool, cfg, inv, status.amount_msat or inv.amount_msat)
+        async with pool.acquire() as conn:
+            settled_inside = await store.settled_inside_backend_invoices(conn, batch)
+        async for inv, status in _statuses(backend, settled_inside):
+            if status is not None and status.state == "paid":
+                credited += await _credit_outside_payment(pool, cfg, inv, status.amount_msat or inv.amount_msat)
+    except BackendUnavailable as exc:  # the next pass asks again
+        log.warning("deposit watcher: backend unavailable: %s", exc.error)
     return credited
 
 
+async def _statuses(backend: LightningBackend, invoices: list[Invoice]) -> AsyncIterator[tuple[Invoice, InvoiceStatus | None]]:
+    """Each invoice with what the backend says of it (None: the backend does not know it); BackendUnavailable
+    ends the pass."""
+    for inv in invoices:
+        try:
+            status: InvoiceStatus | None = await backend.invoice_status(inv.payment_hash)
+        except UnknownInvoice:
+            status = None
+        yield inv, status
+
+
 async def _credit_outside_payment(pool: asyncpg.Pool, cfg: PaymentsConfig, inv: Invoice, received_msat: int) -> int:
+    """Credit the second payment of an invoice settled inside, exactly once: the row lock, `outside_tx IS NULL`
+    and the unique ledger source `invoice:<hash>:outside` each make sure. 1 if this call credited it."""
     async with pool.acquire() as conn:
         await wallets(conn, [inv.agent_id])
         receipts = Receipts()
