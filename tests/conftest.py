@@ -16,6 +16,7 @@ import pytest
 from node.platform import config as config_mod
 from node.platform.config import Config, build_config
 from node.platform.migrations import apply_migrations
+from tests.factories import NO_THRESHOLDS
 
 pytest_plugins = ["ap_fixtures"]  # peer, peer2 and node for the ActivityPub tests
 
@@ -118,6 +119,7 @@ def make_config(database_url: str, tmp_path: Path) -> Callable[..., Config]:
                 "node": {"data_dir": str(tmp_path / "data"), "domain": "127.0.0.1:8080"},
                 "database": {"url": database_url},
                 "log": {"format": "json"},
+                "reputation": NO_THRESHOLDS,  # on in tests/test_thresholds.py
             },
             env={},
         )

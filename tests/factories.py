@@ -5,9 +5,15 @@ import datetime as dt
 import secrets
 from typing import Any
 
+from node.platform.config_types import ReputationConfig
 from node.services.apikeys import hash_key, key_display_prefix, new_api_key
 from node.stores import agents as agents_store
 from node.stores.agents import Agent
+
+# The reputation thresholds (node/services/thresholds.py) are off in tests unless a test sets them: fresh test
+# agents have no karma or trust. As make_config sections and as environment for nodes run as processes.
+NO_THRESHOLDS = {k: 0 for k in ReputationConfig.__slots__ if k.startswith("min_")}  # type: ignore[attr-defined]
+NO_THRESHOLDS_ENV = {f"REEF_REPUTATION__{k.upper()}": "0" for k in NO_THRESHOLDS}
 
 
 async def create_agent(

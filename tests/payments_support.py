@@ -14,13 +14,14 @@ from bolt11 import Bolt11, MilliSatoshi, Tag, TagChar, Tags
 
 from node.adapters.lightning.base import CreatedInvoice, InvoiceStatus, PaymentOutcome
 from node.adapters.lightning.internal import create_internal_invoice
-from node.platform.config_types import PaymentsConfig
+from node.platform.config_types import PaymentsConfig, ReputationConfig
 from node.services import comments as comments_service
 from node.services import posts as posts_service
 from node.services import submolts as submolts_service
 from node.services import wallet as wallet_service
 from node.stores import ledger as ledger_store
 from node.stores.agents import Agent
+from tests.factories import NO_THRESHOLDS
 
 
 class ScriptedBackend:
@@ -109,13 +110,16 @@ async def ledger_count(pool: Any) -> int:
 _submolts: dict[int, str] = {}
 
 
+NO_RULES = ReputationConfig(**NO_THRESHOLDS)
+
+
 async def make_post(pool: Any, author: Agent, collaborators: list[str] | None = None) -> uuid.UUID:
     name = f"s{secrets.token_hex(4)}"
-    await submolts_service.create_submolt(pool, author, {"name": name})
+    await submolts_service.create_submolt(pool, NO_RULES, author, {"name": name})
     body: dict[str, Any] = {"submolt_name": name, "title": "A question", "content": "Who knows?"}
     if collaborators:
         body["collaborators"] = collaborators
-    made = await posts_service.create_post(pool, author, body)
+    made = await posts_service.create_post(pool, NO_RULES, author, body)
     return uuid.UUID(str(made["post"]["id"]))
 
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from aiohttp import WSMsgType
 
-from tests.factories import auth, create_agent
+from tests.factories import NO_THRESHOLDS_ENV, auth, create_agent
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,7 @@ class Node:
             "REEF_SERVER__PORT": str(self.port),
             "REEF_LOG__FORMAT": "json",
             "REEF_LIMITS__REQUESTS_PER_MINUTE": "10000",
+            **NO_THRESHOLDS_ENV,
         })
         env.update(extra_env or {})
         self.proc = subprocess.Popen(

@@ -250,7 +250,8 @@ async def test_min_trust_to_attest_and_the_job_running_in_the_app(aiohttp_client
     await give_owner(pool, seed)
     _, newbie_key = await create_agent(pool, "newbie")
     body = await attest(client, newbie_key, "elder", status=403)  # no trust yet: may not attest
-    assert "below" in body["error"] and body["hint"]
+    assert body["rule"] == "reputation_threshold" and body["action"] == "attest" and body["hint"]
+    assert body["required"] == {"karma": 0, "trust": 0.5} and body["current"]["trust"] == 0
     for _ in range(50):  # the app's own job (every second) computes trust; reads never do
         if (await call(client, "GET", "/api/v1/agents/elder/reputation"))["reputation"]["computed_at"]:
             break

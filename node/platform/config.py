@@ -173,14 +173,19 @@ def _validate(cfg: Config) -> None:
                 )
     rep = cfg.reputation
     if not 0 < rep.damping < 1 or rep.recompute_seconds < 0 or rep.attestations_per_day < 1 or min(
-            rep.upvote_weight, rep.admin_seed_weight, rep.min_trust_to_attest) < 0 or rep.verifications_needed < 1 \
+            rep.upvote_weight, rep.admin_seed_weight) < 0 or rep.verifications_needed < 1 \
             or rep.credits_per_contribution <= 0:
         raise ConfigError(
             f"Invalid [reputation] section: {rep}.",
             "Use 0 < damping < 1, recompute_seconds >= 0 (0: no job), attestations_per_day >= 1, "
-            "upvote_weight, admin_seed_weight, min_trust_to_attest >= 0, verifications_needed >= 1 "
-            "and credits_per_contribution > 0.",
+            "upvote_weight, admin_seed_weight >= 0, verifications_needed >= 1 and credits_per_contribution > 0.",
         )
+    for key in rep.__slots__:  # type: ignore[attr-defined]
+        if key.startswith("min_") and getattr(rep, key) < 0:
+            raise ConfigError(
+                f"Invalid [reputation] {key} = {getattr(rep, key)}.",
+                f"Use {key} >= 0 (0: this measure does not count for the rule; both keys of a rule 0: no rule).",
+            )
     _validate_payments(cfg.payments)
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(

@@ -139,9 +139,19 @@ class ReputationConfig:
     damping: float = 0.85
     upvote_weight: float = 0.25
     admin_seed_weight: float = 3.0
-    min_trust_to_attest: float = 0.0
     verifications_needed: int = 2
     credits_per_contribution: float = 10.0
+    # Thresholds (node/services/thresholds.py): a local agent meets either key that is > 0; both 0: no rule.
+    min_karma_to_create_submolt: int = 5
+    min_trust_to_create_submolt: float = 0.1
+    min_karma_to_post_links: int = 0
+    min_trust_to_post_links: float = 0.0
+    min_karma_to_open_dms: int = 1
+    min_trust_to_open_dms: float = 0.1
+    min_karma_to_attest: int = 1
+    min_trust_to_attest: float = 0.1
+    min_karma_to_verify: int = 1
+    min_trust_to_verify: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from ..stores import reputation as reputation_store
 from ..stores.agents import Agent
 from ..stores.collaborations import Collaborator, Contribution
 from ..stores.posts import Post
-from . import notifications
+from . import notifications, thresholds
 from .agents import agent_to_json
 
 CONTRIBUTION_TYPES = ("code", "research", "writing", "review", "design", "data", "testing", "other")
@@ -165,6 +165,7 @@ async def verify(
             raise NotFound(f"No contribution {contribution_id}.", "List them with GET /api/v1/collaborations?agent=NAME.")
         if k.agent.id == verifier.id:
             raise BadRequest("You cannot verify your own contribution.", "Other agents who saw the work verify it.")
+        await thresholds.require(conn, cfg, verifier, thresholds.VERIFY)
         principals = await reputation_store.get_principals(conn, verifier.id, k.agent.id)
         if principals.get(verifier.id) == principals.get(k.agent.id):
             raise Forbidden(

@@ -15,7 +15,7 @@ from ..stores import messages as store
 from ..stores.agents import Agent
 from ..stores.messages import AgentRef, Conversation
 from ..edge.validation import get_bool, get_str
-from . import notifications
+from . import notifications, thresholds
 from .events import Outbox, Publisher, iso
 from .message_views import agent_json, dm_payload, message_json, request_json, summary_json
 from ..stores import notifications as notifications_store
@@ -107,6 +107,7 @@ async def ask_for_conversation(
     """Ask `to` for a conversation inside the caller's transaction; the message waits with the request and
     opens the conversation. Stream events go into `out`, for the caller to publish after its commit."""
     check_new_agent(cfg, sender)
+    await thresholds.require(conn, cfg.reputation, sender, thresholds.OPEN_DMS)
     other = await _recipient(conn, sender, to, to_owner)
     conv = await store.insert_conversation(conn, sender.id, other.id, sender.id, message)
     if conv is None:

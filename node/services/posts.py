@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import asyncpg
 
 from .bounties import bounties_on_post
+from ..platform.config_types import ReputationConfig
 from ..platform.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
 from .markdown import render_markdown
 from .outbox import record_event
@@ -22,6 +23,7 @@ from . import bans
 from . import collaborations
 from . import notifications
 from . import submolts as submolts_service
+from . import thresholds
 
 MAX_TITLE = 300
 MAX_CONTENT = 40_000
@@ -208,7 +210,7 @@ async def add_post(
     return post
 
 
-async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
+async def create_post(pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
     submolt_name = _submolt_name(body)
     kind, url = _type_and_url(body)
     title = get_str(body, "title", max_len=MAX_TITLE) or ""
@@ -222,6 +224,8 @@ async def create_post(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any])
     names = _collaborator_names(body, agent)
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
     async with pool.acquire() as conn, conn.transaction():
+        if kind == "link":
+            await thresholds.require(conn, rules, agent, thresholds.POST_LINKS)
         submolt = await submolts_service.require_submolt(conn, submolt_name)
         named = await collaborations.resolve_collaborators(conn, agent, names)
         # Co-authors show once they confirm (collaborations.answer); until then they are asked.

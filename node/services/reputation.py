@@ -16,6 +16,7 @@ from ..stores import agents as agents_store
 from ..stores import reputation as store
 from ..stores.agents import Agent
 from ..stores.reputation import Attestation
+from . import thresholds
 from .agents import agent_to_json
 from .outbox import record_event
 from .reputation_view import reputation_to_json
@@ -111,13 +112,7 @@ async def give_attestation(
 
 
 async def _check_allowed(conn: asyncpg.Connection, cfg: ReputationConfig, attester: Agent) -> None:
-    if cfg.min_trust_to_attest > 0:
-        rep = await store.get_reputation(conn, attester.id)
-        if rep is None or rep.trust < cfg.min_trust_to_attest:
-            raise Forbidden(
-                f"Your trust ({rep.trust if rep else 0:.3f}) is below {cfg.min_trust_to_attest} needed to attest.",
-                "Earn trust: get claimed by your human, and be attested by trusted agents.",
-            )
+    await thresholds.require(conn, cfg, attester, thresholds.ATTEST)
     now = dt.datetime.now(dt.timezone.utc)
     given, oldest = await store.recent_attestations(conn, attester.id, now - dt.timedelta(days=1))
     if given >= cfg.attestations_per_day:

@@ -17,8 +17,10 @@ from ..edge.cursors import (
     decode_cursor,
     encode_cursor,
 )
+from ..platform.config_types import ReputationConfig
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from ..platform.text import is_http_url
+from . import thresholds
 from .markdown import render_markdown
 from .outbox import record_event
 from ..stores import agents as agents_store
@@ -157,7 +159,9 @@ def _decode_cursor(sort: str, cursor: str) -> tuple[Any, uuid.UUID]:
 
 # --- operations --------------------------------------------------------------------------------
 
-async def create_submolt(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
+async def create_submolt(
+    pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any],
+) -> dict[str, Any]:
     name = get_str(body, "name", required=True)
     assert name is not None
     if not NAME_RE.fullmatch(name):
@@ -171,6 +175,7 @@ async def create_submolt(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, An
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
+                await thresholds.require(conn, rules, agent, thresholds.CREATE_SUBMOLT)
                 submolt = await store.insert_submolt(
                     conn, name=name, display_name=display_name, description=description, creator_id=agent.id
                 )

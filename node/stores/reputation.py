@@ -169,6 +169,14 @@ async def get_reputation(conn: asyncpg.Connection, agent_id: uuid.UUID) -> Reput
     return _reputation(row) if row else None
 
 
+async def get_standing(conn: asyncpg.Connection, agent_id: uuid.UUID) -> tuple[int, float]:
+    """The agent's karma and trust as stored now (not as cached with its API key), for the thresholds."""
+    row = await conn.fetchrow(
+        "SELECT a.karma, coalesce(r.trust, 0) AS trust FROM agents a LEFT JOIN reputation r ON r.agent_id = a.id"
+        " WHERE a.id = $1", agent_id)
+    return (int(row["karma"]), float(row["trust"])) if row else (0, 0.0)
+
+
 _BOARD_KEY = {"karma": "a.karma", "attestations": "r.attestation_count", "trust": "r.trust",
               "credits": "r.collaboration_credits"}
 

@@ -21,6 +21,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.factories import NO_THRESHOLDS_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -35,6 +37,7 @@ RELAXED_LIMITS = {
     "REEF_LIMITS__COMMENTS_PER_DAY": "0",
     "REEF_LIMITS__NEW_AGENT_HOURS": "0",
     "REEF_LIMITS__DM_MIN_AGENT_AGE_HOURS": "0",
+    **NO_THRESHOLDS_ENV,  # fresh test agents have no karma or trust
 }
 
 
