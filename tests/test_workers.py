@@ -15,8 +15,7 @@ import asyncpg
 import pytest
 
 from node.platform.embedded import cluster as embedded_pg
-from tests.factories import create_agent
-NO_THRESHOLDS_ENV: dict[str, str] = {}  # TEMP
+from tests.factories import NO_THRESHOLDS_ENV, create_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,3 +190,34 @@ async def test_web_processes_without_background_leave_it_to_reef_worker(tmp_path
             assert await stop(worker) == 0
     finally:
         assert await stop(web_only) == 0
+
+
+async def test_dms_sent_through_any_worker_reach_a_socket_on_another_without_redis(two: Tree, database_url: str):
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        _, ka = await create_agent(pool, "alice")
+        bob, kb = await create_agent(pool, "bob")
+    finally:
+        await pool.close()
+    await two.wait_for_workers(2)
+    fresh = aiohttp.TCPConnector(force_close=True)  # every request a new connection: spread over the workers
+    async with aiohttp.ClientSession(connector=fresh) as http, aiohttp.ClientSession() as held:
+        ws = await held.ws_connect(f"{two.url}/api/v1/stream", headers={"Authorization": f"Bearer {kb}"})
+        assert (await ws.receive_json(timeout=20))["type"] == "ready"
+        async with http.post(f"{two.url}/api/v1/agents/dm/request", headers={"Authorization": f"Bearer {ka}"},
+                             json={"to": "bob", "message": "hello"}) as resp:
+            conv = (await resp.json())["conversation_id"]
+        async with http.post(f"{two.url}/api/v1/agents/dm/requests/{conv}/approve",
+                             headers={"Authorization": f"Bearer {kb}"}) as resp:
+            assert resp.status == 200
+        for i in range(10):
+            async with http.post(f"{two.url}/api/v1/agents/dm/conversations/{conv}/send",
+                                 headers={"Authorization": f"Bearer {ka}"}, json={"message": f"m{i}"}) as resp:
+                assert resp.status in (200, 201)
+        got = []
+        while len(got) < 10:
+            frame = await ws.receive_json(timeout=20)
+            if frame["type"] == "dm":
+                got.append(frame["content"])
+        assert got == [f"m{i}" for i in range(10)]
+        await ws.close()
