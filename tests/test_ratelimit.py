@@ -19,7 +19,9 @@ from node.platform.errors import RateLimited, Unprocessable
 from node.edge.http import ok, require_agent
 from node.edge.ratelimit.actions import action_limit, check_action, is_new_agent
 from node.edge.ratelimit.buckets import MemoryRateLimiter
-from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter, create_rate_limiter, lease_chunk
+from node.edge.ratelimit.leases import lease_chunk
+from node.edge.ratelimit.limiters import create_rate_limiter
+from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter
 from tests.factories import auth, create_agent
 
 PING = "/api/v1/_test/ping"
@@ -297,7 +299,7 @@ class TcpProxy:
 async def test_redis_outage_mid_run_and_recovery(redis_client, redis_url, caplog):
     proxy = TcpProxy(int(redis_url.split(":")[2].split("/")[0]))
     await proxy.start()
-    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/15", socket_connect_timeout=1)
+    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}", socket_connect_timeout=1)
     clock = FakeClock(0.0)
     rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.3, retry_interval=5, clock=clock)
     caplog.set_level(logging.WARNING, logger="node.edge.ratelimit.redis_buckets")
@@ -533,7 +535,7 @@ async def test_leased_hits_fall_back_when_redis_is_unreachable():
 async def test_leased_outage_mid_run_spends_the_lease_then_falls_back(redis_client, redis_url):
     proxy = TcpProxy(int(redis_url.split(":")[2].split("/")[0]))
     await proxy.start()
-    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/15", socket_connect_timeout=1)
+    client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}", socket_connect_timeout=1)
     clock = FakeClock(0.0)
     rl = RedisRateLimiter(client, fallback=MemoryRateLimiter(), timeout=0.3, retry_interval=5, clock=clock)
     key = f"t:{uuid.uuid4()}"
