@@ -21,6 +21,8 @@ from node.edge.ratelimit.actions import action_limit, check_action, is_new_agent
 from node.edge.ratelimit.buckets import MemoryRateLimiter
 from node.edge.ratelimit.leases import lease_chunk
 from node.edge.ratelimit.limiters import create_rate_limiter
+from node.edge.ratelimit.pg_buckets import PgRateLimiter
+from node.platform.db import create_pool
 from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter
 from tests.factories import auth, create_agent
 
@@ -579,16 +581,23 @@ async def test_node_with_redis_leases_the_request_budget_and_answers_429(node, r
 # ---- Per-action limits ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "pg"])
 def limiter_kind(request: Any) -> str:
     return request.param
 
 
 @pytest.fixture
-async def limiter(limiter_kind: str, redis_client: Any) -> Any:
+async def limiter(limiter_kind: str, redis_client: Any, database_url: str) -> Any:
     if limiter_kind == "memory":
-        return MemoryRateLimiter(clock=FakeClock())
-    return RedisRateLimiter(redis_client)  # no fallback: any Redis error fails the test
+        yield MemoryRateLimiter(clock=FakeClock())
+    elif limiter_kind == "redis":
+        yield RedisRateLimiter(redis_client)  # no fallback: any Redis error fails the test
+    else:
+        pool = await create_pool(database_url, 1, 5)
+        try:
+            yield PgRateLimiter(pool)  # no fallback either
+        finally:
+            await pool.close()
 
 
 async def _deny(limiter: Any, cfg: Config, agent: Any, action: str, **kw: Any) -> RateLimited:
