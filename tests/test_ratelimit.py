@@ -261,10 +261,12 @@ async def test_unreachable_redis_without_fallback_raises():
 
 
 class TcpProxy:
-    """A loopback TCP proxy to Redis that can be cut and restored: Redis going away mid-run."""
+    """A loopback TCP proxy (to Redis or PostgreSQL) that can be cut and restored: the server going away mid-run."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, open_upstream: Callable[[], Any] | None = None) -> None:
         self.target_port = target_port
+        # How to reach the server: TCP to target_port on loopback unless told otherwise (a Unix socket).
+        self._open_upstream = open_upstream or (lambda: asyncio.open_connection("127.0.0.1", target_port))
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -274,7 +276,7 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await self._open_upstream()
         self._writers |= {writer, up_writer}
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
@@ -242,11 +243,26 @@ async def test_unreachable_database_falls_back_and_warns_once(pools, caplog):
         await PgRateLimiter(pool).hit("k", 2, 60)
 
 
-async def test_outage_mid_run_and_recovery(pools, pg_server, database_url, caplog):
-    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
-    proxy = TcpProxy(int(host_port.rsplit(":", 1)[1]) if ":" in host_port else 5432)
+def proxy_to(dsn: str) -> tuple[TcpProxy, Callable[[int], str]]:
+    """A cuttable proxy to the test database's server (TCP, or the embedded cluster's Unix socket), and the
+    DSN of the same database through a proxy port."""
+    url = urlsplit(dsn)
+    query = parse_qs(url.query)
+    port = int(query.get("port", [url.port or 5432])[0])
+    socket_dir = query.get("host", [""])[0]
+    if socket_dir.startswith("/"):
+        proxy = TcpProxy(port, lambda: asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{port}"))
+    else:
+        proxy = TcpProxy(port)
+    userinfo = url.netloc.rpartition("@")[0]
+    auth = f"{userinfo}@" if userinfo else ""
+    return proxy, lambda proxy_port: f"postgresql://{auth}127.0.0.1:{proxy_port}{url.path}"
+
+
+async def test_outage_mid_run_and_recovery(pools, database_url, caplog):
+    proxy, through = proxy_to(database_url)
     await proxy.start()
-    pool = await pools(database_url.replace(host_port, f"127.0.0.1:{proxy.port}"))
+    pool = await pools(through(proxy.port))
     direct = await pools()
     clock = FakeClock(0.0)
     rl = PgRateLimiter(pool, fallback=MemoryRateLimiter(), timeout=0.5, retry_interval=5, clock=clock)

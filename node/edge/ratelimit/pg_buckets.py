@@ -21,6 +21,8 @@ class PgRateLimiter(SharedRateLimiter):
     request budget (a busy key costs one round trip per chunk, not per request). A missing row is a full
     bucket; the background sweep deletes rows whose bucket is full again, at most every `prune_interval`
     seconds. `bucket_clock` replaces the database's clock (tests compare answers with MemoryRateLimiter's).
+    The default timeout is longer than Redis': takes share the node's pool with the requests, and a wait for
+    a free connection under load must not read as an outage (N times the limit while falling back).
     """
 
     STORE = "PostgreSQL"
@@ -35,6 +37,7 @@ class PgRateLimiter(SharedRateLimiter):
         bucket_clock: Callable[[], float] | None = None,
         **kw: Any,
     ) -> None:
+        kw.setdefault("timeout", 2.0)
         super().__init__(**kw)
         self._pool = pool
         self._prune_interval = prune_interval
