@@ -20,7 +20,7 @@ from .platform.db import create_pool, database_dsn
 from .edge.keycache import key_cache_ctx
 from .platform.listen import listener_ctx
 from .edge.ratelimit.middleware import rate_limit_middleware
-from .edge.ratelimit.redis_buckets import create_rate_limiter
+from .edge.ratelimit.limiters import create_rate_limiter
 from .edge.middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
 from .platform.migrations import apply_migrations
 
@@ -114,9 +114,9 @@ async def _lightning(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
-    limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
+    limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS], app[appkeys.POOL])
     app[appkeys.RATE_LIMITER] = limiter
-    limiter.start()  # sweeps expired leases of the request budget back to Redis
+    limiter.start()  # sweeps expired leases of the request budget back to the shared store
     try:
         yield
     finally:
