@@ -114,7 +114,11 @@ async def _lightning(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
-    limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS], app[appkeys.POOL])
+    cfg = app[appkeys.CONFIG]
+    # Several processes serve this node (reef run --workers, or web processes beside a `reef worker`): without
+    # Redis the buckets live in PostgreSQL, so the limits hold across them.
+    shared = cfg.server.worker_count > 1 or not cfg.server.background
+    limiter = create_rate_limiter(cfg, app[appkeys.REDIS], app[appkeys.POOL], shared=shared)
     app[appkeys.RATE_LIMITER] = limiter
     limiter.start()  # sweeps expired leases of the request budget back to the shared store
     try:

@@ -221,3 +221,21 @@ async def test_dms_sent_through_any_worker_reach_a_socket_on_another_without_red
                 got.append(frame["content"])
         assert got == [f"m{i}" for i in range(10)]
         await ws.close()
+
+
+async def test_rate_limits_hold_across_workers_without_redis(tmp_path: Path, database_url: str):
+    """Each worker counting on its own would admit 3 registrations per worker; the shared buckets admit 3."""
+    tree = await start(tmp_path, ["run", "--workers", "2"],
+                       {"REEF_DATABASE__URL": database_url, "REEF_LIMITS__REGISTRATIONS_PER_HOUR": "3"})
+    try:
+        await tree.wait_for_workers(2)
+        statuses, pids = [], set()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for i in range(10):
+                async with http.post(f"{tree.url}/api/v1/agents/register", json={"name": f"reg{i}", "description": "x"}) as resp:
+                    statuses.append(resp.status)
+            pids = set(await tree.health_by_pid())
+        assert len(pids) == 2
+        assert statuses.count(201) == 3 and statuses.count(429) == 7, statuses
+    finally:
+        assert await stop(tree) == 0
