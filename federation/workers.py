@@ -43,7 +43,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     outbox = OutboxWorker(pool, cfg, on_deliveries=delivery.wake)
     workers = Workers(InboxProcessor(app), outbox, delivery)
     app[WORKERS] = workers
-    if app.get(RUN_WORKERS) is False:
+    if app.get(RUN_WORKERS) is False or not cfg.server.background:  # background: another process runs them
         yield
         return
     if not cfg.federation.enabled:

@@ -20,7 +20,7 @@ from .platform.db import create_pool, database_dsn
 from .edge.keycache import key_cache_ctx
 from .platform.listen import listener_ctx
 from .edge.ratelimit.middleware import rate_limit_middleware
-from .edge.ratelimit.redis_buckets import create_rate_limiter
+from .edge.ratelimit.limiters import create_rate_limiter
 from .edge.middleware import KEY_TOUCHES, auth_middleware, request_context_middleware
 from .platform.migrations import apply_migrations
 
@@ -114,9 +114,13 @@ async def _lightning(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
-    limiter = create_rate_limiter(app[appkeys.CONFIG], app[appkeys.REDIS])
+    cfg = app[appkeys.CONFIG]
+    # Several processes serve this node (reef run --workers, or web processes beside a `reef worker`): without
+    # Redis the buckets live in PostgreSQL, so the limits hold across them.
+    shared = cfg.server.worker_count > 1 or not cfg.server.background
+    limiter = create_rate_limiter(cfg, app[appkeys.REDIS], app[appkeys.POOL], shared=shared)
     app[appkeys.RATE_LIMITER] = limiter
-    limiter.start()  # sweeps expired leases of the request budget back to Redis
+    limiter.start()  # sweeps expired leases of the request budget back to the shared store
     try:
         yield
     finally:

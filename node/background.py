@@ -68,7 +68,9 @@ def _payment_jobs(app: web.Application) -> dict[str, Callable[[], Awaitable[None
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     """Registered after the database context, so the pool exists; the jobs are cancelled before it closes."""
     loop = asyncio.get_running_loop()
-    tasks = {name: loop.create_task(job(), name=name) for name, job in _jobs(app).items()}
+    # [server] background = false: another process (worker 0 of `reef run --workers`, or `reef worker`) runs them.
+    jobs = _jobs(app) if app[appkeys.CONFIG].server.background else {}
+    tasks = {name: loop.create_task(job(), name=name) for name, job in jobs.items()}
     app[BACKGROUND] = tasks
     try:
         yield

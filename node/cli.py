@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the node: API, web site, stream and background workers")
     run.add_argument("--host", help="override [server] host")
     run.add_argument("--port", type=int, help="override [server] port")
+    run.add_argument("--workers", type=_workers_arg, metavar="N|auto",
+                     help="override [server] workers: processes serving the port (auto: one per core)")
+    run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
+    sub.add_parser("worker", help="run only the background work (federation delivery, retention, jobs), no HTTP: "
+                   "for hosts whose web processes run with [server] background = false")
 
     sub.add_parser("migrate", help="apply pending database migrations and exit")
     bak = sub.add_parser("backup", help="dump the database (configured or embedded) to a file with pg_dump")
@@ -68,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _workers_arg(value: str) -> int:
+    if value.strip().lower() == "auto":
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes >= 1 or 'auto'")
+    return n
+
+
 async def _with_pool(cfg: Config, fn: Callable[[Any], Awaitable[int]], *, migrate: bool = True) -> int:
     from .platform.db import create_pool, database_dsn
     from .platform.migrations import apply_migrations
@@ -94,16 +111,53 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         server["host"] = args.host
     if args.port:
         server["port"] = args.port
+    if args.workers is not None:
+        server["workers"] = args.workers
     if server:
         cfg = config_mod.replace(cfg, server=server)
+    if not args.as_worker and cfg.server.worker_count > 1:
+        from .supervisor import run_supervisor
+
+        return run_supervisor(cfg, cfg.server.worker_count, args.config)
     app = create_app(cfg)
 
     async def _freeze_startup_objects(_app: web.Application) -> None:
         gctune.tune()
 
     app.on_startup.append(_freeze_startup_objects)
-    print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
-    web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10)
+    if not args.as_worker:
+        print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
+    # A worker binds the port its supervisor holds, beside its siblings (SO_REUSEPORT).
+    web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10,
+                reuse_port=args.as_worker or None)
+    return 0
+
+
+def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
+    """The background work alone: the app's contexts (database, federation workers, jobs) without a listener."""
+    from .platform import config as config_mod
+    from .app import create_app
+
+    app = create_app(config_mod.replace(cfg, server={"background": True}))
+    return asyncio.run(_serve_nothing(app))
+
+
+async def _serve_nothing(app: Any) -> int:
+    import signal
+
+    from aiohttp import web
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()  # startup: the pool, the listener, the federation workers and the jobs start
+    print("Reef background worker running (no HTTP); SIGTERM stops it", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
     return 0
 
 
@@ -193,6 +247,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "check-config": _cmd_check_config,
     "agents": _cmd_agents,
     "keys": _cmd_keys,
+    "worker": _cmd_worker,
     "admin": _cmd_admin,
 }
 

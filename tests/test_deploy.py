@@ -78,7 +78,7 @@ def test_systemd_analyze_reports_a_broken_unit(tmp_path):
 
 def test_the_unit_runs_the_node():
     (node,) = (u.read_text() for u in UNITS)
-    assert re.search(r"^ExecStart=\S+/reef --config /etc/reef/reef.toml run$", node, re.M)
+    assert re.search(r"^ExecStart=\S+/reef --config /etc/reef/reef.toml run --workers auto$", node, re.M)
     for text in (node,):  # the workers' shared metrics directory is one systemd empties at every start
         shared = re.search(r"^Environment=PROMETHEUS_MULTIPROC_DIR=/run/(\S+)$", text, re.M)
         assert shared and shared.group(1) in re.search(r"^RuntimeDirectory=(.*)$", text, re.M).group(1).split()

@@ -19,7 +19,11 @@ from node.platform.errors import RateLimited, Unprocessable
 from node.edge.http import ok, require_agent
 from node.edge.ratelimit.actions import action_limit, check_action, is_new_agent
 from node.edge.ratelimit.buckets import MemoryRateLimiter
-from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter, create_rate_limiter, lease_chunk
+from node.edge.ratelimit.leases import lease_chunk
+from node.edge.ratelimit.limiters import create_rate_limiter
+from node.edge.ratelimit.pg_buckets import PgRateLimiter
+from node.platform.db import create_pool
+from node.edge.ratelimit.redis_buckets import REDIS_PREFIX, RedisRateLimiter
 from tests.factories import auth, create_agent
 
 PING = "/api/v1/_test/ping"
@@ -257,10 +261,12 @@ async def test_unreachable_redis_without_fallback_raises():
 
 
 class TcpProxy:
-    """A loopback TCP proxy to Redis that can be cut and restored: Redis going away mid-run."""
+    """A loopback TCP proxy (to Redis or PostgreSQL) that can be cut and restored: the server going away mid-run."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, open_upstream: Callable[[], Any] | None = None) -> None:
         self.target_port = target_port
+        # How to reach the server: TCP to target_port on loopback unless told otherwise (a Unix socket).
+        self._open_upstream = open_upstream or (lambda: asyncio.open_connection("127.0.0.1", target_port))
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -270,7 +276,7 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await self._open_upstream()
         self._writers |= {writer, up_writer}
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -577,16 +583,23 @@ async def test_node_with_redis_leases_the_request_budget_and_answers_429(node, r
 # ---- Per-action limits ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "pg"])
 def limiter_kind(request: Any) -> str:
     return request.param
 
 
 @pytest.fixture
-async def limiter(limiter_kind: str, redis_client: Any) -> Any:
+async def limiter(limiter_kind: str, redis_client: Any, database_url: str) -> Any:
     if limiter_kind == "memory":
-        return MemoryRateLimiter(clock=FakeClock())
-    return RedisRateLimiter(redis_client)  # no fallback: any Redis error fails the test
+        yield MemoryRateLimiter(clock=FakeClock())
+    elif limiter_kind == "redis":
+        yield RedisRateLimiter(redis_client)  # no fallback: any Redis error fails the test
+    else:
+        pool = await create_pool(database_url, 1, 5)
+        try:
+            yield PgRateLimiter(pool)  # no fallback either
+        finally:
+            await pool.close()
 
 
 async def _deny(limiter: Any, cfg: Config, agent: Any, action: str, **kw: Any) -> RateLimited:

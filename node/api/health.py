@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from aiohttp import web
@@ -44,6 +45,8 @@ async def health(request: web.Request) -> web.Response:
         "status": "ok" if healthy else "degraded",
         "checks": checks,
         "uptime_seconds": round(time.time() - app[appkeys.STARTED_AT], 1),
+        # Which process answered: with `reef run --workers N` each serves; one runs the background work.
+        "process": {"pid": os.getpid(), "background": app[appkeys.CONFIG].server.background},
     }
     if not healthy:
         body["error"] = "A backing service is unreachable."

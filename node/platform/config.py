@@ -48,6 +48,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(section: str, key: str, tp: Any, value: Any, source: str) -> Any:
     """Check a TOML value against the field type; strings from the environment are parsed."""
     where = f"[{section}] {key}" + (f" (from {source})" if source else "")
+    if (section, key) == ("server", "workers") and isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return 0  # one per core (ServerConfig.worker_count)
+        if not (source.startswith(ENV_PREFIX) and value.strip().isdigit()):
+            raise ConfigError(f"Invalid value for {where}: {value!r}.", 'Write it as workers = 2, or workers = "auto" (one per core).')
     if isinstance(value, str) and source.startswith(ENV_PREFIX):
         raw = value.strip()
         try:
@@ -101,6 +106,11 @@ def _validate(cfg: Config) -> None:
     if not 0 < cfg.server.port < 65536:
         raise ConfigError(
             f"Invalid value for [server] port: {cfg.server.port}.", "Use a port from 1 to 65535."
+        )
+    if cfg.server.workers < 0:
+        raise ConfigError(
+            f"Invalid value for [server] workers: {cfg.server.workers}.",
+            'Use a number of processes >= 1, or "auto" (one per core).',
         )
     if cfg.server.key_cache_seconds < 0:
         raise ConfigError(

@@ -2,6 +2,7 @@
 loads and checks them."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,13 @@ class ServerConfig:
     port: int = 8080
     key_cache_seconds: int = 10
     trusted_proxies: tuple[str, ...] = ()
+    workers: int = 1  # processes serving the port; 0 ("auto" in TOML and the environment): one per core
+    background: bool = True  # False: this process only serves; another runs the background work
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes `reef run` starts: [server] workers, with auto (0) one per core."""
+        return self.workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[appkeys.LISTENER].subscribe(PG_CHANNEL, *subscriber(hub, PG_CHANNEL))
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_sweep(hub, cfg.limits.stream_resync_seconds))]
-    if cfg.limits.stream_retention_hours > 0:
+    if cfg.limits.stream_retention_hours > 0 and cfg.server.background:  # once per node, in the background process
         tasks.append(loop.create_task(_prune(pool, cfg.limits.stream_retention_hours, app.get(appkeys.METRICS))))
     try:
         yield

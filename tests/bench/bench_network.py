@@ -181,7 +181,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(dsn: str, port: int) -> subprocess.Popen:
+def start_node(dsn: str, port: int, workers: str = "1") -> subprocess.Popen:
     env = os.environ | {
         "REEF_DATABASE__URL": _with_db(dsn, BENCH_DB),
         "REEF_DATABASE__POOL_MAX": "20",
@@ -193,7 +193,7 @@ def start_node(dsn: str, port: int) -> subprocess.Popen:
         "REEF_LIMITS__POST_INTERVAL_SECONDS": "1",
         "REEF_LIMITS__NEW_AGENT_POST_INTERVAL_SECONDS": "1",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "node", "run"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "node", "run", "--workers", workers], cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -247,10 +247,23 @@ end
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU the process used so far (Linux /proc): per-request CPU stays meaningful when other
-    work shares the machine, where req/s does not."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU the process and its live children (a supervisor's workers) used so far (Linux /proc):
+    per-request CPU stays meaningful when other work shares the machine, where req/s does not."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def run_wrk(base: str, mode: str, path: str, conns: int, seconds: int, files: dict) -> dict:
@@ -335,6 +348,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse an already seeded reef_bench database")
     ap.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--only", default="", help="comma-separated scenario names to run (default: all)")
+    ap.add_argument("--workers", default="1,auto", help="comma-separated `reef run --workers` values to compare")
     args = ap.parse_args()
 
     meta = asyncio.run(seed(args.dsn, args.agents, args.submolts, args.posts, args.votes, args.reuse))
@@ -344,9 +358,6 @@ def main() -> None:
     files = {"keys": str(tmp / "keys"), "ids": str(tmp / "ids")}
     Path(files["keys"]).write_text("\n".join(meta["keys"]) + "\n")
     Path(files["ids"]).write_text("\n".join(meta["post_ids"]) + "\n")
-    port = free_port()
-    node = start_node(args.dsn, port)
-    base = f"http://127.0.0.1:{port}"
     scenarios = [
         ("hot feed", "get", "/api/v1/posts?sort=hot&limit=25"),
         ("new feed", "get", "/api/v1/posts?sort=new&limit=25"),
@@ -356,32 +367,42 @@ def main() -> None:
         ("create post", "post", ""),
         ("vote", "vote", ""),
     ]
-    results = []
-    try:
-        only = {n.strip() for n in args.only.split(",") if n.strip()}
-        for name, mode, path in scenarios:
-            if only and name not in only:
-                continue
-            cpu0 = cpu_seconds(node.pid)
-            run = run_wrk if use_wrk else None
-            r = (run_wrk(base, mode, path, args.connections, args.duration, files) if run
-                 else run_python(base, mode, path, args.connections, args.duration, meta))
-            r["name"] = name
-            r["rps"] = r["requests"] / r["seconds"]
-            r["cpu_us"] = (cpu_seconds(node.pid) - cpu0) / max(1, r["requests"]) * 1e6
-            results.append(r)
-            print(f"  {name:<22} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
-                  f"node CPU {r['cpu_us']:6.0f} µs/req  codes {r['codes']}", flush=True)
-    finally:
-        node.send_signal(signal.SIGTERM)
-        node.wait(30)
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    results: dict[str, list[dict]] = {}
+    for workers in [w.strip() for w in args.workers.split(",") if w.strip()]:
+        print(f"workers: {workers}", flush=True)
+        port = free_port()
+        node = start_node(args.dsn, port, workers)
+        base = f"http://127.0.0.1:{port}"
+        results[workers] = []
+        try:
+            for name, mode, path in scenarios:
+                if only and name not in only:
+                    continue
+                cpu0 = cpu_seconds(node.pid)
+                r = (run_wrk(base, mode, path, args.connections, args.duration, files) if use_wrk
+                     else run_python(base, mode, path, args.connections, args.duration, meta))
+                r["name"] = name
+                r["rps"] = r["requests"] / r["seconds"]
+                r["cpu_us"] = (cpu_seconds(node.pid) - cpu0) / max(1, r["requests"]) * 1e6
+                results[workers].append(r)
+                print(f"  {name:<22} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+                      f"node CPU {r['cpu_us']:6.0f} µs/req  codes {r['codes']}", flush=True)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(60)
     print()
     print(f"machine: {os.cpu_count()} cores; generator: {'wrk' if use_wrk else 'python aiohttp'}; "
           f"{args.connections} connections, {args.duration} s per scenario")
-    print(f"| {'scenario':<22} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | statuses |")
-    print(f"|{'-' * 24}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 12}|----------|")
-    for r in results:
-        print(f"| {r['name']:<22} | {r['rps']:8.0f} | {r['p50']:7.1f} | {r['p99']:7.1f} | {r['cpu_us']:10.0f} | {r['codes']} |")
+    print(f"| {'scenario':<22} | {'workers':>7} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | statuses |")
+    print(f"|{'-' * 24}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 12}|----------|")
+    names = [r["name"] for r in next(iter(results.values()), [])]
+    for name in names:  # one process and several side by side, scenario by scenario
+        for workers, rows in results.items():
+            for r in rows:
+                if r["name"] == name:
+                    print(f"| {name:<22} | {workers:>7} | {r['rps']:8.0f} | {r['p50']:7.1f} | {r['p99']:7.1f} | "
+                          f"{r['cpu_us']:10.0f} | {r['codes']} |")
 
 
 if __name__ == "__main__":

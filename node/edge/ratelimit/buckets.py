@@ -59,7 +59,7 @@ class MemoryRateLimiter:
         return await self.hit(key, capacity, per_seconds, cost)
 
     def start(self) -> None:
-        """Nothing runs in the background here (RedisRateLimiter sweeps its leases)."""
+        """Nothing runs in the background here (the shared limiters sweep their leases)."""
 
     async def close(self) -> None:
         """Nothing to give back."""
