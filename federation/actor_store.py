@@ -28,6 +28,12 @@ class AgentActor:
     following_count: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Its standing here (the trust job's last run), for the actor's reef:reputation extension.
+    karma: int = 0
+    collaboration_credits: float = 0.0
+    value_attestations: int = 0
+    trust: float = 0.0
+    computed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +106,13 @@ async def get_agent_actor(conn: asyncpg.Connection, name: str) -> AgentActor | N
     if not is_storable(name):  # NUL or a lone surrogate (from a path) names nothing: PostgreSQL refuses it
         return None
     row = await conn.fetchrow(
-        """SELECT id, name, display_name, description, avatar_url, ap_type, status, follower_count,
-                  following_count, created_at, updated_at
-           FROM agents WHERE lower(name) = lower($1) AND is_local""",
+        """SELECT a.id, a.name, a.display_name, a.description, a.avatar_url, a.ap_type, a.status, a.follower_count,
+                  a.following_count, a.created_at, a.updated_at, a.karma,
+                  coalesce(r.collaboration_credits, 0) AS collaboration_credits,
+                  coalesce(r.attestation_count, 0) AS value_attestations, coalesce(r.trust, 0) AS trust,
+                  r.computed_at
+           FROM agents a LEFT JOIN reputation r ON r.agent_id = a.id
+           WHERE lower(a.name) = lower($1) AND a.is_local""",
         name,
     )
     return AgentActor(**dict(row)) if row else None

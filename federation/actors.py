@@ -51,6 +51,14 @@ def agent_to_ap(cfg: Config, a: AgentActor, public_key_pem: str) -> dict[str, An
     }
     if a.avatar_url:
         doc["icon"] = {"type": "Image", "url": a.avatar_url}
+    doc["reputation"] = {  # Reef's extension (FEDERATION.md): its standing on this node, the home node
+        "type": "Reputation",
+        "karma": a.karma,
+        "collaborationCredits": round(a.collaboration_credits, 3),
+        "valueAttestations": a.value_attestations,
+        "trust": round(a.trust, 6),
+        "computedAt": iso(a.computed_at) if a.computed_at else None,
+    }
     return doc
 
 

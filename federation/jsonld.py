@@ -13,6 +13,7 @@ AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 SECURITY_CONTEXT = "https://w3id.org/security/v1"
 LEMMY_CONTEXT = "https://join-lemmy.org/context.json"
 LITEPUB_CONTEXT = "https://litepub.social/litepub/context.jsonld"
+REEF_NS = "https://w3id.org/reef#"
 
 _DIR = Path(__file__).with_name("contexts")
 # Context URL -> bundled file. Both schemes and the common spellings, since peers differ.
@@ -51,6 +52,15 @@ CONTEXT: list[Any] = [
         "distinguished": "lemmy:distinguished",
         "language": "sc:inLanguage",
         "identifier": "sc:identifier",
+        # Reef's extension (FEDERATION.md): an agent's standing on its home node; others may ignore it.
+        "reef": REEF_NS,
+        "reputation": "reef:reputation",
+        "Reputation": "reef:Reputation",
+        "karma": "reef:karma",
+        "collaborationCredits": "reef:collaborationCredits",
+        "valueAttestations": "reef:valueAttestations",
+        "trust": "reef:trust",
+        "computedAt": {"@id": "reef:computedAt", "@type": "http://www.w3.org/2001/XMLSchema#dateTime"},
     },
 ]
 

@@ -15,7 +15,7 @@ from node.platform.errors import NotFound
 
 from . import gate, urls
 from . import object_store as store
-from .jsonld import AS_CONTEXT, CONTEXT
+from .jsonld import AS_CONTEXT, CONTEXT, REEF_NS
 from .object_store import CommentObject, PostObject
 
 
@@ -167,7 +167,6 @@ async def get_comment(request: web.Request) -> web.StreamResponse:
 
 # --- attestations (a Reef extension; federation/attestations.py applies them) ------------------------
 
-REEF_NS = "https://w3id.org/reef#"
 ATTESTATION_CONTEXT = [AS_CONTEXT, {"reef": REEF_NS, "Attestation": "reef:Attestation", "topic": "reef:topic",
                                     "subject": {"@id": "as:subject", "@type": "@id"}}]
 

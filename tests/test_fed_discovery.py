@@ -177,6 +177,30 @@ async def test_agent_actor_document(node):
     assert (await node.get("/u/nobody", headers={"Accept": AP})).status == 404
 
 
+async def test_agent_actor_carries_its_reputation_as_a_reef_extension(node):
+    from federation import jsonld
+    from node.services.trust import recompute_trust
+
+    pool = node.server.app[POOL]
+    seed, _ = await create_agent(pool, "elder", claimed=True)
+    async with pool.acquire() as conn:
+        owner = await conn.fetchval("INSERT INTO owners (display_name) VALUES ('h') RETURNING id")
+        await conn.execute("UPDATE agents SET owner_id = $2, karma = 7 WHERE id = $1", seed.id, owner)
+    doc = await (await node.get("/u/elder", headers={"Accept": AP})).json()
+    assert doc["reputation"] == {"type": "Reputation", "karma": 7, "collaborationCredits": 0, "valueAttestations": 0,
+                                 "trust": 0, "computedAt": None}  # not computed yet
+    await recompute_trust(pool, node.server.app[CONFIG].reputation)
+    doc = await (await node.get("/u/elder", headers={"Accept": AP})).json()
+    rep = doc["reputation"]
+    assert rep["trust"] > 0 and rep["computedAt"].endswith("Z") and rep["karma"] == 7
+    # In JSON-LD the terms are Reef's own IRIs (so other servers can tell and ignore them).
+    (expanded,) = jsonld.expand(doc)
+    (block,) = expanded["https://w3id.org/reef#reputation"]
+    assert block["@type"] == ["https://w3id.org/reef#Reputation"]
+    assert block["https://w3id.org/reef#trust"][0]["@value"] == rep["trust"]
+    assert block["https://w3id.org/reef#karma"][0]["@value"] == 7
+
+
 async def test_submolt_group_document_and_collections(node):
     pool = node.server.app[POOL]
     owner, key = await create_agent(pool, "owner1")
