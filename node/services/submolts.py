@@ -40,7 +40,10 @@ MAX_URL = 2048
 MAX_DESCRIPTION = 2000
 MAX_RULES = 10_000
 MAX_DISPLAY_NAME = 100
-SETTINGS_FIELDS = ("display_name", "description", "rules", "banner_url", "avatar_url", "posting_restricted_to_mods")
+SETTINGS_FIELDS = ("display_name", "description", "rules", "banner_url", "avatar_url", "banner_color", "theme_color",
+                   "posting_restricted_to_mods")
+COLOR_RE = re.compile(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})")
+COLOR_FIELDS = ("banner_color", "theme_color")
 
 
 def actor(agent: Agent) -> str:
@@ -67,6 +70,15 @@ def validate_http_url(value: str, key: str) -> str:
     return value
 
 
+def check_color(body: Mapping[str, Any], key: str) -> str | None:
+    """A #rgb or #rrggbb hex colour as sent (stripped); empty or null: none. Else a 400 with an example."""
+    value = get_str(body, key, max_len=64)
+    if value and not COLOR_RE.fullmatch(value):
+        raise BadRequest(f"Field '{key}' must be a hex colour like #1a2b3c or #fff, got {value[:20]!r}.",
+                         f"Send '{key}' as '#' and 3 or 6 hex digits, e.g. \"#ff4500\"; empty or null for none.")
+    return value or None
+
+
 # --- serialisation -----------------------------------------------------------------------------
 
 def submolt_to_json(s: Submolt, *, your_role: str | None = None, is_subscribed: bool = False) -> dict[str, Any]:
@@ -82,6 +94,8 @@ def submolt_to_json(s: Submolt, *, your_role: str | None = None, is_subscribed: 
         "rules_html": s.rules_html,
         "banner_url": s.banner_url,
         "avatar_url": s.avatar_url,
+        "banner_color": s.banner_color,
+        "theme_color": s.theme_color,
         "subscriber_count": s.subscriber_count,
         "post_count": s.post_count,
         "posting_restricted_to_mods": s.posting_restricted_to_mods,
@@ -168,11 +182,12 @@ async def create_submolt(pool: asyncpg.Pool, agent: Agent, body: Mapping[str, An
         raise Unprocessable(f"The name {name!r} is reserved.", "Choose another name for your submolt.")
     display_name = get_str(body, "display_name", max_len=MAX_DISPLAY_NAME) or name
     description = get_str(body, "description", max_len=MAX_DESCRIPTION) or ""
+    colors = {key: check_color(body, key) for key in COLOR_FIELDS}
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
                 submolt = await store.insert_submolt(
-                    conn, name=name, display_name=display_name, description=description, creator_id=agent.id
+                    conn, name=name, display_name=display_name, description=description, creator_id=agent.id, **colors
                 )
                 await store.set_moderator(conn, submolt.id, agent.id, "owner")
                 await store.insert_subscription(conn, submolt.id, agent.id)
@@ -230,6 +245,7 @@ def _settings_changes(body: Mapping[str, Any]) -> dict[str, Any]:
         if key in body:
             value = get_str(body, key)
             changes[key] = validate_http_url(value, key) if value else None  # "" or null clears it
+    changes.update({key: check_color(body, key) for key in COLOR_FIELDS if key in body})
     if "posting_restricted_to_mods" in body:
         changes["posting_restricted_to_mods"] = get_bool(body, "posting_restricted_to_mods")
     if not changes:
