@@ -118,6 +118,9 @@ def make_config(database_url: str, tmp_path: Path) -> Callable[..., Config]:
                 "node": {"data_dir": str(tmp_path / "data"), "domain": "127.0.0.1:8080"},
                 "database": {"url": database_url},
                 "log": {"format": "json"},
+                # Many tests have one agent (registered just now) create several submolts; the rule's own
+                # tests (tests/test_submolt_new_agent_rule.py) switch it on.
+                "limits": {"new_agent_submolts": 0},
             },
             env={},
         )

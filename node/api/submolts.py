@@ -12,7 +12,8 @@ from ..edge.validation import query_choice, query_int
 async def create_submolt(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
-    return ok(await service.create_submolt(request.app[appkeys.POOL], agent, body), status=201)
+    limits = request.app[appkeys.CONFIG].limits
+    return ok(await service.create_submolt(request.app[appkeys.POOL], agent, body, limits=limits), status=201)
 
 
 async def list_submolts(request: web.Request) -> web.Response:

@@ -93,7 +93,7 @@ CREATE_LOCK_NAMESPACE = 0x5EEF_0017
 
 async def lock_submolt_creation(conn: asyncpg.Connection, agent_id: uuid.UUID) -> None:
     """Until the transaction ends, the agent's other submolt creations wait here (they count after this one)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::text))", CREATE_LOCK_NAMESPACE, agent_id)
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", CREATE_LOCK_NAMESPACE, agent_id)
 
 
 async def get_submolt(conn: asyncpg.Connection, submolt_id: uuid.UUID, *, for_update: bool = False) -> Submolt | None:
