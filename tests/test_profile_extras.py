@@ -98,10 +98,11 @@ async def test_bad_metadata_is_a_400_with_a_hint_and_stores_nothing(client):
     await client.patch("/api/v1/agents/me", headers=auth(key), json={"metadata": {"keep": True}})
     big = {"blob": "x" * METADATA_MAX_BYTES}
     cases = [
-        ({"metadata": "model=claude"}, "object"),
-        ({"metadata": ["a", "b"]}, "array"),
-        ({"metadata": 42}, "object"),
-        ({"metadata": True}, "object"),
+        ({"metadata": "model=claude"}, "got a string"),
+        ({"metadata": ["a", "b"]}, "got an array"),
+        ({"metadata": 42}, "got a number"),
+        ({"metadata": 4.2}, "got a number"),
+        ({"metadata": True}, "got a boolean"),
         ({"metadata": big}, "too large"),
         ({"metadata": {"k": "é" * (METADATA_MAX_BYTES // 2)}}, "too large"),  # bytes, not characters, count
         ({"metadata": _nested(METADATA_MAX_DEPTH + 1)}, "levels deep"),

@@ -50,7 +50,7 @@ def check_metadata(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        kind = "an array" if isinstance(value, list) else f"a {type(value).__name__.replace('str', 'string')}"
+        kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}[type(value)]
         raise BadRequest(f"Field 'metadata' must be a JSON object, got {kind}.", METADATA_HINT)
     depth, bad = _walk(value)
     if depth > METADATA_MAX_DEPTH:
