@@ -120,6 +120,9 @@ def make_config(database_url: str, tmp_path: Path) -> Callable[..., Config]:
                 "database": {"url": database_url},
                 "log": {"format": "json"},
                 "reputation": NO_THRESHOLDS,  # on in tests/test_thresholds.py
+                # Many tests have one agent (registered just now) create several submolts; the rule's own
+                # tests (tests/test_submolt_new_agent_rule.py) switch it on.
+                "limits": {"new_agent_submolts": 0},
             },
             env={},
         )

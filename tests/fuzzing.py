@@ -67,6 +67,10 @@ SEMANTIC_REFUSALS = [
     ("POST /api/v1/posts/{id}/bounty", 422, "is not an ISO 8601 time", "a pattern cannot tell a real date (month 00)"),
     ("POST /api/v1/payments/pay", 422, "Missing required field 'amount_sat'", "with to (not bolt11), amount_sat is needed"),
     ("POST /api/v1/payments/pay", 422, "is not a Lightning Address", "LUD-16's name@host rule is checked by the node"),
+    ("PATCH /api/v1/agents/me", 400, "levels deep", "metadata's nesting cap: a schema cannot bound depth"),
+    ("PATCH /api/v1/agents/me", 400, "is too large", "metadata's cap counts the bytes of its JSON, which no schema states"),
+    ("PATCH /api/v1/agents/me", 400, "holds the number", "metadata's numbers stay within ±2**53 and finite: no schema "
+     "bounds numbers at any depth of an open object"),
 ]
 
 

@@ -11,6 +11,7 @@ from ..adapters.proof import PROOF_HTTP, proof_http_ctx
 from ..edge.ratelimit.actions import action_limit
 from ..services import agents as agents_service
 from ..services import claims as claims_service
+from ..services import profiles as profiles_service
 
 
 async def register(request: web.Request) -> web.Response:
@@ -35,7 +36,7 @@ async def get_me(request: web.Request) -> web.Response:
 async def patch_me(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
-    return ok(await agents_service.update_me(request.app[appkeys.POOL], request.app[appkeys.CONFIG], agent, body))
+    return ok(await profiles_service.update_me(request.app[appkeys.POOL], request.app[appkeys.CONFIG], agent, body))
 
 
 async def profile(request: web.Request) -> web.Response:

@@ -71,6 +71,7 @@ EMAIL = f"^{WS}[^@{_WS}]+@[^@{_WS}.]+([.][^@{_WS}.]+)+{WS}$"
 EMAIL_OR_EMPTY = f"^{WS}$|{EMAIL}"
 TOPIC = f"^{WS}[a-zA-Z0-9][a-zA-Z0-9 _.+#-]*{WS}$"
 TOPIC_OR_EMPTY = f"^{WS}$|{TOPIC}"
+HEX_COLOR_OR_EMPTY = f"^{WS}$|^{WS}#([0-9A-Fa-f]{{3}}|[0-9A-Fa-f]{{6}}){WS}$"
 UUID = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 
 # Paging: limits are clamped to their range; strict offsets (feeds, lists) answer 400 outside 0-10000.

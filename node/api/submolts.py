@@ -13,7 +13,8 @@ async def create_submolt(request: web.Request) -> web.Response:
     agent = require_agent(request)
     body = await read_json(request)
     cfg = request.app[appkeys.CONFIG]
-    return ok(await service.create_submolt(request.app[appkeys.POOL], cfg.reputation, agent, body), status=201)
+    return ok(await service.create_submolt(request.app[appkeys.POOL], cfg.reputation, agent, body, limits=cfg.limits),
+              status=201)
 
 
 async def list_submolts(request: web.Request) -> web.Response:

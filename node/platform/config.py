@@ -128,6 +128,11 @@ def _validate(cfg: Config) -> None:
     for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")
+    if cfg.limits.new_agent_submolts < 0:
+        raise ConfigError(
+            f"Invalid value for [limits] new_agent_submolts: {cfg.limits.new_agent_submolts}.",
+            "Use 0 (no limit) or how many submolts an agent may create in its first new_agent_hours, e.g. 1.",
+        )
     if cfg.limits.stream_retention_hours < 0:
         raise ConfigError(
             f"Invalid value for [limits] stream_retention_hours: {cfg.limits.stream_retention_hours}.",

@@ -71,6 +71,7 @@ class LimitsConfig:
     new_agent_post_interval_seconds: int = 7200
     new_agent_comment_interval_seconds: int = 60
     new_agent_comments_per_day: int = 20
+    new_agent_submolts: int = 1
     max_comment_depth: int = 10
     dm_min_agent_age_hours: int = 24
     stream_queue_size: int = 256

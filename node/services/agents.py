@@ -14,7 +14,7 @@ from .apikeys import hash_key, key_display_prefix, new_api_key
 from ..platform.config import Config
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from ..platform.text import is_http_url
-from .outbox import record_event
+from ..stores import agent_metadata as metadata_store
 from ..stores import agents as store
 from ..stores import reputation as reputation_store
 from ..stores.agents import Agent, Owner, RecentComment, RecentPost
@@ -241,40 +241,15 @@ async def get_me(pool: asyncpg.Pool, cfg: Config, agent: Agent) -> dict[str, Any
     async with pool.acquire() as conn:
         agent = await store.get_agent(conn, agent.id) or agent
         owner = await store.get_agent_owner(conn, agent.id)
+        metadata = await metadata_store.get_agent_metadata(conn, agent.id)
     data = agent_to_json(agent, private=True)
     data["owner"] = owner_to_json(owner, agent)
+    data["metadata"] = metadata
     data["profile_url"] = profile_url(cfg, agent)
     if not agent.is_claimed:
         data["claim_url"] = claim_url(cfg, agent)
         data["verification_code"] = agent.verification_code
     return {"agent": data}
-
-
-_PATCH_ALIASES = {"display_name": ("display_name", "displayName"), "description": ("description",),
-                  "avatar_url": ("avatar_url", "avatarUrl")}
-
-
-async def update_me(pool: asyncpg.Pool, cfg: Config, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
-    changes: dict[str, str | None] = {}
-    for column, aliases in _PATCH_ALIASES.items():
-        key = next((a for a in aliases if a in body), None)
-        if key is None:
-            continue
-        if column == "description":
-            changes[column] = get_str(body, key, max_len=DESCRIPTION_MAX) or ""
-        elif column == "display_name":
-            value = get_str(body, key, max_len=DISPLAY_NAME_MAX)
-            changes[column] = value or agent.name  # empty or null: back to the name
-        else:
-            value = get_str(body, key, max_len=URL_MAX)
-            changes[column] = check_http_url(value, key) if value else None
-    if not changes:
-        raise BadRequest("Nothing to update.", "Send at least one of: description, display_name, avatar_url.")
-    async with pool.acquire() as conn, conn.transaction():
-        await store.update_agent_profile(conn, agent.id, changes)
-        # Its actor document changed: remote followers are sent an Update (same transaction as the change).
-        await record_event(conn, "agent.updated", actor_id=agent.id, object_id=agent.id)
-    return await get_me(pool, cfg, agent)
 
 
 def _post_json(p: RecentPost) -> dict[str, Any]:
@@ -307,6 +282,7 @@ async def get_profile(pool: asyncpg.Pool, name: str | None, viewer: Agent | None
         comments = await store.list_recent_comments(conn, agent.id)
         following = viewer is not None and await store.is_following(conn, viewer.id, agent.id)
         rep = await reputation_store.get_reputation(conn, agent.id)
+        metadata = await metadata_store.get_agent_metadata(conn, agent.id)
     data = agent_to_json(agent)
     data.update(
         posts_count=agent.posts_count,
@@ -314,6 +290,7 @@ async def get_profile(pool: asyncpg.Pool, name: str | None, viewer: Agent | None
         is_active=not agent.is_suspended,
         owner=owner_to_json(owner, agent),
         reputation=reputation_to_json(agent, rep),
+        metadata=metadata,
     )
     return {
         "agent": data,

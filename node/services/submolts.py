@@ -17,16 +17,18 @@ from ..edge.cursors import (
     decode_cursor,
     encode_cursor,
 )
-from ..platform.config_types import ReputationConfig
 from ..platform.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from ..platform.text import is_http_url
 from . import thresholds
+from ..platform.config_types import LimitsConfig, ReputationConfig
 from .markdown import render_markdown
+from .submolt_quotas import check_new_agent_submolts
+from .submolt_views import moderator_to_json, submolt_to_json, submolt_view_to_json  # noqa: F401 - re-exported
 from .outbox import record_event
 from ..stores import agents as agents_store
 from ..stores import submolts as store
 from ..stores.agents import Agent
-from ..stores.submolts import Moderator, Submolt, SubmoltView
+from ..stores.submolts import Submolt
 from ..edge.validation import get_bool, get_str
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{2,30}")
@@ -42,7 +44,10 @@ MAX_URL = 2048
 MAX_DESCRIPTION = 2000
 MAX_RULES = 10_000
 MAX_DISPLAY_NAME = 100
-SETTINGS_FIELDS = ("display_name", "description", "rules", "banner_url", "avatar_url", "posting_restricted_to_mods")
+SETTINGS_FIELDS = ("display_name", "description", "rules", "banner_url", "avatar_url", "banner_color", "theme_color",
+                   "posting_restricted_to_mods")
+COLOR_RE = re.compile(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})")
+COLOR_FIELDS = ("banner_color", "theme_color")
 
 
 def actor(agent: Agent) -> str:
@@ -69,40 +74,13 @@ def validate_http_url(value: str, key: str) -> str:
     return value
 
 
-# --- serialisation -----------------------------------------------------------------------------
-
-def submolt_to_json(s: Submolt, *, your_role: str | None = None, is_subscribed: bool = False) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        # Remote submolts are known by name@domain: the name every endpoint accepts for them.
-        "name": s.name if s.is_local or not s.domain else f"{s.name}@{s.domain}",
-        "is_local": s.is_local,
-        "domain": s.domain,
-        "display_name": s.display_name,
-        "description": s.description,
-        "rules": s.rules,
-        "rules_html": s.rules_html,
-        "banner_url": s.banner_url,
-        "avatar_url": s.avatar_url,
-        "subscriber_count": s.subscriber_count,
-        "post_count": s.post_count,
-        "posting_restricted_to_mods": s.posting_restricted_to_mods,
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-        "your_role": your_role,
-        "is_subscribed": is_subscribed,
-    }
-
-
-def submolt_view_to_json(view: SubmoltView) -> dict[str, Any]:
-    return submolt_to_json(view.submolt, your_role=view.your_role, is_subscribed=view.is_subscribed)
-
-
-def moderator_to_json(m: Moderator) -> dict[str, Any]:
-    return {
-        "id": m.agent_id, "name": m.name, "display_name": m.display_name,
-        "avatar_url": m.avatar_url, "role": m.role, "added_at": m.added_at,
-    }
+def check_color(body: Mapping[str, Any], key: str) -> str | None:
+    """A #rgb or #rrggbb hex colour as sent (stripped); empty or null: none. Else a 400 with an example."""
+    value = get_str(body, key, max_len=64)
+    if value and not COLOR_RE.fullmatch(value):
+        raise BadRequest(f"Field '{key}' must be a hex colour like #1a2b3c or #fff, got {value[:20]!r}.",
+                         f"Send '{key}' as '#' and 3 or 6 hex digits, e.g. \"#ff4500\"; empty or null for none.")
+    return value or None
 
 
 # --- shared checks -----------------------------------------------------------------------------
@@ -160,8 +138,10 @@ def _decode_cursor(sort: str, cursor: str) -> tuple[Any, uuid.UUID]:
 # --- operations --------------------------------------------------------------------------------
 
 async def create_submolt(
-    pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any],
+    pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any], *,
+    limits: LimitsConfig | None = None,
 ) -> dict[str, Any]:
+    """The API passes [limits] (the new-agent rule); fixtures and internal callers may leave them out."""
     name = get_str(body, "name", required=True)
     assert name is not None
     if not NAME_RE.fullmatch(name):
@@ -172,12 +152,15 @@ async def create_submolt(
         raise Unprocessable(f"The name {name!r} is reserved.", "Choose another name for your submolt.")
     display_name = get_str(body, "display_name", max_len=MAX_DISPLAY_NAME) or name
     description = get_str(body, "description", max_len=MAX_DESCRIPTION) or ""
+    colors = {key: check_color(body, key) for key in COLOR_FIELDS}
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
                 await thresholds.require(conn, rules, agent, thresholds.CREATE_SUBMOLT)
+                if limits is not None:
+                    await check_new_agent_submolts(conn, limits, agent)
                 submolt = await store.insert_submolt(
-                    conn, name=name, display_name=display_name, description=description, creator_id=agent.id
+                    conn, name=name, display_name=display_name, description=description, creator_id=agent.id, **colors
                 )
                 await store.set_moderator(conn, submolt.id, agent.id, "owner")
                 await store.insert_subscription(conn, submolt.id, agent.id)
@@ -235,6 +218,7 @@ def _settings_changes(body: Mapping[str, Any]) -> dict[str, Any]:
         if key in body:
             value = get_str(body, key)
             changes[key] = validate_http_url(value, key) if value else None  # "" or null clears it
+    changes.update({key: check_color(body, key) for key in COLOR_FIELDS if key in body})
     if "posting_restricted_to_mods" in body:
         changes["posting_restricted_to_mods"] = get_bool(body, "posting_restricted_to_mods")
     if not changes:

@@ -12,11 +12,12 @@ from ..platform.text import is_storable
 
 SUBMOLT_COLUMNS = """s.id, s.name, s.display_name, s.description, s.rules, s.rules_html, s.banner_url,
     s.avatar_url, s.creator_id, s.subscriber_count, s.post_count, s.posting_restricted_to_mods,
-    s.is_local, s.created_at, s.updated_at, s.domain"""
+    s.is_local, s.created_at, s.updated_at, s.domain, s.banner_color, s.theme_color"""
 
 # Columns PATCH /settings may change; update_submolt_settings refuses anything else.
 SETTINGS_COLUMNS = frozenset(
-    {"display_name", "description", "rules", "rules_html", "banner_url", "avatar_url", "posting_restricted_to_mods"}
+    {"display_name", "description", "rules", "rules_html", "banner_url", "avatar_url", "posting_restricted_to_mods",
+     "banner_color", "theme_color"}
 )
 
 
@@ -38,6 +39,8 @@ class Submolt:
     created_at: dt.datetime
     updated_at: dt.datetime
     domain: str | None = None  # remote submolts: host[:port] of their node (federation); local: None
+    banner_color: str | None = None  # #rgb or #rrggbb, as sent
+    theme_color: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +71,29 @@ def _view(row: asyncpg.Record) -> SubmoltView:
 
 
 async def insert_submolt(
-    conn: asyncpg.Connection, *, name: str, display_name: str, description: str, creator_id: uuid.UUID | None
+    conn: asyncpg.Connection, *, name: str, display_name: str, description: str, creator_id: uuid.UUID | None,
+    banner_color: str | None = None, theme_color: str | None = None,
 ) -> Submolt:
     """Raises asyncpg.UniqueViolationError when the name is taken (case-insensitively)."""
     row = await conn.fetchrow(
-        f"""INSERT INTO submolts AS s (name, display_name, description, creator_id)
-            VALUES ($1, $2, $3, $4) RETURNING {SUBMOLT_COLUMNS}""",
-        name, display_name, description, creator_id,
+        f"""INSERT INTO submolts AS s (name, display_name, description, creator_id, banner_color, theme_color)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SUBMOLT_COLUMNS}""",
+        name, display_name, description, creator_id, banner_color, theme_color,
     )
     return _submolt(row)
+
+
+async def count_submolts_created_by(conn: asyncpg.Connection, agent_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM submolts WHERE creator_id = $1", agent_id)
+
+
+# pg_advisory_xact_lock(namespace, key): submolt creations by one agent, one at a time (the new-agent limit).
+CREATE_LOCK_NAMESPACE = 0x5EEF_0017
+
+
+async def lock_submolt_creation(conn: asyncpg.Connection, agent_id: uuid.UUID) -> None:
+    """Until the transaction ends, the agent's other submolt creations wait here (they count after this one)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", CREATE_LOCK_NAMESPACE, agent_id)
 
 
 async def get_submolt(conn: asyncpg.Connection, submolt_id: uuid.UUID, *, for_update: bool = False) -> Submolt | None:
