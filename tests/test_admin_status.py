@@ -9,6 +9,8 @@ import asyncpg
 import pytest
 from web_support import NO_WAIT_LIMITS, PASSWORD, claim, csrf_from, get_csrf, login, make_admin, register
 
+from federation import delivery_store
+from federation.workers import RUN_WORKERS
 from node.app import create_app
 from node.background import SAMPLER
 from node.platform.appkeys import CONFIG, METRICS, POOL
@@ -20,7 +22,9 @@ from web import auth as web_auth
 
 @pytest.fixture
 async def site(aiohttp_client, make_config):
-    client = await aiohttp_client(create_app(make_config(limits=NO_WAIT_LIMITS, claims={"verify_proof": False})))
+    app = create_app(make_config(limits=NO_WAIT_LIMITS, claims={"verify_proof": False}))
+    app[RUN_WORKERS] = False  # the tests look at the delivery queue the admin changes; no worker sends meanwhile
+    client = await aiohttp_client(app)
     # This process's own sampler would write a row whenever a minute ends during the test: stopped here (its
     # last write happens now), so the only rows that appear later are the ones a test writes.
     task = client.server.app[SAMPLER]
@@ -123,3 +127,136 @@ async def test_the_page_sums_two_processes_per_minute_and_takes_p99_from_the_sum
     assert html.count('<svg class="chart wide"') == 4
     assert "Requests per minute" in html and "p99 latency per minute" in html
 
+
+
+# --- retry and skip ------------------------------------------------------------------------------
+
+async def _queue(pool) -> None:
+    """down.example: marked down, 3 deliveries backed off for an hour; other.example: 1, untouched by the tests."""
+    async with pool.acquire() as conn:
+        await conn.execute("""INSERT INTO peer_hosts (host, status, consecutive_fails, next_probe_at)
+                              VALUES ('down.example', 'down', 7, now() + interval '1 hour')""")
+        activity = await conn.fetchval(
+            "INSERT INTO activities (ap_id, actor_url, type, body) VALUES ('https://x/a/1', 'https://x/u/a', 'Create', '{}') RETURNING id")
+        for i in range(3):
+            await conn.execute(
+                """INSERT INTO deliveries (activity_id, inbox_url, host, attempts, next_attempt_at)
+                   VALUES ($1, $2, 'down.example', 4, now() + interval '1 hour')""",
+                activity, f"https://down.example/inbox/{i}")
+        await conn.execute(
+            """INSERT INTO deliveries (activity_id, inbox_url, host, attempts, next_attempt_at)
+               VALUES ($1, 'https://other.example/inbox', 'other.example', 2, now() + interval '1 hour')""", activity)
+
+
+async def _state(pool) -> tuple:
+    rows = await pool.fetch(
+        """SELECT host, next_attempt_at <= now() AS due, failed_at IS NOT NULL AS failed, last_error
+           FROM deliveries ORDER BY id""")
+    audit = await pool.fetch("SELECT actor, action, target, details FROM audit_log WHERE action LIKE 'federation.%' ORDER BY id")
+    probe = await pool.fetchval("SELECT next_probe_at <= now() FROM peer_hosts WHERE host = 'down.example'")
+    return [tuple(r) for r in rows], [tuple(a) for a in audit], probe
+
+
+class Wakes:
+    """Counts pg_notify('reef_delivery') on a LISTEN connection of its own."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = asyncio.Event()
+
+    def __call__(self, *_args) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def wait(self) -> None:
+        async with asyncio.timeout(5):
+            await self.event.wait()
+        self.event.clear()
+
+
+async def test_retry_and_skip_need_an_admin_session_and_the_csrf_token(site, aiohttp_client, database_url):
+    pool = site.server.app[POOL]
+    await _queue(pool)
+    before = await _state(pool)
+    # Nobody logged in: without a token, and with the token of an anonymous visitor's session.
+    for action in ("retry", "skip"):
+        assert (await site.post(f"/admin/status/queue/{action}", data={"host": "down.example"},
+                                allow_redirects=False)).status == 403
+        token = await get_csrf(site, "/login")
+        assert (await site.post(f"/admin/status/queue/{action}", data={"host": "down.example", "csrf_token": token},
+                                allow_redirects=False)).status == 403
+    # An owner who is not an admin, with a good token.
+    owner = await aiohttp_client(site.server)
+    agent = await register(owner, "ownedbot")
+    assert (await claim(owner, agent, "owner@example.org")).status == 200
+    token = await get_csrf(owner, "/dashboard")
+    for action in ("retry", "skip"):
+        resp = await owner.post(f"/admin/status/queue/{action}", data={"host": "down.example", "csrf_token": token})
+        assert resp.status == 403 and "Only node admins" in await resp.text()
+    assert (await owner.get("/admin/status")).status == 403
+    # The admin, without the token, with a wrong one, and with another session's token.
+    good = await _admin(site)
+    for bad in ({}, {"csrf_token": "0" * 40}, {"csrf_token": token}):
+        for action in ("retry", "skip"):
+            resp = await site.post(f"/admin/status/queue/{action}", data={"host": "down.example", **bad})
+            assert resp.status == 403 and "expired or did not come from this site" in await resp.text()
+    # A form from another site, with the right token.
+    resp = await site.post("/admin/status/queue/skip", data={"host": "down.example", "csrf_token": good},
+                           headers={"Origin": "https://evil.example"})
+    assert resp.status == 403
+    assert await _state(pool) == before
+
+
+async def test_retry_makes_the_hosts_deliveries_due_and_skip_gives_them_up_both_audited(site, database_url):
+    pool = site.server.app[POOL]
+    await _queue(pool)
+    wakes = Wakes()
+    listener = await asyncpg.connect(database_url)
+    await listener.add_listener("reef_delivery", wakes)
+    try:
+        token = await _admin(site)
+        html = await (await site.get("/admin/status")).text()
+        row = html.split('<tr data-host="down.example">', 1)[1].split("</tr>", 1)[0]
+        assert ">down<" in row and "<td>3</td>" in row and "Retry now" in row and "Skip" in row
+
+        resp = await site.post("/admin/status/queue/retry", data={"host": "Down.Example ", "csrf_token": token},
+                               allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].startswith("/admin/status?done=")
+        await wakes.wait()
+        rows, audit, probed = await _state(pool)
+        assert [r[:3] for r in rows] == [("down.example", True, False)] * 3 + [("other.example", False, False)]
+        assert probed is True  # the down host is probed at once; its first answer releases the rest
+        admin_id = await pool.fetchval("SELECT id FROM web_accounts WHERE email = 'root@example.org'")
+        assert audit == [(f"account:{admin_id}", "federation.retry", "host:down.example",
+                          {"deliveries": 3, "made_due": 3})]
+        # What the delivery worker's next claim takes now: the down host's probe (one), nothing for other.example.
+        async with pool.acquire() as conn:
+            claimed = await delivery_store.claim_due_deliveries(conn, 10, 5, 30.0, 60.0)
+            assert [d.host for d in claimed] == ["down.example"]
+            await delivery_store.release_leases(conn, [d.id for d in claimed])
+        page = await site.get(resp.headers["Location"])
+        assert "3 deliveries to down.example made due now" in await page.text()
+
+        resp = await site.post("/admin/status/queue/skip", data={"host": "down.example", "csrf_token": token})
+        assert resp.status == 200 and "3 deliveries to down.example given up" in await resp.text()
+        await wakes.wait()
+        rows, audit, _ = await _state(pool)
+        assert [r[0::2] for r in rows] == [("down.example", True)] * 3 + [("other.example", False)]
+        assert {r[3] for r in rows[:3]} == {node_status.SKIPPED}
+        assert audit[-1] == (f"account:{admin_id}", "federation.skip", "host:down.example", {"deliveries": 3})
+        # Given up like the worker's permanent failures: the queue no longer counts them, the admin page does.
+        html = await resp.text()
+        row = html.split('<tr data-host="down.example">', 1)[1].split("</tr>", 1)[0]
+        assert "<td>0</td>" in row and "<td>3</td>" in row and "Retry now" not in row
+
+        # Nothing left to act on, or no host at all: refused, nothing recorded.
+        again = await site.post("/admin/status/queue/skip", data={"host": "down.example", "csrf_token": token})
+        assert again.status == 404
+        for bad in ("", "a b", "x" * 300, "evil.example/path"):
+            resp = await site.post("/admin/status/queue/retry", data={"host": bad, "csrf_token": token})
+            assert resp.status == 422, bad
+        assert (await site.post("/admin/status/queue/explode", data={"host": "down.example", "csrf_token": token})).status == 404
+        assert len((await _state(pool))[1]) == 2
+        assert wakes.count == 2
+    finally:
+        await listener.close()
