@@ -68,7 +68,7 @@ def minutes_chart(title: str, minutes: Sequence[dt.datetime], series: Sequence[t
     latest = ", ".join(f"{name} {_fmt(_last(values))}{unit}" for name, values in series)
     label = f"{title} per minute, {minutes[0]:%H:%M} to {minutes[-1]:%H:%M} UTC; last minute: {latest}"
     legend = "".join(
-        f'<text x="{PAD + 110 * k}" y="{height - 2}" class="chart-axis series-{k}-text">■ {name}</text>'
+        f'<text x="{PAD + 110 + 45 * k}" y="12" class="chart-axis series-{k}-text">■ {name}</text>'
         for k, (name, _) in enumerate(series)) if len(series) > 1 else ""
     return Markup(
         f'<svg class="chart wide" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '

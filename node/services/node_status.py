@@ -32,7 +32,7 @@ from .moderation import require_admin
 
 log = logging.getLogger(__name__)
 
-WINDOW_MINUTES = 60  # the page's charts
+WINDOW_MINUTES = 60  # the page's charts: the last 60 whole minutes (the current one is written when it ends)
 KEEP_HOURS = 48  # samples older than this are pruned by the background process
 SAMPLE_SECONDS = 60.0
 LIVE_MINUTES = 3  # a process whose last sample is older than this is not counted in "open sockets now"
@@ -75,7 +75,7 @@ async def run_sampler(pool: asyncpg.Pool, tally: RequestTally, sockets: Callable
             await asyncio.sleep(every - (now.second + now.microsecond / 1e6) + 1.0 if aligned else every)
             try:
                 await write_samples(pool, instance, tally, sockets(), whole_minute=aligned)
-            except (OSError, asyncpg.PostgresError) as exc:  # the database is away: this minute is lost, not the loop
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database is away: this minute is lost, not the loop
                 log.warning("status sampler: could not write the minute: %r", exc)
     except asyncio.CancelledError:
         try:  # the requests of the last, unfinished minute
@@ -136,8 +136,8 @@ def _add(a: Sequence[int], b: Sequence[int]) -> list[int]:
 
 def sum_minutes(samples: Sequence[NodeSample], end: dt.datetime, minutes: int = WINDOW_MINUTES,
                 bounds: Sequence[float] = BUCKETS) -> list[Minute]:
-    """The `minutes` whole minutes before `end`'s minute and that minute itself, each summed over processes."""
-    last = minute_of(end)
+    """The `minutes` whole minutes before `end`'s minute, each summed over processes."""
+    last = minute_of(end) - dt.timedelta(minutes=1)
     by_minute: dict[dt.datetime, list[NodeSample]] = {}
     for s in samples:
         by_minute.setdefault(s.minute, []).append(s)
@@ -168,16 +168,18 @@ async def status_page(pool: asyncpg.Pool, cfg: Config, account: Account | None,
                       now: dt.datetime | None = None) -> StatusPage:
     require_admin(account)
     now = now or dt.datetime.now(dt.timezone.utc)
-    since = minute_of(now) - dt.timedelta(minutes=WINDOW_MINUTES - 1)
+    since = minute_of(now) - dt.timedelta(minutes=WINDOW_MINUTES)
     async with pool.acquire() as conn:
-        samples = await store.list_samples_since(conn, since)
+        rows = await store.list_samples_since(conn, since)
         peers = await peers_store.list_peer_hosts(conn)
         database_bytes = await store.database_size(conn)
+    # The current minute's rows (a process that stopped mid-minute wrote its part) wait until the minute is over.
+    samples = [s for s in rows if s.minute < minute_of(now)]
     minutes = sum_minutes(samples, now)
     buckets: list[int] = []
     for s in samples:
         buckets = _add(buckets, s.latency_buckets)
-    sockets, processes = _live_sockets(samples, now)
+    sockets, processes = _live_sockets(rows, now)
     hosts = [
         HostQueue(p.host, p.status, p.queued,
                   (now - p.oldest_queued_at).total_seconds() if p.oldest_queued_at else None,
