@@ -14,6 +14,7 @@ from federation.workers import RUN_WORKERS
 from node.app import create_app
 from node.background import SAMPLER
 from node.platform.appkeys import CONFIG, METRICS, POOL
+from node.platform.db import create_pool
 from node.platform.metrics import BUCKETS
 from node.platform.samples import RequestTally, quantile
 from node.services import node_status
@@ -265,3 +266,50 @@ async def test_retry_makes_the_hosts_deliveries_due_and_skip_gives_them_up_both_
         assert wakes.count == 2
     finally:
         await listener.close()
+
+
+# --- real processes ------------------------------------------------------------------------------
+
+async def test_two_node_processes_each_write_their_own_rows_and_the_page_adds_them_up(tmp_path, database_url, make_config):
+    """Two `reef run` processes on one database (as `reef run --workers 2` makes, but each on its own port so
+    the test decides who answers what): each process's sampler writes its own rows (here the last, unfinished
+    minute, written as SIGTERM stops it), and the page's minute is their sum."""
+    import signal
+
+    import aiohttp
+    from test_metrics_processes import _start
+
+    (a, port_a), (b, port_b) = await asyncio.gather(_start(tmp_path, database_url, {}, "a"),
+                                                    _start(tmp_path, database_url, {}, "b"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for port, n in ((port_a, 2), (port_b, 3)):
+                for _ in range(n):
+                    async with http.get(f"http://127.0.0.1:{port}/api/v1/agents/me") as resp:
+                        assert resp.status == 401
+    finally:
+        for proc in (a, b):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (a, b):
+            await asyncio.wait_for(proc.wait(), 30)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT instance, sum(errors_4xx) AS e4, sum(requests) AS r FROM node_samples
+               WHERE substring(instance from ':([0-9]+)$') = ANY($1::text[]) GROUP BY instance ORDER BY 2""",
+            [str(a.pid), str(b.pid)])
+    finally:
+        await conn.close()
+    assert [r["instance"].rsplit(":", 1)[1] for r in rows] == [str(a.pid), str(b.pid)]
+    assert [r["e4"] for r in rows] == [2, 3]
+    assert all(r["r"] > r["e4"] for r in rows)  # and the health checks the start-up waited on
+
+    pool = await create_pool(database_url, 1, 2)  # with the node's codecs
+    try:
+        admin, _ = await web_auth.create_admin(pool, "root@example.org", PASSWORD)
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)  # their minutes are whole by then
+        page = await node_status.status_page(pool, make_config(), admin, now=later)
+    finally:
+        await pool.close()
+    assert page.errors_4xx == 5 and page.requests == sum(r["r"] for r in rows)
+    assert max(m.processes for m in page.minutes) == 2
