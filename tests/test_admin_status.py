@@ -313,3 +313,20 @@ async def test_two_node_processes_each_write_their_own_rows_and_the_page_adds_th
         await pool.close()
     assert page.errors_4xx == 5 and page.requests == sum(r["r"] for r in rows)
     assert max(m.processes for m in page.minutes) == 2
+
+
+async def test_a_minute_the_database_refused_is_written_with_the_next_one(site):
+    pool = site.server.app[POOL]
+    tally = RequestTally(BUCKETS)
+    tally.observe(200, 0.003)
+    tally.observe(503, 0.2)
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE node_samples RENAME TO node_samples_away")
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await node_status.write_samples(pool, "blip:1", tally, 0, whole_minute=False)
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE node_samples_away RENAME TO node_samples")
+    tally.observe(200, 0.003)
+    await node_status.write_samples(pool, "blip:1", tally, 0, whole_minute=False)
+    row = await pool.fetchrow("SELECT sum(requests) AS r, sum(errors_5xx) AS e5 FROM node_samples WHERE instance = 'blip:1'")
+    assert (row["r"], row["e5"]) == (3, 1)

@@ -50,6 +50,15 @@ class RequestTally:
         taken, self.minutes = self.minutes, {}
         return taken
 
+    def give_back(self, taken: dict[dt.datetime, MinuteCounts]) -> None:
+        """Counts that could not be written (the database was away) are counted again, for the next write."""
+        for minute, c in taken.items():
+            mine = self.minutes.setdefault(minute, MinuteCounts(buckets=[0] * (len(self.bounds) + 1)))
+            mine.requests += c.requests
+            mine.errors_4xx += c.errors_4xx
+            mine.errors_5xx += c.errors_5xx
+            mine.buckets = [a + b for a, b in zip(mine.buckets, c.buckets)]
+
 
 def bucket_index(bounds: Sequence[float], seconds: float) -> int:
     for i, bound in enumerate(bounds):

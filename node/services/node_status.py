@@ -59,8 +59,12 @@ async def write_samples(pool: asyncpg.Pool, instance: str, tally: RequestTally, 
     rows = [NodeSample(minute, instance, c.requests, c.errors_4xx, c.errors_5xx, c.buckets, open_sockets)
             for minute, c in sorted(taken.items())]
     if rows:
-        async with pool.acquire() as conn:
-            await store.add_samples(conn, rows)
+        try:
+            async with pool.acquire() as conn:
+                await store.add_samples(conn, rows)
+        except BaseException:
+            tally.give_back(taken)  # written with the next minute instead (add_samples adds up)
+            raise
     return len(rows)
 
 
@@ -76,7 +80,7 @@ async def run_sampler(pool: asyncpg.Pool, tally: RequestTally, sockets: Callable
             try:
                 await write_samples(pool, instance, tally, sockets(), whole_minute=aligned)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database is away: this minute is lost, not the loop
-                log.warning("status sampler: could not write the minute: %r", exc)
+                log.warning("status sampler: could not write the minute (kept for the next write): %r", exc)
     except asyncio.CancelledError:
         try:  # the requests of the last, unfinished minute
             await asyncio.shield(write_samples(pool, instance, tally, sockets(), whole_minute=False))
