@@ -330,3 +330,22 @@ async def test_a_minute_the_database_refused_is_written_with_the_next_one(site):
     await node_status.write_samples(pool, "blip:1", tally, 0, whole_minute=False)
     row = await pool.fetchrow("SELECT sum(requests) AS r, sum(errors_5xx) AS e5 FROM node_samples WHERE instance = 'blip:1'")
     assert (row["r"], row["e5"]) == (3, 1)
+
+
+async def test_the_app_sampler_records_this_processs_open_sockets(aiohttp_client, make_config):
+    app = create_app(make_config(limits=NO_WAIT_LIMITS))
+    client = await aiohttp_client(app)
+    agent = await register(client, "streamer")
+    ws = await client.ws_connect("/api/v1/stream", headers={"Authorization": f"Bearer {agent['api_key']}"})
+    try:
+        async with asyncio.timeout(5):
+            while (await ws.receive_json())["type"] != "ready":
+                pass
+        task = app[SAMPLER]  # stopped now: its last write carries the register request and the open socket
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await ws.close()
+    row = await app[POOL].fetchrow(
+        "SELECT instance, sum(requests) AS r, max(open_sockets) AS s FROM node_samples GROUP BY instance")
+    assert row["instance"] == node_status.instance_name() and row["r"] >= 1 and row["s"] == 1
