@@ -79,7 +79,7 @@ async def run_sampler(pool: asyncpg.Pool, tally: RequestTally, sockets: Callable
             await asyncio.sleep(every - (now.second + now.microsecond / 1e6) + 1.0 if aligned else every)
             try:
                 await write_samples(pool, instance, tally, sockets(), whole_minute=aligned)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database is away: this minute is lost, not the loop
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database is away
                 log.warning("status sampler: could not write the minute (kept for the next write): %r", exc)
     except asyncio.CancelledError:
         try:  # the requests of the last, unfinished minute
