@@ -12,7 +12,7 @@ from federation import routes as federation_routes
 from web.app import setup as setup_web_site
 
 from .adapters.lightning.factory import make_backend
-from .background import background_ctx
+from .background import background_ctx, sampler_ctx
 from .platform import appkeys, metrics, tracing
 from .api import routes
 from .platform.config import Config
@@ -51,6 +51,7 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(_rate_limiter)
     app.cleanup_ctx.append(_lightning)
     app.cleanup_ctx.append(background_ctx)  # every periodic job: node/background.py
+    app.cleanup_ctx.append(sampler_ctx)  # this process's minute samples for /admin/status
 
     metrics.setup(app)
     routes.setup(app)  # the Agent API and the stream

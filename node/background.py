@@ -11,7 +11,9 @@ from aiohttp import web
 
 from .platform import appkeys
 from .services import bounties as bounties_service
+from .realtime.state import REALTIME
 from .services import feeds as feeds_service
+from .services import node_status as status_service
 from .services import payments as payments_service
 from .services import wallet as wallet_service
 from .services.trust import run_trust_job
@@ -27,6 +29,8 @@ def _jobs(app: web.Application) -> dict[str, Callable[[], Awaitable[None]]]:
     pool = app[appkeys.POOL]
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
         "rising-refresh": lambda: feeds_service.run_rising_refresh(pool),
+        "status-samples-prune": lambda: _every(3600, "status-samples-prune",
+                                               lambda: status_service.prune_samples(pool)),
     }
     if cfg.reputation.recompute_seconds > 0:
         jobs["trust"] = lambda: run_trust_job(pool, cfg.reputation)
@@ -78,3 +82,27 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+# name -> this process's status sampler task (every process runs one: each samples itself)
+SAMPLER = web.AppKey("status_sampler", asyncio.Task)
+
+
+async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every serving process, background or not, writes its own requests per minute for /admin/status
+    (node.services.node_status); cancelled, with a last write, before the database closes."""
+    metrics = app[appkeys.METRICS]
+
+    def sockets() -> int:
+        realtime = app.get(REALTIME)
+        return realtime.hub.connection_count if realtime is not None else 0
+
+    task = asyncio.get_running_loop().create_task(
+        status_service.run_sampler(app[appkeys.POOL], metrics.tally, sockets, status_service.instance_name()),
+        name="status-sampler")
+    app[SAMPLER] = task
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -16,7 +16,7 @@ from federation.gate import HTML_VIEWS
 from node.platform import appkeys
 from node.stores import web_accounts as accounts_store
 
-from .handlers import moderation, owners, reading
+from .handlers import moderation, owners, reading, status
 from .middleware import web_middleware
 from .render import ASSETS, ENV, create_env, load_assets, static_file
 from .sessions import SECRET, SECRET_NAME
@@ -80,5 +80,7 @@ def setup(app: web.Application) -> None:
     r.add_post("/mod/reports/{id}/{action}", moderation.report_action, name="web.mod_report")
     r.add_get("/admin", moderation.admin_home, name="web.admin")
     r.add_post("/admin/agents/suspend", moderation.admin_suspend, name="web.admin_suspend")
+    r.add_get("/admin/status", status.status_page, name="web.admin_status")
+    r.add_post("/admin/status/queue/{action}", status.queue_action, name="web.admin_queue")
     # Static files, under a content hash: cached for a year, refetched when they change
     r.add_get("/static/{version}/{name}", static_file, name="web.static")

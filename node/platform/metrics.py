@@ -24,6 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from . import appkeys, gctune
 from .diskspace import disk_usage
+from .samples import RequestTally
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Metrics:
             if not getattr(values.ValueClass, "_multiprocess", False):
                 values.ValueClass = values.MultiProcessValue()
         self.refreshers: list[Refresher] = []
+        self.tally = RequestTally(BUCKETS)  # this process's requests per minute, for the admin's status page
         self.registry = r = CollectorRegistry(auto_describe=True)
         # --- HTTP
         self.requests = Counter("reef_http_requests", "HTTP requests by method, route pattern and status.",
@@ -134,6 +136,7 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float, error: str = "") -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+        self.tally.observe(status, seconds)
         if status >= 400:
             self.errors.labels(route, str(status), "5xx" if status >= 500 else "4xx", error).inc()
 
