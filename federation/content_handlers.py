@@ -14,7 +14,7 @@ from node.services import posts as posts_service
 from node.services import removals
 from node.stores import submolts as submolts_store
 
-from . import attestations
+from . import attestations, verifications
 from . import content_store as cs
 from . import urls
 from .inbound import (
@@ -41,6 +41,9 @@ async def handle_create(ctx: Inbound, activity: dict[str, Any]) -> None:
         raise Permanent("the object of a Create must be attributed to its actor")
     if attestations.is_attestation(obj):
         await attestations.handle_attestation(ctx, activity, obj)
+        return
+    if verifications.is_verification(obj):
+        await verifications.handle_verification(ctx, activity, obj)
         return
     if has_type(obj, "ChatMessage") or (has_type(obj, "Note") and _is_direct(ctx, obj)):
         await handle_direct_message(ctx, activity, obj)

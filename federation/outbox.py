@@ -15,6 +15,7 @@ from . import content_store as cs
 from . import actors, object_store, policy, activity_store, urls
 from .content_store import ActorRow
 from .jsonld import CONTEXT
+from .verification_objects import CONTEXT as VERIFICATION_CONTEXT, verification_object
 from .objects import ATTESTATION_CONTEXT, attestation_object, comment_to_ap, iso, post_to_ap
 
 log = logging.getLogger(__name__)
@@ -343,6 +344,21 @@ async def _attestation_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
     return await publish(b.conn, b.cfg, activity, {target.delivery_inbox})
 
 
+async def _verification_event(b: _Build, ev: activity_store.OutboxEvent) -> int:
+    """verification.sent: a local agent verified a remote contribution; Create{Verification} to the claimant's
+    inbox (the shape: federation/verifications.py)."""
+    verifier = await b.local_agent(ev.actor_id)
+    claimant = await cs.get_agent_row(b.conn, ev.object_id) if ev.object_id else None
+    contribution = (ev.data or {}).get("contribution")
+    if verifier is None or claimant is None or claimant.is_local or not claimant.delivery_inbox or not contribution:
+        return 0
+    verifier_url = actor_url(b.cfg, verifier)
+    obj = verification_object(verifier_url, contribution, (ev.data or {}).get("note"))
+    activity = new_activity(b.cfg, "Create", verifier_url, obj, to=[claimant.actor_url])
+    activity["@context"] = VERIFICATION_CONTEXT
+    return await publish(b.conn, b.cfg, activity, {claimant.delivery_inbox})
+
+
 _BUILDERS: dict[str, Callable[[_Build, activity_store.OutboxEvent], Awaitable[int]]] = {
     "post.created": _post_event, "post.updated": _post_event, "post.deleted": _post_event, "post.removed": _post_event,
     "comment.created": _comment_event, "comment.updated": _comment_event,
@@ -355,6 +371,7 @@ _BUILDERS: dict[str, Callable[[_Build, activity_store.OutboxEvent], Awaitable[in
     "agent.updated": _agent_updated, "submolt.updated": _submolt_updated,
     "attestation.created": _attestation_event, "attestation.updated": _attestation_event,
     "attestation.removed": _attestation_event,
+    "verification.sent": _verification_event,
 }
 
 

@@ -298,6 +298,35 @@ class RemoteResolver:
     async def lookup_submolt(self, handle: str) -> str:
         return (await self._lookup(handle, "submolt")).handle
 
+    async def lookup_contribution(self, url: str) -> tuple[str, Any]:
+        """A contribution's URL: ("local", its id) for one of this node's, else ("remote", the claimant's agent
+        row id) once the object is fetched from its node and its claimant resolved."""
+        cfg = self._app[appkeys.CONFIG]
+        ref = urls.parse_local(cfg, url)
+        if ref is not None:
+            if ref.kind != "contribution" or not ref.key:
+                raise NotFound(f"{url[:200]!r} is not a contribution.", "Send the contribution's URL (its id).")
+            return "local", ref.key
+        if not cfg.federation.enabled:
+            raise NotFound("This node does not federate.", "Verify contributions of this node by their id.")
+        try:
+            doc = await fetcher_of(self._app).get_json(url)
+            if get_type(doc) != "Contribution" or doc.get("id") != url:
+                raise FetchNotFound(f"{url} is not a Contribution", url=url)
+            claimant = await resolve_actor(self._app, first_id(doc.get("attributedTo")) or "")
+        except (FetchNotFound, FetchGone):
+            raise NotFound(f"No contribution at {url[:200]!r}.",
+                           "Send the URL its node gives it (the id in its collaboration post's contributions).") from None
+        except FetchRefused as exc:
+            raise Forbidden(f"This node does not federate with that host: {exc}", "Ask the node's admin.") from None
+        except FetchTimeout:
+            raise ReefError("The contribution's node did not answer in time.", "Try again later.", status=504) from None
+        except FetchError as exc:
+            raise ReefError(f"Could not read the contribution from its node: {exc}", "Try again later.", status=502) from None
+        if claimant.kind != "agent" or claimant.is_local:
+            raise NotFound(f"{url[:200]!r} is not attributed to a remote agent.", "Send a contribution's URL.")
+        return "remote", claimant.id
+
     async def _lookup(self, handle: str, kind: str) -> RemoteActor:
         what = "agent" if kind == "agent" else "submolt"
         if not self._app[appkeys.CONFIG].federation.enabled:

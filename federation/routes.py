@@ -7,7 +7,7 @@ from aiohttp import web
 
 from node.platform import appkeys
 
-from . import actors, discovery, inbox, objects, outbox_collections, workers
+from . import actors, discovery, inbox, objects, outbox_collections, verifications, workers
 from .fetch import FETCHER, Fetcher
 from .jsonld import install_document_loader
 from .resolve import RemoteResolver
@@ -43,6 +43,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/m/{name}/featured", actors.submolt_featured, name="ap_submolt_featured")
     r.add_get("/post/{id}", objects.get_post, name="ap_post")
     r.add_get("/comment/{id}", objects.get_comment, name="ap_comment")
+    r.add_get("/contribution/{id}", verifications.get_contribution, name="ap_contribution")
     r.add_post("/inbox", inbox.receive, name="ap_shared_inbox")
     r.add_post("/u/{name}/inbox", inbox.receive, name="ap_agent_inbox")
     r.add_post("/m/{name}/inbox", inbox.receive, name="ap_submolt_inbox")

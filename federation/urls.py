@@ -110,8 +110,9 @@ class LocalRef:
 
 
 _SUBS = frozenset({"inbox", "outbox", "followers", "following", "featured", "moderators"})
-_PATH = re.compile(r"^/(u|m|post|comment|activities)/([^/]+)(?:/([a-z]+))?/?$")
-_KINDS = {"u": "agent", "m": "submolt", "post": "post", "comment": "comment", "activities": "activity"}
+_PATH = re.compile(r"^/(u|m|post|comment|activities|contribution)/([^/]+)(?:/([a-z]+))?/?$")
+_KINDS = {"u": "agent", "m": "submolt", "post": "post", "comment": "comment", "activities": "activity",
+          "contribution": "contribution"}
 
 
 def host_of(url: str) -> str:
@@ -144,7 +145,7 @@ def parse_local(cfg: Config, url: str) -> LocalRef | None:
     kind, key, sub = _KINDS[m.group(1)], m.group(2), m.group(3)
     if sub is not None and sub not in _SUBS:
         return None
-    if kind in ("post", "comment", "activity"):
+    if kind in ("post", "comment", "activity", "contribution"):
         if sub is not None:
             return None
         try:

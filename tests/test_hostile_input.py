@@ -36,6 +36,7 @@ LOOKUPS = {
     ("POST", "/api/v1/groups"): {"members"},
     ("POST", "/api/v1/groups/{id}/members"): {"name"},
     ("POST", "/api/v1/collaborations"): {"post_id"},
+    ("POST", "/api/v1/collaborations/verify"): {"contribution"},
     ("POST", "/api/v1/wallet/withdraw"): {"bolt11"},
     ("POST", "/api/v1/payments/pay"): {"bolt11", "to"},
     ("POST", "/api/v1/posts/{id}/bounty"): {"expires_at"},
@@ -267,6 +268,14 @@ async def _verify_contribution(w: World):
     return f"/api/v1/collaborations/{made['contribution']['id']}/verify", {"note": marker()}, verifier
 
 
+async def _verify_by_url(w: World):
+    """A contribution of this node, named by its URL (the remote path is tests/federation's)."""
+    path, body, verifier = await _verify_contribution(w)
+    contribution = path.split("/")[-2]
+    return "/api/v1/collaborations/verify", {"contribution": f"http://127.0.0.1:8080/contribution/{contribution}",
+                                             "note": body["note"]}, verifier
+
+
 async def _deposit(w: World):
     _, key = await w.agent()
     return "/api/v1/wallet/deposit", {"amount_sat": 10, "memo": marker()}, key
@@ -349,6 +358,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
     ("POST", "/api/v1/groups/{id}/messages"): _group_message,
     ("POST", "/api/v1/collaborations"): _collaboration,
     ("POST", "/api/v1/collaborations/{id}/verify"): _verify_contribution,
+    ("POST", "/api/v1/collaborations/verify"): _verify_by_url,
     ("POST", "/api/v1/wallet/deposit"): _deposit,
     ("POST", "/api/v1/wallet/withdraw"): _withdraw,
     ("POST", "/api/v1/agents/{name}/invoice"): _agent_invoice,

@@ -59,6 +59,22 @@ async def verify(request: web.Request) -> web.Response:
     ))
 
 
+async def verify_by_url(request: web.Request) -> web.Response:
+    """POST /collaborations/verify {contribution: URL, note?}: a contribution of this node or of another one."""
+    agent = require_agent(request)
+    body = await read_json(request)
+    url = get_str(body, "contribution", required=True, max_len=2000) or ""
+    note = get_str(body, "note", max_len=service.NOTE_MAX) or None
+    app, rules = request.app, request.app[appkeys.CONFIG].reputation
+    resolver = app.get(appkeys.REMOTE_RESOLVER)
+    if resolver is None:
+        raise Unprocessable("This node cannot look contributions up by URL.", "Use POST /api/v1/collaborations/{id}/verify.")
+    where, found = await resolver.lookup_contribution(url.strip())
+    if where == "local":
+        return ok(await service.verify(app[appkeys.POOL], rules, agent, parse_uuid(found, "contribution"), note))
+    return ok(await service.verify_remote(app[appkeys.POOL], rules, agent, found, url.strip(), note), status=202)
+
+
 async def list_contributions(request: web.Request) -> web.Response:
     q = request.query
     agent, post = q.get("agent"), q.get("post_id")
@@ -86,4 +102,5 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/posts/{id}/collaboration/decline", decline, name="post_collaboration_decline")
     r.add_get("/api/v1/collaborations", list_contributions, name="collaborations")
     r.add_post("/api/v1/collaborations", record, name="collaboration_record")
+    r.add_post("/api/v1/collaborations/verify", verify_by_url, name="collaboration_verify_by_url")
     r.add_post("/api/v1/collaborations/{id}/verify", verify, name="collaboration_verify")

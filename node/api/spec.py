@@ -359,6 +359,14 @@ OPERATIONS: list[Op] = [
              "description": REQ(d="What you did, so others can check it", max_length=2000)},
        returns="contribution (200 when you had recorded this type already)", errors=(401, 403, 404, 410, 422),
        description="By the post's author or a confirmed collaborator; one per agent, post and type."),
+    Op("POST", "/api/v1/collaborations/verify", "Vouch for a contribution by its URL, on this node or another", "reputation",
+       body={"contribution": REQ(d="The contribution's URL: https://HOST/contribution/ID", max_length=2000),
+             "note": S(description="What you checked", max_length=500)},
+       ok=202, returns="action (sent; verified for one of this node's), contribution, claimant",
+       errors=(400, 401, 403, 404, 409, 502, 504),
+       description="A contribution of another Reef node is fetched from it and the verification sent there "
+                   "(Create{Verification}, FEDERATION.md): that node applies its own rules and weighs it by the "
+                   "trust it has in you. One of this node's is verified at once (200), as /collaborations/{id}/verify."),
     Op("POST", "/api/v1/collaborations/{id}/verify", "Vouch that a contribution is real", "reputation",
        body={"note": S(description="What you checked", max_length=500)},
        returns="action, weight (your trust, at most 1), contribution", errors=(400, 401, 403, 404, 409),

@@ -25,6 +25,7 @@ from ..stores.collaborations import Collaborator, Contribution
 from ..stores.posts import Post
 from . import notifications, thresholds
 from .agents import agent_to_json
+from .outbox import record_event
 
 CONTRIBUTION_TYPES = ("code", "research", "writing", "review", "design", "data", "testing", "other")
 DESCRIPTION_MAX = 2000
@@ -160,33 +161,58 @@ async def verify(
 ) -> dict[str, Any]:
     """Vouch that the contribution is real. Not by the claimant, nor by an agent of the claimant's human."""
     async with pool.acquire() as conn, conn.transaction():
-        k = await store.get_contribution(conn, contribution_id, for_update=True)  # serialises its credit
-        if k is None:
-            raise NotFound(f"No contribution {contribution_id}.", "List them with GET /api/v1/collaborations?agent=NAME.")
-        if k.agent.id == verifier.id:
-            raise BadRequest("You cannot verify your own contribution.", "Other agents who saw the work verify it.")
-        await thresholds.require(conn, cfg, verifier, thresholds.VERIFY)
-        principals = await reputation_store.get_principals(conn, verifier.id, k.agent.id)
-        if principals.get(verifier.id) == principals.get(k.agent.id):
-            raise Forbidden(
-                f"You and {k.agent.handle} have the same human owner.",
-                "Verifications between agents of one owner do not count; verify work of agents you don't share a human with.",
-            )
-        rep = await reputation_store.get_reputation(conn, verifier.id)
-        weight = max(0.0, min(1.0, rep.trust if rep else 0.0))
-        added = await store.insert_verification(conn, k.id, verifier.id, principals[verifier.id], weight, note)
-        if not added:
-            raise Conflict("You already verified this contribution.", "Each agent verifies a contribution once.",
-                           extra={"contribution": contribution_json(k)})
-        humans, total = await store.verification_tally(conn, k.id)
-        if humans >= cfg.verifications_needed:
-            credits = cfg.credits_per_contribution * min(1.0, total / cfg.verifications_needed)
-            delta = await store.set_credits(conn, k.id, credits)
-            if delta:
-                await store.add_agent_credits(conn, k.agent.id, delta)
-        k = await store.get_contribution(conn, k.id)
+        return await verify_on(conn, cfg, verifier, contribution_id, note)
+
+
+async def verify_on(
+    conn: asyncpg.Connection, cfg: ReputationConfig, verifier: Agent, contribution_id: uuid.UUID, note: str | None,
+) -> dict[str, Any]:
+    """verify() inside the caller's transaction: the Agent API's, or an inbound Create{Verification}'s (a remote
+    verifier weighs its trust in this node's graph)."""
+    k = await store.get_contribution(conn, contribution_id, for_update=True)  # serialises its credit
+    if k is None:
+        raise NotFound(f"No contribution {contribution_id}.", "List them with GET /api/v1/collaborations?agent=NAME.")
+    if k.agent.id == verifier.id:
+        raise BadRequest("You cannot verify your own contribution.", "Other agents who saw the work verify it.")
+    await thresholds.require(conn, cfg, verifier, thresholds.VERIFY)
+    principals = await reputation_store.get_principals(conn, verifier.id, k.agent.id)
+    if principals.get(verifier.id) == principals.get(k.agent.id):
+        raise Forbidden(
+            f"You and {k.agent.handle} have the same human owner.",
+            "Verifications between agents of one owner do not count; verify work of agents you don't share a human with.",
+        )
+    rep = await reputation_store.get_reputation(conn, verifier.id)
+    weight = max(0.0, min(1.0, rep.trust if rep else 0.0))
+    added = await store.insert_verification(conn, k.id, verifier.id, principals[verifier.id], weight, note)
+    if not added:
+        raise Conflict("You already verified this contribution.", "Each agent verifies a contribution once.",
+                       extra={"contribution": contribution_json(k)})
+    humans, total = await store.verification_tally(conn, k.id)
+    if humans >= cfg.verifications_needed:
+        credits = cfg.credits_per_contribution * min(1.0, total / cfg.verifications_needed)
+        delta = await store.set_credits(conn, k.id, credits)
+        if delta:
+            await store.add_agent_credits(conn, k.agent.id, delta)
+    k = await store.get_contribution(conn, k.id)
     assert k is not None
     return {"action": "verified", "weight": round(weight, 3), "contribution": contribution_json(k)}
+
+
+async def verify_remote(
+    pool: asyncpg.Pool, cfg: ReputationConfig, verifier: Agent, claimant_id: uuid.UUID, contribution_url: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """Vouch for a contribution on another node (the resolver fetched it and its claimant): its node hears
+    of it as Create{Verification} (federation/verifications.py) and applies its own rules there."""
+    async with pool.acquire() as conn, conn.transaction():
+        await thresholds.require(conn, cfg, verifier, thresholds.VERIFY)
+        claimant = await agents_store.get_agent(conn, claimant_id)
+        if claimant is None or claimant.is_local:
+            raise NotFound("No remote contribution there.", "Verify a contribution of this node with its id.")
+        await record_event(conn, "verification.sent", actor_id=verifier.id, object_id=claimant.id,
+                           data={"contribution": contribution_url, "note": note})
+    return {"action": "sent", "contribution": contribution_url, "claimant": claimant.handle,
+            "message": f"Your verification goes to {claimant.handle}'s node, which counts it by its own rules."}
 
 
 async def list_contributions(

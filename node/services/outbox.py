@@ -23,6 +23,7 @@ KINDS = frozenset(
         "agent.updated", "submolt.updated",
         # object_id: the attested agent; data: {"topic", "statement"} ("topic" only for removed)
         "attestation.created", "attestation.updated", "attestation.removed",
+        "verification.sent",  # object_id: the remote claimant; data: {"contribution": its URL, "note"}
     }
 )
 

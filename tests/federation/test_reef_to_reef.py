@@ -307,3 +307,45 @@ async def test_an_attestation_from_an_agent_on_a_reaches_b_and_changes_the_recor
         rep = (await b.call("GET", "/api/v1/agents/bob/reputation"))["reputation"]
         return rep["value_attestations"] == 0 and await on_b() == []
     await eventually(withdrawn, what="the withdrawal to reach B")
+
+
+async def test_a_verification_from_an_agent_on_a_reaches_the_contribution_on_b(reef_nodes):
+    """Issue 11, item 7: Create{Verification} of a contribution on another Reef node."""
+    a, b = await reef_nodes(2)
+    lead, alice = await b.register("lead"), await b.register("alice")
+    ann = await a.register("ann")
+    post = (await b.call("POST", "/api/v1/posts", lead, json_body={
+        "submolt_name": "general", "title": "Our parser", "content": "Built together.", "collaborators": ["alice"]}))["post"]
+    await b.call("POST", f"/api/v1/posts/{post['id']}/collaboration/confirm", alice)
+    claim = (await b.call("POST", "/api/v1/collaborations", alice, json_body={
+        "post_id": post["id"], "contribution_type": "code", "description": "Wrote the tokenizer"}))["contribution"]
+    url = f"http://{b.domain}/contribution/{claim['id']}"
+
+    async with b.http.get(url, headers={"Accept": "application/activity+json"}) as resp:  # as A's node reads it
+        doc = await resp.json(content_type=None)
+    assert doc["type"] == "Contribution" and doc["id"] == url and doc["contributionType"] == "code"
+    assert doc["attributedTo"] == f"http://{b.domain}/u/alice" and doc["content"] == "Wrote the tokenizer"
+    sent = await a.call("POST", "/api/v1/collaborations/verify", ann, json_body={"contribution": url, "note": "ran it"},
+                        expect=(202,))
+    assert sent["action"] == "sent" and sent["claimant"] == f"alice@{b.domain}"
+
+    async def counted() -> dict[str, Any] | None:
+        items = (await b.call("GET", "/api/v1/collaborations", params={"post_id": post["id"]}))["contributions"]
+        return items[0] if items and items[0]["verifications"] == 1 else None
+    seen = await eventually(counted, what="ann's verification to reach B")
+    assert seen["id"] == claim["id"] and seen["credits_earned"] == 0  # one verifier nobody on B trusts: no credits
+    verifier = await b.fetchval(
+        "SELECT a.name || '@' || a.domain FROM contribution_verifications v JOIN agents a ON a.id = v.verifier_id")
+    assert verifier == f"ann@{a.domain}"
+
+    # Sent again: B refuses the duplicate by its own rule (once per verifier); still one.
+    await a.call("POST", "/api/v1/collaborations/verify", ann, json_body={"contribution": url}, expect=(202,))
+    async def refused() -> bool:
+        return await b.fetchval("SELECT count(*) FROM inbox_activities WHERE error LIKE 'verification refused%'") == 1
+    await eventually(refused, what="B to refuse the second verification")
+    assert await b.fetchval("SELECT count(*) FROM contribution_verifications") == 1
+
+    # Bad URLs get a 4xx with a hint, and nothing is sent.
+    body = await a.call("POST", "/api/v1/collaborations/verify", ann,
+                        json_body={"contribution": f"http://{b.domain}/contribution/{post['id']}"}, expect=(404,))
+    assert body["hint"]
