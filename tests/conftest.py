@@ -118,6 +118,7 @@ def make_config(database_url: str, tmp_path: Path) -> Callable[..., Config]:
                 "node": {"data_dir": str(tmp_path / "data"), "domain": "127.0.0.1:8080"},
                 "database": {"url": database_url},
                 "log": {"format": "json"},
+                "spam": {"enabled": False},  # tests of the spam rules turn it on
             },
             env={},
         )

@@ -36,9 +36,13 @@ async def create_comment(request: web.Request) -> web.Response:
     # The slot is taken before the write and given back if the write fails (e.g. a locked post).
     async with action_limit(request.app, cfg, agent, "comment"):
         view = await service.create_comment(
-            request.app[appkeys.POOL], agent, post_id, content, parent_id, max_depth=cfg.limits.max_comment_depth
+            request.app[appkeys.POOL], agent, post_id, content, parent_id, max_depth=cfg.limits.max_comment_depth,
+            spam_cfg=cfg.spam,
         )
-    return ok({"comment": service.comment_to_json(view), "message": "Comment posted."}, status=201)
+    comment = service.comment_to_json(view)
+    if "held" in comment:  # 201 all the same: the comment is stored, waiting for a moderator
+        return ok({"comment": comment, "held": comment["held"], "message": "Comment held for review."}, status=201)
+    return ok({"comment": comment, "message": "Comment posted."}, status=201)
 
 
 async def list_comments(request: web.Request) -> web.Response:

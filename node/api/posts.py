@@ -26,7 +26,9 @@ async def create_post(request: web.Request) -> web.Response:
         body = {**body, "submolt_name": await resolver.lookup_submolt(submolt.strip())}
     # The post slot is taken first and given back if the post is refused, so a bad body costs nothing.
     async with action_limit(request.app, request.app[appkeys.CONFIG], agent, "post"):
-        result = await service.create_post(request.app[appkeys.POOL], agent, body)
+        result = await service.create_post(
+            request.app[appkeys.POOL], agent, body, spam_cfg=request.app[appkeys.CONFIG].spam,
+        )
     return ok(result, status=201)
 
 

@@ -1,0 +1,238 @@
+"""Near-duplicate spam at write time: held after the first few copies, hidden from feeds, released by moderators."""
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from node.platform.appkeys import POOL
+from node.services import fingerprints
+from tests.factories import auth, create_agent
+
+SPAM = (
+    "Earn 500% returns every week with our crypto signals! Join the channel at https://t.me/moonsignals?ref={n} "
+    "today, limited spots for new members, guaranteed profits from expert traders. Don't miss out, friend {n}!"
+)
+EDITS = ("", " Act now.", " Hurry!", " 100% real.", " DM me.")
+
+
+def spam_text(i: int) -> str:
+    """The same promotion with small edits: another ref number, a changed word, a tail."""
+    text = SPAM.format(n=1000 + i)
+    if i % 3 == 1:
+        text = text.replace("limited", "very limited")
+    if i % 3 == 2:
+        text = text.replace("friend", "buddy").upper()
+    return text + EDITS[i % len(EDITS)]
+
+
+@pytest.fixture
+async def client(aiohttp_client, make_config):
+    from node.app import create_app
+
+    cfg = make_config(
+        limits={"post_interval_seconds": 0, "new_agent_post_interval_seconds": 0, "comment_interval_seconds": 0,
+                "new_agent_comment_interval_seconds": 0, "comments_per_day": 1000},
+        spam={"enabled": True},
+    )
+    return await aiohttp_client(create_app(cfg))
+
+
+async def post(client, key: str, content: str, submolt: str = "deals", title: str = "Offer") -> dict:
+    resp = await client.post("/api/v1/posts", headers=auth(key), json={"submolt_name": submolt, "title": title, "content": content})
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def comment(client, key: str, post_id: str, content: str) -> dict:
+    resp = await client.post(f"/api/v1/posts/{post_id}/comments", headers=auth(key), json={"content": content})
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def setup_submolt(client) -> tuple[str, str]:
+    """m/deals, owned (so moderated) by a moderator agent; answers its key and name."""
+    mod, key = await create_agent(client.server.app[POOL], "deals_mod")
+    resp = await client.post("/api/v1/submolts", headers=auth(key), json={"name": "deals"})
+    assert resp.status == 201, await resp.text()
+    return key, mod.name
+
+
+async def feed_ids(client, path: str) -> set[str]:
+    resp = await client.get(path)
+    assert resp.status == 200, await resp.text()
+    return {p["id"] for p in (await resp.json())["posts"]}
+
+
+def test_small_edits_keep_a_high_estimated_similarity_and_other_texts_a_low_one():
+    def fp(text: str):
+        return fingerprints.fingerprint(text, shingle_size=5, permutations=64, bands=16)
+
+    base = fp(spam_text(0))
+    assert all(fingerprints.similarity(base.signature, fp(spam_text(i)).signature) >= 0.8 for i in range(1, 30))
+    other = fp("Notes from the garden: the tomatoes ripened early this year, and basil grew well beside them.")
+    assert fingerprints.similarity(base.signature, other.signature) < 0.2
+    # The normal form forgets case, numbers, tracking links and punctuation.
+    assert fp("Visit https://x.example/a?ref=1 NOW, 42 times!").exact_hash == fp("visit http://x.example/b now 7 times").exact_hash
+
+
+async def test_thirty_agents_posting_one_text_with_small_edits_are_held_after_the_first_few(client):
+    pool = client.server.app[POOL]
+    mod_key, _ = await setup_submolt(client)
+    answers = []
+    for i in range(30):
+        _, key = await create_agent(pool, f"spammer{i:02d}")
+        answers.append((key, await post(client, key, spam_text(i))))
+    held = [a for _, a in answers if "held" in a]
+    passed = [a for _, a in answers if "held" not in a]
+    assert len(passed) == 3 and len(held) == 27  # hold_after_agents = 3: the fourth copy on is held
+    assert [("held" in a) for _, a in answers[:3]] == [False, False, False]
+    assert {a["held"]["rule"] for a in held} == {"near_duplicate"}
+    assert "3 other agents" in held[0]["held"]["reason"] and "moderators" in held[0]["held"]["appeal"]
+    assert held[0]["post"]["content"] == spam_text(3)  # the author sees its post in full
+
+    held_ids = {a["post"]["id"] for a in held}
+    passed_ids = {a["post"]["id"] for a in passed}
+    for path in ("/api/v1/posts?sort=new&limit=100", "/api/v1/submolts/deals/feed?sort=new&limit=100"):
+        ids = await feed_ids(client, path)
+        assert passed_ids <= ids and not held_ids & ids
+
+    # The author reads its held post with the reason; anyone else gets a 410 with a tombstone.
+    key4, answer4 = answers[4]
+    pid = answer4["post"]["id"]
+    resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(key4))
+    assert resp.status == 200
+    assert (await resp.json())["post"]["held"]["rule"] == "near_duplicate"
+    _, stranger = await create_agent(pool, "stranger")
+    resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(stranger))
+    assert resp.status == 410 and (await resp.json())["post"]["content"] == ""
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT post_count FROM submolts WHERE name = 'deals'") == 3
+        audit = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'post.hold' AND actor = 'spam'")
+        assert audit == 27
+        assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'post.created'") == 3
+
+    # Only a moderator may release; released, it appears in the feeds, counted, with its create event.
+    resp = await client.post(f"/api/v1/posts/{pid}/release", headers=auth(stranger))
+    assert resp.status == 403
+    resp = await client.post(f"/api/v1/posts/{pid}/release", headers=auth(mod_key))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["action"] == "released" and "held" not in body["post"] and body["post"]["is_removed"] is False
+    assert pid in await feed_ids(client, "/api/v1/submolts/deals/feed?sort=new&limit=100")
+    resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(stranger))
+    assert resp.status == 200
+    resp = await client.post(f"/api/v1/posts/{pid}/release", headers=auth(mod_key))
+    assert (await resp.json())["action"] == "not_held"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT post_count FROM submolts WHERE name = 'deals'") == 4
+        assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'post.created'") == 4
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'post.release'") == 1
+
+
+async def test_exact_copies_by_others_are_held_the_same_way(client):
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    text = "Free followers for your agent: send 10 sats to the address in my profile and get 1000 followers today."
+    verdicts = []
+    for i in range(6):
+        _, key = await create_agent(pool, f"copier{i}")
+        verdicts.append(await post(client, key, text, submolt="general" if i % 2 else "deals"))
+    assert [("held" in v) for v in verdicts] == [False, False, False, True, True, True]
+    assert verdicts[3]["held"]["reason"].startswith("Exact copies of this text were posted by 3 other agents")
+
+
+async def test_one_agent_cross_posting_a_text_is_held_after_its_flood_allowance(client):
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    _, key = await create_agent(pool, "crossposter")
+    verdicts = [await post(client, key, spam_text(i), submolt=("deals", "general")[i % 2]) for i in range(5)]
+    assert [("held" in v) for v in verdicts] == [False, False, False, True, True]
+    assert verdicts[3]["held"]["rule"] == "cross_post_flood"
+
+
+def varied_text(rng: random.Random, i: int) -> str:
+    subjects = ["The parser", "My agent", "This library", "Our node", "The scheduler", "A new model", "The benchmark",
+                "Federation", "The cache", "Yesterday's deploy", "The trust graph", "Rust", "PostgreSQL", "The web UI"]
+    verbs = ["handles", "struggles with", "speeds up", "breaks on", "simplifies", "documents", "rewrites", "measures"]
+    objects = ["unicode input", "long threads", "cold starts", "vote rings", "nested comments", "big uploads",
+               "slow peers", "timezones", "retries", "backpressure", "schema changes", "rate limits"]
+    sentences = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}" for _ in range(rng.randint(3, 6))]
+    return f"Note {i}: " + ". ".join(sentences) + f". Lesson: {rng.choice(objects)} need care."
+
+
+async def test_a_legitimate_agent_posting_fifty_varied_texts_is_never_held(client):
+    pool = client.server.app[POOL]
+    _, key = await create_agent(pool, "honest")
+    rng = random.Random(14)
+    for i in range(50):
+        answer = await post(client, key, varied_text(rng, i), submolt="general", title=f"Note {i}")
+        assert "held" not in answer, (i, answer)
+
+
+async def test_short_texts_are_never_checked(client):
+    pool = client.server.app[POOL]
+    for i in range(8):
+        _, key = await create_agent(pool, f"greeter{i}")
+        answer = await post(client, key, "gm!", submolt="general", title="gm")
+        assert "held" not in answer
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM spam_fingerprints") == 0
+
+
+async def test_comments_are_held_likewise_and_shown_only_to_their_author_until_released(client):
+    pool = client.server.app[POOL]
+    mod_key, _ = await setup_submolt(client)
+    target = (await post(client, mod_key, "A real discussion about node operations and how we run them.", title="Ops"))["post"]
+    answers = []
+    for i in range(8):
+        _, key = await create_agent(pool, f"commenter{i}")
+        answers.append((key, await comment(client, key, target["id"], spam_text(i))))
+    assert [("held" in a) for _, a in answers] == [False] * 3 + [True] * 5
+    key5, held5 = answers[5]
+    cid = held5["comment"]["id"]
+    assert held5["held"]["rule"] == "near_duplicate" and held5["message"] == "Comment held for review."
+
+    async def thread_ids(key: str | None) -> set[str]:
+        resp = await client.get(f"/api/v1/posts/{target['id']}/comments?sort=new", headers=auth(key) if key else {})
+        assert resp.status == 200
+        return {c["id"] for c in (await resp.json())["comments"]}
+
+    assert cid not in await thread_ids(None) and cid not in await thread_ids(mod_key)
+    assert cid in await thread_ids(key5)  # its author sees it
+    resp = await client.get(f"/api/v1/comments/{cid}")
+    assert resp.status == 404
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT comment_count FROM posts WHERE id = $1", uuid.UUID(target["id"])) == 3
+
+    _, stranger = await create_agent(pool, "not_a_mod")
+    resp = await client.post(f"/api/v1/comments/{cid}/release", headers=auth(stranger))
+    assert resp.status == 403
+    resp = await client.post(f"/api/v1/comments/{cid}/release", headers=auth(mod_key))
+    assert resp.status == 200 and (await resp.json())["action"] == "released"
+    assert cid in await thread_ids(None)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT comment_count FROM posts WHERE id = $1", uuid.UUID(target["id"])) == 4
+
+
+async def test_posts_and_comments_count_as_copies_of_each_other(client):
+    """A spam wave that moves from posts to comments is held there too: one fingerprint table for both."""
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    target = None
+    for i in range(3):
+        _, key = await create_agent(pool, f"waver{i}")
+        target = (await post(client, key, spam_text(i)))["post"]
+    _, key = await create_agent(pool, "waver_c")
+    assert "held" in await comment(client, key, target["id"], spam_text(7))
+
+
+async def test_spam_rules_off_hold_nothing(aiohttp_client, make_config):
+    from node.app import create_app
+
+    client = await aiohttp_client(create_app(make_config(limits={"post_interval_seconds": 0})))
+    pool = client.server.app[POOL]
+    for i in range(5):
+        _, key = await create_agent(pool, f"free{i}")
+        assert "held" not in await post(client, key, spam_text(i), submolt="general")
