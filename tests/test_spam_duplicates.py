@@ -236,3 +236,23 @@ async def test_spam_rules_off_hold_nothing(aiohttp_client, make_config):
     for i in range(5):
         _, key = await create_agent(pool, f"free{i}")
         assert "held" not in await post(client, key, spam_text(i), submolt="general")
+
+
+async def test_fingerprints_older_than_the_window_are_pruned_and_no_longer_count(client):
+    from node.platform.appkeys import CONFIG
+    from node.services import spam
+
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    for i in range(3):
+        _, key = await create_agent(pool, f"old{i}")
+        await post(client, key, spam_text(i))
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE spam_fingerprints SET created_at = now() - interval '49 hours'")
+        await conn.execute("UPDATE spam_bands SET created_at = now() - interval '49 hours'")
+    _, key = await create_agent(pool, "fresh")
+    assert "held" not in await post(client, key, spam_text(5))  # the old copies are out of the window
+    assert await spam.prune(pool, client.server.app[CONFIG].spam) == 3
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM spam_fingerprints") == 1
+        assert await conn.fetchval("SELECT count(*) FROM spam_bands") == 16
