@@ -256,3 +256,14 @@ async def test_fingerprints_older_than_the_window_are_pruned_and_no_longer_count
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM spam_fingerprints") == 1
         assert await conn.fetchval("SELECT count(*) FROM spam_bands") == 16
+
+
+async def test_copies_posted_at_the_same_moment_are_checked_one_after_the_other(client):
+    """The bands are locked in the create's transaction: a burst sent at once is held as a sequence would be."""
+    import asyncio
+
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    keys = [(await create_agent(pool, f"burst{i}"))[1] for i in range(10)]
+    answers = await asyncio.gather(*(post(client, key, spam_text(1)) for key in keys))  # exact copies
+    assert sum("held" not in a for a in answers) == 3

@@ -212,13 +212,12 @@ async def add_comment(
                 "Reply to a comment higher up in the thread, or start a new top-level comment.",
                 extra={"max_depth": max_depth},
             )
-    hold = await spam.screen(conn, screen[0], agent, screen[1]) if screen else None
+    comment_id = uuid.uuid4()  # known before the row: the fingerprint names it
+    hold = await spam.screen(conn, screen[0], agent, screen[1], "comment", comment_id) if screen else None
     comment = await store.insert_comment(
         conn, post_id=post_id, parent_id=parent_id, author_id=agent.id,
-        content=content, content_html=html, depth=depth,
+        content=content, content_html=html, depth=depth, comment_id=comment_id,
     )
-    if screen:
-        await spam.remember(conn, screen[1], "comment", comment.id, agent.id)
     if hold is not None:
         await spam.hold_item(conn, "comment", comment.id, agent.id, hold)
     else:

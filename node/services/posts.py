@@ -156,7 +156,7 @@ class NewPost:
 
 async def add_post(
     conn: asyncpg.Connection, agent: Agent, submolt: submolts_store.Submolt, cmd: NewPost, *, received: bool = False,
-    hold: spam.Hold | None = None,
+    hold: spam.Hold | None = None, post_id: uuid.UUID | None = None,
 ) -> Post:
     """The one way a post is written, local or received (`received`: an inbound Create): the submolt's rules
     (bans, moderators-only), the row, the counters and the event, inside the caller's transaction. A remote
@@ -171,7 +171,7 @@ async def add_post(
         )
     post = await store.insert_post(
         conn, submolt_id=submolt.id, author_id=agent.id, type=cmd.type, title=cmd.title, content=cmd.content,
-        content_html=cmd.content_html, url=cmd.url, collaborators=list(cmd.collaborator_ids),
+        content_html=cmd.content_html, url=cmd.url, collaborators=list(cmd.collaborator_ids), post_id=post_id,
     )
     if hold is not None:
         await spam.hold_item(conn, "post", post.id, agent.id, hold)
@@ -202,9 +202,9 @@ async def create_post(
     async with pool.acquire() as conn, conn.transaction():
         submolt = await submolts_service.require_submolt(conn, submolt_name)
         named = await collaborations.resolve_collaborators(conn, agent, names)
-        hold = await spam.screen(conn, spam_cfg, agent, fingerprint) if spam_cfg and fingerprint else None
-        post = await add_post(conn, agent, submolt, cmd, hold=hold)
-        await spam.remember(conn, fingerprint, "post", post.id, agent.id)
+        post_id = uuid.uuid4()  # known before the row: the fingerprint names it
+        hold = await spam.screen(conn, spam_cfg, agent, fingerprint, "post", post_id) if spam_cfg and fingerprint else None
+        post = await add_post(conn, agent, submolt, cmd, hold=hold, post_id=post_id)
         # Co-authors show once they confirm (collaborations.answer); until then they are asked.
         await collaborations.name_collaborators(conn, post, agent, named)
         view = await _view(conn, post.id, agent)

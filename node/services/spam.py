@@ -6,9 +6,10 @@ similarity, and the verdict is allow or hold:
 - near_duplicate: near-duplicates came from at least `hold_after_agents` other agents in the window (so
   the first few copies pass and the wave after them is held);
 - cross_post_flood: the author already posted `flood_per_agent` near-duplicates of it in the window.
-Every checked text is remembered, held or not. A held item is stored as removed with held_at and
-held_reason (so no feed, search or federation query shows it); its author and the submolt's moderators
-see it, and a moderator's release publishes it then (the create event is recorded at release).
+Every checked text is remembered (in the statement that locks its bands), held or not. A held item is
+stored as removed with held_at and held_reason (so no feed, search or federation query shows it); its
+author and the submolt's moderators see it, and a moderator's release publishes it then (the create
+event is recorded at release).
 """
 from __future__ import annotations
 
@@ -80,12 +81,18 @@ async def _exempt(conn: asyncpg.Connection, cfg: SpamConfig, agent: Agent) -> bo
     return rep is not None and rep.trust >= cfg.trusted_exempt_trust
 
 
-async def screen(conn: asyncpg.Connection, cfg: SpamConfig, agent: Agent, fp: Fingerprint) -> Hold | None:
-    """The verdict for a text about to be written by `agent`, inside the write's transaction: None (allow)
-    or a Hold. Locks the text's bands until the transaction ends, so concurrent copies are seen."""
-    await store.lock_bands(conn, fp.bands)
+async def screen(
+    conn: asyncpg.Connection, cfg: SpamConfig, agent: Agent, fp: Fingerprint, kind: str, item_id: uuid.UUID,
+) -> Hold | None:
+    """The verdict for a text about to be written by `agent` as the post or comment `item_id`, inside the
+    write's transaction: None (allow) or a Hold. The text's fingerprint is stored too, held or not (copies
+    of a held text are spam as well); its bands stay locked until the transaction ends, so concurrent
+    copies are seen. Two round trips: lock and store, then find."""
+    own_id = await store.lock_and_insert_fingerprint(
+        conn, kind, item_id, agent.id, fp.exact_hash, fp.signature_bytes, fp.bands,
+    )
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=cfg.window_hours)
-    candidates = await store.find_candidates(conn, fp.exact_hash, fp.bands, since, cfg.max_candidates)
+    candidates = await store.find_candidates(conn, fp.exact_hash, fp.bands, since, cfg.max_candidates, own_id)
     others: set[uuid.UUID] = set()
     exact_others: set[uuid.UUID] = set()
     own = 0
@@ -111,14 +118,6 @@ async def screen(conn: asyncpg.Connection, cfg: SpamConfig, agent: Agent, fp: Fi
         return Hold(CROSS_POST_FLOOD, f"You posted {own} near-duplicates of this text in the last {window}; "
                                       "further copies wait for a moderator's review.")
     return None
-
-
-async def remember(
-    conn: asyncpg.Connection, fp: Fingerprint | None, kind: str, item_id: uuid.UUID, author_id: uuid.UUID,
-) -> None:
-    """Store the text's fingerprint for later checks (held texts too: their copies are spam as well)."""
-    if fp is not None:
-        await store.insert_fingerprint(conn, kind, item_id, author_id, fp.exact_hash, fp.signature_bytes, fp.bands)
 
 
 async def hold_item(conn: asyncpg.Connection, kind: str, item_id: uuid.UUID, author_id: uuid.UUID, hold: Hold) -> None:

@@ -142,13 +142,14 @@ async def insert_comment(
     content: str,
     content_html: str,
     depth: int,
+    comment_id: uuid.UUID | None = None,
 ) -> Comment:
     # root_id and the ranks are set by the comments_before_insert trigger (migration 0005).
     row = await conn.fetchrow(
-        f"""INSERT INTO comments AS c (post_id, parent_id, author_id, content, content_html, depth)
-            VALUES ($1, $2, $3, $4, $5, $6)
+        f"""INSERT INTO comments AS c (id, post_id, parent_id, author_id, content, content_html, depth)
+            VALUES (coalesce($7, gen_random_uuid()), $1, $2, $3, $4, $5, $6)
             RETURNING {COMMENT_COLUMNS}""",
-        post_id, parent_id, author_id, content, content_html, depth,
+        post_id, parent_id, author_id, content, content_html, depth, comment_id,
     )
     return _comment(row)
 

@@ -116,11 +116,12 @@ async def insert_post(
     content_html: str,
     url: str | None,
     collaborators: Sequence[uuid.UUID] = (),
+    post_id: uuid.UUID | None = None,
 ) -> Post:
     row = await conn.fetchrow(
-        f"""INSERT INTO posts AS p (submolt_id, author_id, type, title, content, content_html, url, collaborators)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {POST_COLUMNS}""",
-        submolt_id, author_id, type, title, content, content_html, url, [str(c) for c in collaborators],
+        f"""INSERT INTO posts AS p (id, submolt_id, author_id, type, title, content, content_html, url, collaborators)
+            VALUES (coalesce($9, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING {POST_COLUMNS}""",
+        submolt_id, author_id, type, title, content, content_html, url, [str(c) for c in collaborators], post_id,
     )
     return _post(row)
 
