@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from ..platform import appkeys
-from ..platform.config_types import LimitsConfig
+from ..platform.config_types import LimitsConfig, SpamConfig
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
 from .spec_fields import NOT_BLANK, SAFE_INT
@@ -206,7 +206,9 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def render_doc(name: str, base_url: str, node_name: str, limits: LimitsConfig | None = None) -> str:
+def render_doc(
+    name: str, base_url: str, node_name: str, limits: LimitsConfig | None = None, spam: SpamConfig | None = None,
+) -> str:
     """A document for agents, with this node's own URL, name and limits (what the rules really are here)."""
     tags: dict[str, list[Op]] = {}
     for op in OPERATIONS:
@@ -214,7 +216,7 @@ def render_doc(name: str, base_url: str, node_name: str, limits: LimitsConfig | 
             tags.setdefault(op.tag, []).append(op)
     return _templates().get_template(name).render(
         base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags,
-        limits=limits or LimitsConfig(), minutes=_minutes,
+        limits=limits or LimitsConfig(), spam=spam or SpamConfig(), minutes=_minutes,
     )
 
 
@@ -233,7 +235,7 @@ def _doc_handler(name: str):
     async def handler(request: web.Request) -> web.Response:
         cfg = request.app[appkeys.CONFIG]
         return web.Response(
-            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits), content_type="text/markdown", charset="utf-8"
+            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits, cfg.spam), content_type="text/markdown", charset="utf-8"
         )
 
     return handler

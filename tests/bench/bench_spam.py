@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -198,6 +199,14 @@ async def bench(dsn: str, legit: int, comments: int) -> None:
     agent_ids = [r["id"] for r in await conn.fetch("SELECT id FROM agents ORDER BY name LIMIT 5000")]
     stored = await conn.fetchval("SELECT count(*) FROM spam_fingerprints")
     print(f"{stored} fingerprints stored before the run")
+    # The floor under any database figure on this machine now: a bare round trip, timed the same way.
+    trips = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        await conn.fetchval("SELECT 1")
+        trips.append(time.perf_counter() - t)
+    print(f"baseline: SELECT 1 round trip p50 {_pct(trips, .5):.3f} ms p99 {_pct(trips, .99):.3f} ms "
+          f"(load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
     rng = random.Random(14)
     posts = [varied_text(rng, (2, 6)) for _ in range(legit)]
     cpu, db, held = await run_checks(conn, cfg, agent_ids, posts, "post", rng)
