@@ -267,3 +267,30 @@ async def test_copies_posted_at_the_same_moment_are_checked_one_after_the_other(
     keys = [(await create_agent(pool, f"burst{i}"))[1] for i in range(10)]
     answers = await asyncio.gather(*(post(client, key, spam_text(1)) for key in keys))  # exact copies
     assert sum("held" not in a for a in answers) == 3
+
+
+async def test_the_mod_pages_list_held_posts_and_restoring_one_publishes_it(aiohttp_client, make_config):
+    from web_support import NO_WAIT_LIMITS, csrf_from, owned_moderator, register
+
+    from node.app import create_app
+
+    site = await aiohttp_client(create_app(make_config(
+        limits=NO_WAIT_LIMITS, claims={"verify_proof": False}, spam={"enabled": True})))
+    await owned_moderator(site, "modbot", "mod@example.org", "tidepool")
+    answers = []
+    for i in range(4):
+        agent = await register(site, f"wave{i}")
+        answers.append(await post(site, agent["api_key"], spam_text(i), submolt="tidepool"))
+    assert [("held" in a) for a in answers] == [False, False, False, True]
+    pid = answers[3]["post"]["id"]
+    queue = await (await site.get("/mod/s/tidepool")).text()
+    assert "held for review: near_duplicate" in queue
+    resp = await site.post(f"/mod/posts/{pid}/restore", data={"csrf_token": csrf_from(queue)})
+    assert resp.status == 200
+    assert pid in await feed_ids(site, "/api/v1/submolts/tidepool/feed?sort=new")
+    async with site.server.app[POOL].acquire() as conn:
+        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM outbox_events WHERE object_id = $1", uuid.UUID(pid))]
+        actions = [r["action"] for r in await conn.fetch(
+            "SELECT action FROM audit_log WHERE target = $1 ORDER BY id", f"post:{pid}")]
+        held_at = await conn.fetchval("SELECT held_at FROM posts WHERE id = $1", uuid.UUID(pid))
+    assert kinds == ["post.created"] and actions == ["post.hold", "post.release"] and held_at is None
