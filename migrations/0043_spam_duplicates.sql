@@ -28,3 +28,30 @@ CREATE TABLE spam_bands (
 );
 CREATE INDEX spam_bands_lookup_idx ON spam_bands (band_hash, created_at) INCLUDE (fingerprint_id);
 CREATE INDEX spam_bands_created_idx ON spam_bands USING brin (created_at);
+
+-- One check in one round trip: lock the bands (in one order), store the fingerprint and its bands, then
+-- find the others. A VOLATILE function's statements each take a new snapshot (READ COMMITTED), so the
+-- lookup, after the locks, sees a near-duplicate that a concurrent transaction committed while we waited.
+CREATE FUNCTION spam_screen(p_kind text, p_item uuid, p_author uuid, p_exact bytea, p_signature bytea,
+                            p_bands bigint[], p_since timestamptz, p_limit int)
+RETURNS TABLE (o_kind text, o_item_id uuid, o_author_id uuid, o_signature bytea, o_exact boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    own bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(s.h) FROM (SELECT DISTINCT unnest(p_bands) AS h ORDER BY 1) s;
+    INSERT INTO spam_fingerprints (kind, item_id, author_id, exact_hash, signature)
+        VALUES (p_kind, p_item, p_author, p_exact, p_signature) RETURNING id INTO own;
+    INSERT INTO spam_bands (band_hash, created_at, fingerprint_id)
+        SELECT DISTINCT u.h, now(), own FROM unnest(p_bands) AS u(h);
+    RETURN QUERY
+        SELECT f.kind, f.item_id, f.author_id, f.signature, f.exact_hash = p_exact
+        FROM spam_fingerprints f
+        WHERE f.id IN (
+            SELECT b.fingerprint_id FROM spam_bands b
+            WHERE b.band_hash = ANY(p_bands) AND b.created_at > p_since AND b.fingerprint_id <> own
+            UNION
+            SELECT e.id FROM spam_fingerprints e WHERE e.exact_hash = p_exact AND e.created_at > p_since AND e.id <> own
+            LIMIT p_limit);
+END
+$$;

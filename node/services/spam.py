@@ -87,12 +87,11 @@ async def screen(
     """The verdict for a text about to be written by `agent` as the post or comment `item_id`, inside the
     write's transaction: None (allow) or a Hold. The text's fingerprint is stored too, held or not (copies
     of a held text are spam as well); its bands stay locked until the transaction ends, so concurrent
-    copies are seen. Two round trips: lock and store, then find."""
-    own_id = await store.lock_and_insert_fingerprint(
-        conn, kind, item_id, agent.id, fp.exact_hash, fp.signature_bytes, fp.bands,
-    )
+    copies are seen. One round trip."""
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=cfg.window_hours)
-    candidates = await store.find_candidates(conn, fp.exact_hash, fp.bands, since, cfg.max_candidates, own_id)
+    candidates = await store.screen_fingerprint(
+        conn, kind, item_id, agent.id, fp.exact_hash, fp.signature_bytes, fp.bands, since, cfg.max_candidates,
+    )
     others: set[uuid.UUID] = set()
     exact_others: set[uuid.UUID] = set()
     own = 0

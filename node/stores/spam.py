@@ -20,41 +20,19 @@ class Candidate:
     exact: bool
 
 
-async def lock_and_insert_fingerprint(
-    conn: asyncpg.Connection, kind: str, item_id: uuid.UUID, author_id: uuid.UUID,
-    exact_hash: bytes, signature: bytes, bands: Sequence[int],
-) -> int:
-    """Take transaction-scoped advisory locks on the bands (in one order), then store the fingerprint and its
-    bands; its id. Two near-duplicates written at once are so checked one after the other: the second's
-    next statement (find_candidates, a new snapshot) starts after the first committed."""
-    return await conn.fetchval(
-        """WITH l AS (SELECT count(pg_advisory_xact_lock(h)) AS n
-                      FROM (SELECT DISTINCT unnest($6::bigint[]) AS h ORDER BY 1) s),
-                f AS (INSERT INTO spam_fingerprints (kind, item_id, author_id, exact_hash, signature)
-                      SELECT $1, $2, $3, $4, $5 FROM l RETURNING id, created_at),
-                b AS (INSERT INTO spam_bands (band_hash, created_at, fingerprint_id)
-                      SELECT DISTINCT h, f.created_at, f.id FROM f, unnest($6::bigint[]) AS h)
-           SELECT id FROM f""",
-        kind, item_id, author_id, exact_hash, signature, list(bands),
-    )
-
-
-async def find_candidates(
-    conn: asyncpg.Connection, exact_hash: bytes, bands: Sequence[int], since: dt.datetime, limit: int, own_id: int,
+async def screen_fingerprint(
+    conn: asyncpg.Connection, kind: str, item_id: uuid.UUID, author_id: uuid.UUID, exact_hash: bytes,
+    signature: bytes, bands: Sequence[int], since: dt.datetime, limit: int,
 ) -> list[Candidate]:
-    """Fingerprints in the window sharing a band or the exact hash, other than `own_id` (the text's own)."""
+    """Store the fingerprint and answer the stored ones (since `since`) that share a band or the exact hash
+    with it, in one round trip (the function spam_screen, migration 0043). Its bands are locked first, until
+    the transaction ends: two near-duplicates written at once are checked one after the other, and the
+    second sees the first."""
     rows = await conn.fetch(
-        """SELECT f.kind, f.item_id, f.author_id, f.signature, f.exact_hash = $1 AS exact
-           FROM spam_fingerprints f
-           WHERE f.id IN (
-               SELECT b.fingerprint_id FROM spam_bands b
-               WHERE b.band_hash = ANY($2::bigint[]) AND b.created_at > $3 AND b.fingerprint_id <> $5
-               UNION
-               SELECT e.id FROM spam_fingerprints e WHERE e.exact_hash = $1 AND e.created_at > $3 AND e.id <> $5
-               LIMIT $4)""",
-        exact_hash, list(bands), since, limit, own_id,
+        "SELECT * FROM spam_screen($1, $2, $3, $4, $5, $6::bigint[], $7, $8)",
+        kind, item_id, author_id, exact_hash, signature, list(bands), since, limit,
     )
-    return [Candidate(r["kind"], r["item_id"], r["author_id"], r["signature"], r["exact"]) for r in rows]
+    return [Candidate(r["o_kind"], r["o_item_id"], r["o_author_id"], r["o_signature"], r["o_exact"]) for r in rows]
 
 
 async def prune_fingerprints(conn: asyncpg.Connection, before: dt.datetime) -> int:

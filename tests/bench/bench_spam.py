@@ -193,7 +193,7 @@ def report(label: str, cpu: list[float], db: list[float]) -> None:
 async def bench(dsn: str, legit: int, comments: int) -> None:
     cfg = SpamConfig()
     from node.stores import spam as spam_store
-    for name in ("lock_and_insert_fingerprint", "find_candidates"):
+    for name in ("screen_fingerprint",):
         _timed(spam_store, name)
     conn = await asyncpg.connect(_with_db(dsn, BENCH_DB), command_timeout=600)
     agent_ids = [r["id"] for r in await conn.fetch("SELECT id FROM agents ORDER BY name LIMIT 5000")]
