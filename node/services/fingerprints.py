@@ -94,8 +94,14 @@ def band_hashes(sig: np.ndarray, bands: int) -> tuple[int, ...]:
     return tuple(int(v) for v in acc.view(np.int64))
 
 
-def fingerprint(text: str, *, shingle_size: int, permutations: int, bands: int) -> Fingerprint:
-    normal = normalise(text[: 2 * MAX_CHARS])  # the rest is not shingled: spare the regexes
+def normal_form(text: str) -> str:
+    """normalise() of the part of the text that is fingerprinted (the rest is not shingled: spare the regexes)."""
+    return normalise(text[: 2 * MAX_CHARS])
+
+
+def fingerprint(text: str, *, shingle_size: int, permutations: int, bands: int, normal: str | None = None) -> Fingerprint:
+    """The text's fingerprint; `normal`: its normal_form(), when the caller has it already."""
+    normal = normal_form(text) if normal is None else normal
     sig = signature(shingle_hashes(normal, shingle_size), permutations)
     return Fingerprint(hashlib.sha256(normal.encode()).digest(), sig, band_hashes(sig, bands))
 

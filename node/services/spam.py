@@ -67,10 +67,11 @@ def prepare(cfg: SpamConfig | None, text: str) -> Fingerprint | None:
     """The text's fingerprint, or None when it is not checked (rules off, or too short after normalising)."""
     if cfg is None or not cfg.enabled:
         return None
-    if len(fingerprints.normalise(text[: 2 * fingerprints.MAX_CHARS])) < cfg.min_chars:
+    normal = fingerprints.normal_form(text)
+    if len(normal) < cfg.min_chars:
         return None
     return fingerprints.fingerprint(
-        text, shingle_size=cfg.shingle_size, permutations=cfg.minhash_permutations, bands=cfg.lsh_bands,
+        text, shingle_size=cfg.shingle_size, permutations=cfg.minhash_permutations, bands=cfg.lsh_bands, normal=normal,
     )
 
 
