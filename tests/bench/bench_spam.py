@@ -15,6 +15,12 @@ its own transaction that commits), it checks and stores:
 2. --comments shorter legitimate comments, timed the same way;
 3. a spam wave: 30 agents posting one promotion with small edits (expected: the first 3 pass, 27 held).
 Goal (issue 14): p99 under 2 ms with 1,000,000 stored posts, 0 false positives.
+
+Measured on the 2-core machine shared with other jobs (load average about 2; a bare round trip p50 0.15 ms,
+p99 0.2-0.3 ms), added per check, fingerprint + screen:
+  --posts 100000:  posts p50 0.74 ms p99 1.75 ms; comments p50 0.77 ms p99 1.83 ms
+  --posts 1000000: posts p50 0.92 ms p99 2.14 ms; comments p50 0.79 ms p99 2.55 ms (16M band rows, 1.9 GB)
+0 of 10,000 legitimate posts and 0 of 2,000 comments held; 27 of the 30-copy spam wave held.
 """
 from __future__ import annotations
 
