@@ -104,9 +104,12 @@ async def test_thirty_agents_posting_one_text_with_small_edits_are_held_after_th
     resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(key4))
     assert resp.status == 200
     assert (await resp.json())["post"]["held"]["rule"] == "near_duplicate"
+    resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(mod_key))  # and the submolt's moderators
+    assert resp.status == 200 and (await resp.json())["post"]["content"] == spam_text(4)
     _, stranger = await create_agent(pool, "stranger")
     resp = await client.get(f"/api/v1/posts/{pid}", headers=auth(stranger))
     assert resp.status == 410 and (await resp.json())["post"]["content"] == ""
+    assert (await client.get(f"/api/v1/posts/{pid}")).status == 410
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT post_count FROM submolts WHERE name = 'deals'") == 3
         audit = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'post.hold' AND actor = 'spam'")
@@ -294,3 +297,27 @@ async def test_the_mod_pages_list_held_posts_and_restoring_one_publishes_it(aioh
             "SELECT action FROM audit_log WHERE target = $1 ORDER BY id", f"post:{pid}")]
         held_at = await conn.fetchval("SELECT held_at FROM posts WHERE id = $1", uuid.UUID(pid))
     assert kinds == ["post.created"] and actions == ["post.hold", "post.release"] and held_at is None
+
+
+async def test_agents_trusted_enough_are_never_held(aiohttp_client, make_config):
+    import datetime as dt
+
+    from node.app import create_app
+    from node.stores import reputation as reputation_store
+
+    client = await aiohttp_client(create_app(make_config(
+        limits={"post_interval_seconds": 0}, spam={"enabled": True, "trusted_exempt_trust": 2.0})))
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    for i in range(3):
+        _, key = await create_agent(pool, f"early{i}")
+        await post(client, key, spam_text(i))
+    trusted, trusted_key = await create_agent(pool, "trusted")
+    middling, middling_key = await create_agent(pool, "middling")
+    async with pool.acquire() as conn:
+        await reputation_store.save_trust(conn, [trusted.id, middling.id], {
+            "trust": [2.5, 1.0], "trust_seed": [0.0, 0.0], "trust_attestations": [2.5, 1.0], "trust_upvotes": [0.0, 0.0],
+            "distinct_attesters": [3, 1], "is_seed": [False, False],
+        }, dt.datetime.now(dt.timezone.utc))
+    assert "held" not in await post(client, trusted_key, spam_text(3))
+    assert "held" in await post(client, middling_key, spam_text(4))
