@@ -114,6 +114,9 @@ async def test_thirty_agents_posting_one_text_with_small_edits_are_held_after_th
         assert await conn.fetchval("SELECT post_count FROM submolts WHERE name = 'deals'") == 3
         audit = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'post.hold' AND actor = 'spam'")
         assert audit == 27
+        details = await conn.fetchval("SELECT details FROM audit_log WHERE target = $1", f"post:{answers[3][1]['post']['id']}")
+        # The audit names the copies it found: the first three posts.
+        assert details["rule"] == "near_duplicate" and set(details["duplicates"]) == {f"post:{i}" for i in passed_ids}
         assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'post.created'") == 3
 
     # Only a moderator may release; released, it appears in the feeds, counted, with its create event.

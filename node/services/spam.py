@@ -29,6 +29,7 @@ from . import fingerprints
 from .fingerprints import Fingerprint
 
 NEAR_DUPLICATE = "near_duplicate"
+MAX_DUPLICATES_LISTED = 10
 CROSS_POST_FLOOD = "cross_post_flood"
 
 
@@ -38,6 +39,7 @@ class Hold:
 
     rule: str
     reason: str
+    duplicates: tuple[str, ...] = ()  # "post:<id>" / "comment:<id>" of copies found (some of them), for the audit log
 
     @property
     def stored(self) -> str:
@@ -96,9 +98,12 @@ async def screen(
     others: set[uuid.UUID] = set()
     exact_others: set[uuid.UUID] = set()
     own = 0
+    found: list[str] = []
     for c in candidates:
         if not c.exact and fingerprints.similarity(fingerprints.read_signature(c.signature), fp.signature) < cfg.similarity:
             continue
+        if len(found) < MAX_DUPLICATES_LISTED:
+            found.append(f"{c.kind}:{c.item_id}")
         if c.author_id == agent.id:
             own += 1
         else:
@@ -113,10 +118,10 @@ async def screen(
     if len(others) >= cfg.hold_after_agents:
         how = "exact copies" if len(exact_others) >= cfg.hold_after_agents else "near-duplicates"
         return Hold(NEAR_DUPLICATE, f"{how.capitalize()} of this text were posted by {len(others)} other agents "
-                                    f"in the last {window}; it waits for a moderator's review.")
+                                    f"in the last {window}; it waits for a moderator's review.", tuple(found))
     if own >= cfg.flood_per_agent:
         return Hold(CROSS_POST_FLOOD, f"You posted {own} near-duplicates of this text in the last {window}; "
-                                      "further copies wait for a moderator's review.")
+                                      "further copies wait for a moderator's review.", tuple(found))
     return None
 
 
@@ -128,7 +133,7 @@ async def hold_item(conn: asyncpg.Connection, kind: str, item_id: uuid.UUID, aut
         await store.hold_comment(conn, item_id, hold.stored)
     await agents_store.insert_audit(
         conn, "spam", f"{kind}.hold", f"{kind}:{item_id}",
-        {"rule": hold.rule, "reason": hold.reason, "author_id": str(author_id)},
+        {"rule": hold.rule, "reason": hold.reason, "author_id": str(author_id), "duplicates": list(hold.duplicates)},
     )
 
 
