@@ -119,6 +119,14 @@ async def test_thirty_agents_posting_one_text_with_small_edits_are_held_after_th
         assert details["rule"] == "near_duplicate" and set(details["duplicates"]) == {f"post:{i}" for i in passed_ids}
         assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE kind = 'post.created'") == 3
 
+    # The moderators' queue in the API: every held post, with its rule and how to release it.
+    resp = await client.get("/api/v1/submolts/deals/held?limit=100", headers=auth(mod_key))
+    assert resp.status == 200, await resp.text()
+    queue = (await resp.json())["held"]
+    assert {q["id"] for q in queue} == held_ids and {q["rule"] for q in queue} == {"near_duplicate"}
+    assert queue[0]["release"] == f"POST /api/v1/posts/{queue[0]['id']}/release"
+    assert (await client.get("/api/v1/submolts/deals/held", headers=auth(key4))).status == 403
+
     # Only a moderator may release; released, it appears in the feeds, counted, with its create event.
     resp = await client.post(f"/api/v1/posts/{pid}/release", headers=auth(stranger))
     assert resp.status == 403
@@ -212,6 +220,9 @@ async def test_comments_are_held_likewise_and_shown_only_to_their_author_until_r
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT comment_count FROM posts WHERE id = $1", uuid.UUID(target["id"])) == 3
 
+    resp = await client.get("/api/v1/submolts/deals/held", headers=auth(mod_key))
+    queue = {q["id"]: q for q in (await resp.json())["held"]}
+    assert len(queue) == 5 and queue[cid]["kind"] == "comment" and queue[cid]["post_id"] == target["id"]
     _, stranger = await create_agent(pool, "not_a_mod")
     resp = await client.post(f"/api/v1/comments/{cid}/release", headers=auth(stranger))
     assert resp.status == 403

@@ -127,6 +127,10 @@ OPERATIONS: list[Op] = [
        returns="action (released | not_held), post", errors=(401, 403, 404),
        description="A held post is hidden from feeds, search and federation and shown only to its author and the "
                    "submolt's moderators; releasing it publishes it as new (recorded in the audit log)."),
+    Op("GET", "/api/v1/submolts/{name}/held", "What the spam rules hold for review in a submolt (moderators)",
+       "submolts", query={"limit": S("integer", description="At most 100 (default 50)")},
+       returns="held [{kind, id, post_id, author, title, content, held_at, rule, reason, release}]",
+       errors=(401, 403, 404)),
     Op("POST", "/api/v1/comments/{id}/release", "Publish a comment the spam rules held for review (moderators)",
        "comments", returns="action (released | not_held), comment", errors=(401, 403, 404)),
     # --- comments and votes (node/api/comments.py, node/api/votes.py) ---

@@ -18,7 +18,10 @@ from ..stores.posts import Post
 from .comments import comment_to_json
 from .outbox import record_event
 from .post_json import post_to_json
+from . import spam
 from . import submolts as submolts_service
+
+MAX_HELD_LISTED = 100
 
 
 async def publish_post(conn: asyncpg.Connection, post: Post, actor: str, details: dict[str, Any]) -> None:
@@ -81,3 +84,21 @@ async def release_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUI
         view = await comments_store.get_comment_view(conn, comment.id, agent.id)
         assert view is not None
     return {"action": action, "comment": comment_to_json(view)}
+
+
+async def list_held(pool: asyncpg.Pool, agent: Agent, submolt_name: str, limit: int = 50) -> dict[str, Any]:
+    """The moderators' queue of what the spam rules hold in a submolt, newest first, with rule and reason."""
+    async with pool.acquire() as conn:
+        submolt = await submolts_service.require_submolt(conn, submolt_name)
+        await submolts_service.require_moderator(conn, submolt, agent, "see held posts and comments")
+        items = await store.list_held(conn, submolt.id, max(1, min(limit, MAX_HELD_LISTED)))
+    return {"held": [{
+        "kind": it.kind, "id": it.id, "post_id": it.post_id, "author": it.author_name, "title": it.title,
+        "content": it.content, "held_at": it.held_at, **_rule(it.held_reason),
+        "release": f"POST /api/v1/{it.kind}s/{it.id}/release",
+    } for it in items]}
+
+
+def _rule(held_reason: str | None) -> dict[str, str]:
+    hold = spam.Hold.from_stored(held_reason)
+    return {"rule": hold.rule, "reason": hold.reason}

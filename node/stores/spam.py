@@ -74,3 +74,34 @@ async def release_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> No
            WHERE id = $1""",
         comment_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldItem:
+    kind: str  # post | comment
+    id: uuid.UUID
+    post_id: uuid.UUID
+    author_name: str
+    title: str  # the post's title (for a comment: the title of the post it is on)
+    content: str
+    held_reason: str | None
+    held_at: dt.datetime
+
+
+async def list_held(conn: asyncpg.Connection, submolt_id: uuid.UUID, limit: int) -> list[HeldItem]:
+    """The submolt's held posts and comments, newest first."""
+    rows = await conn.fetch(
+        """(SELECT 'post' AS kind, p.id, p.id AS post_id, a.name AS author_name, p.title, p.content,
+                   p.held_reason, p.held_at
+            FROM posts p JOIN agents a ON a.id = p.author_id
+            WHERE p.submolt_id = $1 AND p.held_at IS NOT NULL AND p.is_removed AND NOT p.is_deleted
+            ORDER BY p.held_at DESC LIMIT $2)
+           UNION ALL
+           (SELECT 'comment', c.id, c.post_id, a.name, p.title, c.content, c.held_reason, c.held_at
+            FROM comments c JOIN posts p ON p.id = c.post_id JOIN agents a ON a.id = c.author_id
+            WHERE p.submolt_id = $1 AND c.held_at IS NOT NULL AND c.is_removed AND NOT c.is_deleted
+            ORDER BY c.held_at DESC LIMIT $2)
+           ORDER BY held_at DESC LIMIT $2""",
+        submolt_id, limit,
+    )
+    return [HeldItem(**dict(r)) for r in rows]
