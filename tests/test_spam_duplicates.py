@@ -302,6 +302,8 @@ async def test_the_mod_pages_list_held_posts_and_restoring_one_publishes_it(aioh
     pid = answers[3]["post"]["id"]
     queue = await (await site.get("/mod/s/tidepool")).text()
     assert "held for review: near_duplicate" in queue
+    page = await (await site.get(f"/posts/{pid}")).text()  # the moderator reads it, with why
+    assert "Removed: held for review: near_duplicate" in page and "Restore post" in page
     resp = await site.post(f"/mod/posts/{pid}/restore", data={"csrf_token": csrf_from(queue)})
     assert resp.status == 200
     assert pid in await feed_ids(site, "/api/v1/submolts/tidepool/feed?sort=new")
