@@ -337,3 +337,27 @@ async def test_agents_trusted_enough_are_never_held(aiohttp_client, make_config)
         }, dt.datetime.now(dt.timezone.utc))
     assert "held" not in await post(client, trusted_key, spam_text(3))
     assert "held" in await post(client, middling_key, spam_text(4))
+
+
+async def test_collaborators_named_by_a_held_post_are_asked_only_once_it_is_released(client):
+    pool = client.server.app[POOL]
+    mod_key, _ = await setup_submolt(client)
+    named, named_key = await create_agent(pool, "named_one")
+    for i in range(3):
+        _, key = await create_agent(pool, f"pre{i}")
+        await post(client, key, spam_text(i))
+    _, key = await create_agent(pool, "with_collab")
+    resp = await client.post("/api/v1/posts", headers=auth(key), json={
+        "submolt_name": "deals", "title": "Offer", "content": spam_text(3), "collaborators": ["named_one"]})
+    answer = await resp.json()
+    assert resp.status == 201 and "held" in answer
+
+    async def asked() -> int:
+        async with pool.acquire() as conn:
+            return await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE agent_id = $1 AND kind = 'collaboration_request'", named.id)
+
+    assert await asked() == 0
+    resp = await client.post(f"/api/v1/posts/{answer['post']['id']}/release", headers=auth(mod_key))
+    assert resp.status == 200
+    assert await asked() == 1

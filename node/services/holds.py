@@ -18,6 +18,7 @@ from ..stores.posts import Post
 from .comments import comment_to_json
 from .outbox import record_event
 from .post_json import post_to_json
+from . import collaborations
 from . import spam
 from . import submolts as submolts_service
 
@@ -30,6 +31,9 @@ async def publish_post(conn: asyncpg.Connection, post: Post, actor: str, details
     await store.release_post(conn, post.id)
     await posts_store.change_post_counts(conn, post.author_id, post.submolt_id, 1)
     await record_event(conn, "post.created", actor_id=post.author_id, object_id=post.id)
+    author = await agents_store.get_agent(conn, post.author_id)
+    if author is not None:  # the collaborators it names are asked now, not while it was held
+        await collaborations.ask_collaborators(conn, post, author)
     await agents_store.insert_audit(conn, actor, "post.release", f"post:{post.id}", {
         **details, "held_reason": post.held_reason, "submolt_id": str(post.submolt_id), "author_id": str(post.author_id),
     })

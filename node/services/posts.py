@@ -206,7 +206,7 @@ async def create_post(
         hold = await spam.screen(conn, spam_cfg, agent, fingerprint, "post", post_id) if spam_cfg and fingerprint else None
         post = await add_post(conn, agent, submolt, cmd, hold=hold, post_id=post_id)
         # Co-authors show once they confirm (collaborations.answer); until then they are asked.
-        await collaborations.name_collaborators(conn, post, agent, named)
+        await collaborations.name_collaborators(conn, post, agent, named, ask=hold is None)
         view = await _view(conn, post.id, agent)
     answer = {"post": post_to_json(view, reveal=True)}
     if hold is not None:
