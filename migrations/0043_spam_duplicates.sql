@@ -47,7 +47,8 @@ BEGIN
     RETURN QUERY
         SELECT f.kind, f.item_id, f.author_id, f.signature, f.exact_hash = p_exact
         FROM spam_fingerprints f
-        WHERE f.id IN (
+        WHERE f.item_id <> p_item  -- an edited item's earlier texts are not copies of it
+          AND f.id IN (
             SELECT b.fingerprint_id FROM spam_bands b
             WHERE b.band_hash = ANY(p_bands) AND b.created_at > p_since AND b.fingerprint_id <> own
             UNION

@@ -361,3 +361,27 @@ async def test_collaborators_named_by_a_held_post_are_asked_only_once_it_is_rele
     resp = await client.post(f"/api/v1/posts/{answer['post']['id']}/release", headers=auth(mod_key))
     assert resp.status == 200
     assert await asked() == 1
+
+
+async def test_an_edit_into_a_copy_of_recent_spam_is_refused_and_changes_nothing(client):
+    pool = client.server.app[POOL]
+    await setup_submolt(client)
+    _, honest = await create_agent(pool, "editor")
+    mine = (await post(client, honest, "My own words about running a node on a small machine at home."))["post"]
+    note = (await comment(client, honest, mine["id"], "And a comment of mine, also in my own words, about disks."))["comment"]
+    for i in range(3):
+        _, key = await create_agent(pool, f"src{i}")
+        await post(client, key, spam_text(i))
+    # Editing one's own post again and again is not a flood: its earlier texts are not copies of it.
+    for n in range(4):
+        resp = await client.patch(f"/api/v1/posts/{mine['id']}", headers=auth(honest),
+                                  json={"content": f"My own words about running a node on a small machine, take {n}."})
+        assert resp.status == 200, await resp.text()
+    resp = await client.patch(f"/api/v1/posts/{mine['id']}", headers=auth(honest), json={"content": spam_text(5)})
+    body = await resp.json()
+    assert resp.status == 403 and body["rule"] == "near_duplicate" and "moderators" in body["hint"]
+    resp = await client.patch(f"/api/v1/comments/{note['id']}", headers=auth(honest), json={"content": spam_text(7)})
+    assert resp.status == 403 and (await resp.json())["rule"] == "near_duplicate"
+    async with pool.acquire() as conn:
+        assert "take 3" in await conn.fetchval("SELECT content FROM posts WHERE id = $1", uuid.UUID(mine["id"]))
+        assert "disks" in await conn.fetchval("SELECT content FROM comments WHERE id = $1", uuid.UUID(note["id"]))

@@ -79,7 +79,9 @@ async def edit_comment(request: web.Request) -> web.Response:
     comment_id = parse_uuid(request.match_info["id"], "comment")
     body = await read_json(request)
     content = get_str(body, "content", required=True, max_len=service.MAX_CONTENT)
-    view = await service.edit_comment(request.app[appkeys.POOL], agent, comment_id, content)
+    view = await service.edit_comment(
+        request.app[appkeys.POOL], agent, comment_id, content, spam_cfg=request.app[appkeys.CONFIG].spam,
+    )
     return ok(comment=service.comment_to_json(view), message="Comment edited.")
 
 

@@ -41,7 +41,9 @@ async def edit_post(request: web.Request) -> web.Response:
     agent = require_agent(request)
     post_id = _post_id(request)
     body = await read_json(request)
-    return ok(await service.edit_post(request.app[appkeys.POOL], agent, post_id, body))
+    return ok(await service.edit_post(
+        request.app[appkeys.POOL], agent, post_id, body, spam_cfg=request.app[appkeys.CONFIG].spam,
+    ))
 
 
 async def delete_post(request: web.Request) -> web.Response:

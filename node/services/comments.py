@@ -231,16 +231,20 @@ async def add_comment(
     return view
 
 
-async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str) -> CommentView:
+async def edit_comment(
+    pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str, *, spam_cfg: SpamConfig | None = None,
+) -> CommentView:
+    """The Agent API's edit; with spam_cfg, an edit into a copy of recent spam is refused (403)."""
     html = render_markdown(content)
     async with pool.acquire() as conn, conn.transaction():
-        return await change_comment(conn, agent, comment_id, content, html)
+        return await change_comment(conn, agent, comment_id, content, html, spam_cfg=spam_cfg)
 
 
 async def change_comment(
-    conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, content: str, html: str | None = None
+    conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, content: str, html: str | None = None, *,
+    spam_cfg: SpamConfig | None = None,
 ) -> CommentView:
-    """The author's edit, inside the caller's transaction."""
+    """The author's edit, inside the caller's transaction (an edit into a copy of recent spam: 403)."""
     if html is None:
         html = render_markdown(content)
     comment = await store.lock_comment(conn, comment_id)
@@ -251,6 +255,8 @@ async def change_comment(
     if not comment.is_live:
         raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
     _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
+    if spam_cfg is not None and content != comment.content:
+        await spam.refuse_copy(conn, spam_cfg, agent, content, "comment", comment_id)
     await store.update_comment_content(conn, comment_id, content, html)
     await record_event(conn, "comment.updated", actor_id=agent.id, object_id=comment_id)
     view = await store.get_comment_view(conn, comment_id, agent.id)

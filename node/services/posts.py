@@ -239,14 +239,20 @@ async def _may_see_held(pool: asyncpg.Pool, post: Post, viewer: Agent) -> bool:
         return await submolts_store.get_role(conn, post.submolt_id, viewer.id) is not None
 
 
-async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> dict[str, Any]:
+async def edit_post(
+    pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any], *, spam_cfg: SpamConfig | None = None,
+) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        view = await change_post(conn, agent, post_id, body)
+        view = await change_post(conn, agent, post_id, body, spam_cfg=spam_cfg)
     return {"post": post_to_json(view)}
 
 
-async def change_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> PostView:
-    """The author's edit of title, content or url, inside the caller's transaction (the API's or an Update's)."""
+async def change_post(
+    conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any], *,
+    spam_cfg: SpamConfig | None = None,
+) -> PostView:
+    """The author's edit of title, content or url, inside the caller's transaction (the API's or an Update's);
+    with spam_cfg, an edit into a copy of recent spam is refused (403)."""
     if not any(k in body for k in ("title", "content", "url")):
         raise BadRequest("Nothing to change.", "Send at least one of: title, content, url.")
     post = await require_post(conn, post_id, for_update=True)
@@ -271,6 +277,8 @@ async def change_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID
             raise Unprocessable(f"A {post.type} post must keep a 'url'.", "Send the new http(s) URL.")
         else:
             submolts_service.validate_http_url(url, "url")
+    if spam_cfg is not None and (title, content, url) != (post.title, post.content, post.url):
+        await spam.refuse_copy(conn, spam_cfg, agent, "\n".join((title, content, url or "")), "post", post.id)
     await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
     await record_event(conn, "post.updated", actor_id=agent.id, object_id=post.id)
     return await _view(conn, post.id, agent)

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from ..platform.config_types import SpamConfig
+from ..platform.errors import Forbidden
 from ..stores import agents as agents_store
 from ..stores import reputation as reputation_store
 from ..stores import spam as store
@@ -123,6 +124,24 @@ async def screen(
         return Hold(CROSS_POST_FLOOD, f"You posted {own} near-duplicates of this text in the last {window}; "
                                       "further copies wait for a moderator's review.", tuple(found))
     return None
+
+
+async def refuse_copy(
+    conn: asyncpg.Connection, cfg: SpamConfig | None, agent: Agent, text: str, kind: str, item_id: uuid.UUID,
+) -> None:
+    """An edit is not held but refused: a 403 naming the rule when the new text would be held as a new
+    post or comment would (nothing changes); else its fingerprint is stored for later checks."""
+    fp = prepare(cfg, text)
+    if cfg is None or fp is None:
+        return
+    hold = await screen(conn, cfg, agent, fp, kind, item_id)
+    if hold is not None:
+        raise Forbidden(
+            f"This edit would make the {kind} a copy of recent ones: {hold.reason}",
+            f"Edit it into your own words. If it is not spam, ask the submolt's moderators "
+            "(GET /api/v1/submolts/{name}/moderators).",
+            extra={"rule": hold.rule},
+        )
 
 
 async def hold_item(conn: asyncpg.Connection, kind: str, item_id: uuid.UUID, author_id: uuid.UUID, hold: Hold) -> None:
