@@ -15,6 +15,7 @@ from .realtime.state import REALTIME
 from .services import feeds as feeds_service
 from .services import node_status as status_service
 from .services import payments as payments_service
+from .services import spam as spam_service
 from .services import wallet as wallet_service
 from .services.trust import run_trust_job
 
@@ -34,6 +35,8 @@ def _jobs(app: web.Application) -> dict[str, Callable[[], Awaitable[None]]]:
     }
     if cfg.reputation.recompute_seconds > 0:
         jobs["trust"] = lambda: run_trust_job(pool, cfg.reputation)
+    if cfg.spam.enabled:  # fingerprints older than the window are never compared again
+        jobs["spam-prune"] = lambda: _every(3600, "spam-prune", lambda: spam_service.prune(pool, cfg.spam))
     jobs.update(_payment_jobs(app))
     return jobs
 

@@ -123,6 +123,7 @@ def make_config(database_url: str, tmp_path: Path) -> Callable[..., Config]:
                 # Many tests have one agent (registered just now) create several submolts; the rule's own
                 # tests (tests/test_submolt_new_agent_rule.py) switch it on.
                 "limits": {"new_agent_submolts": 0},
+                "spam": {"enabled": False},  # tests of the spam rules turn it on
             },
             env={},
         )

@@ -197,7 +197,8 @@ def _reveal(post: dict[str, Any], view: PostView) -> dict[str, Any]:
     p = view.post
     if p.is_deleted:
         return post  # its author withdrew it: not even moderators read it on the site
-    return {**post, "title": p.title, "content_html": p.content_html, "url": p.url, "removed_reason": p.removed_reason}
+    reason = p.removed_reason or (f"held for review: {p.held_reason}" if p.is_held else None)
+    return {**post, "title": p.title, "content_html": p.content_html, "url": p.url, "removed_reason": reason}
 
 
 async def post_page(

@@ -36,9 +36,13 @@ async def create_comment(request: web.Request) -> web.Response:
     # The slot is taken before the write and given back if the write fails (e.g. a locked post).
     async with action_limit(request.app, cfg, agent, "comment"):
         view = await service.create_comment(
-            request.app[appkeys.POOL], agent, post_id, content, parent_id, max_depth=cfg.limits.max_comment_depth
+            request.app[appkeys.POOL], agent, post_id, content, parent_id, max_depth=cfg.limits.max_comment_depth,
+            spam_cfg=cfg.spam,
         )
-    return ok({"comment": service.comment_to_json(view), "message": "Comment posted."}, status=201)
+    comment = service.comment_to_json(view)
+    if "held" in comment:  # 201 all the same: the comment is stored, waiting for a moderator
+        return ok({"comment": comment, "held": comment["held"], "message": "Comment held for review."}, status=201)
+    return ok({"comment": comment, "message": "Comment posted."}, status=201)
 
 
 async def list_comments(request: web.Request) -> web.Response:
@@ -75,7 +79,9 @@ async def edit_comment(request: web.Request) -> web.Response:
     comment_id = parse_uuid(request.match_info["id"], "comment")
     body = await read_json(request)
     content = get_str(body, "content", required=True, max_len=service.MAX_CONTENT)
-    view = await service.edit_comment(request.app[appkeys.POOL], agent, comment_id, content)
+    view = await service.edit_comment(
+        request.app[appkeys.POOL], agent, comment_id, content, spam_cfg=request.app[appkeys.CONFIG].spam,
+    )
     return ok(comment=service.comment_to_json(view), message="Comment edited.")
 
 

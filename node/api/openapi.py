@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from ..platform import appkeys
-from ..platform.config_types import LimitsConfig, ReputationConfig
+from ..platform.config_types import LimitsConfig, ReputationConfig, SpamConfig
 from ..services.thresholds import documented as documented_thresholds
 from ..edge.http import dumps
 from .spec import OPERATIONS, Field, Op
@@ -209,7 +209,7 @@ def _templates() -> jinja2.Environment:
 
 def render_doc(
     name: str, base_url: str, node_name: str, limits: LimitsConfig | None = None,
-    reputation: ReputationConfig | None = None,
+    reputation: ReputationConfig | None = None, spam: SpamConfig | None = None,
 ) -> str:
     """A document for agents, with this node's own URL, name and limits (what the rules really are here)."""
     tags: dict[str, list[Op]] = {}
@@ -218,7 +218,7 @@ def render_doc(
             tags.setdefault(op.tag, []).append(op)
     return _templates().get_template(name).render(
         base_url=base_url, api=f"{base_url}/api/v1", node_name=node_name, tags=tags,
-        limits=limits or LimitsConfig(), minutes=_minutes,
+        limits=limits or LimitsConfig(), spam=spam or SpamConfig(), minutes=_minutes,
         thresholds=[t for t in documented_thresholds(reputation or ReputationConfig()) if t["enabled"]],
     )
 
@@ -238,7 +238,8 @@ def _doc_handler(name: str):
     async def handler(request: web.Request) -> web.Response:
         cfg = request.app[appkeys.CONFIG]
         return web.Response(
-            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits, cfg.reputation), content_type="text/markdown", charset="utf-8"
+            text=render_doc(name, cfg.base_url, cfg.node.name, cfg.limits, cfg.reputation, cfg.spam),
+            content_type="text/markdown", charset="utf-8"
         )
 
     return handler

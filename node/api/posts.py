@@ -26,7 +26,8 @@ async def create_post(request: web.Request) -> web.Response:
         body = {**body, "submolt_name": await resolver.lookup_submolt(submolt.strip())}
     # The post slot is taken first and given back if the post is refused, so a bad body costs nothing.
     async with action_limit(request.app, request.app[appkeys.CONFIG], agent, "post"):
-        result = await service.create_post(request.app[appkeys.POOL], request.app[appkeys.CONFIG].reputation, agent, body)
+        cfg = request.app[appkeys.CONFIG]
+        result = await service.create_post(request.app[appkeys.POOL], cfg.reputation, agent, body, spam_cfg=cfg.spam)
     return ok(result, status=201)
 
 
@@ -39,7 +40,9 @@ async def edit_post(request: web.Request) -> web.Response:
     agent = require_agent(request)
     post_id = _post_id(request)
     body = await read_json(request)
-    return ok(await service.edit_post(request.app[appkeys.POOL], agent, post_id, body))
+    return ok(await service.edit_post(
+        request.app[appkeys.POOL], agent, post_id, body, spam_cfg=request.app[appkeys.CONFIG].spam,
+    ))
 
 
 async def delete_post(request: web.Request) -> web.Response:

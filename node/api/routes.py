@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, bounties, collaborations, comments, feeds, follows, groups, health, home, lnurl, messages, notifications,
+    agents, bounties, collaborations, comments, feeds, follows, groups, health, holds, home, lnurl, messages, notifications,
     openapi, posts, reports, reputation, search, submolts, votes, wallet,
 )
 
@@ -17,6 +17,7 @@ def setup(app: web.Application) -> None:
     votes.setup(app)
     submolts.setup(app)
     posts.setup(app)
+    holds.setup(app)
     feeds.setup(app)
     follows.setup(app)
     reputation.setup(app)

@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config_types import ClaimsConfig, Config, ConfigError, FederationConfig, PaymentsConfig
+from .config_types import ClaimsConfig, Config, ConfigError, FederationConfig, PaymentsConfig, SpamConfig
 
 ENV_PREFIX = "REEF_"
 _SECTIONS = tuple(f.name for f in dataclasses.fields(Config))
@@ -192,6 +192,7 @@ def _validate(cfg: Config) -> None:
                 f"Use {key} >= 0 (0: this measure does not count for the rule; both keys of a rule 0: no rule).",
             )
     _validate_payments(cfg.payments)
+    _validate_spam(cfg.spam)
     if cfg.database.pool_min < 1 or cfg.database.pool_max < cfg.database.pool_min:
         raise ConfigError(
             "Invalid [database] pool_min/pool_max.", "Use 1 <= pool_min <= pool_max."
@@ -350,6 +351,20 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
                 "Fix the syntax at the line named; strings need quotes, e.g. host = \"127.0.0.1\".",
             ) from None
     return build_config(data, env, source)
+
+
+def _validate_spam(spam: SpamConfig) -> None:
+    if spam.window_hours <= 0 or spam.min_chars < spam.shingle_size or not 1 <= spam.shingle_size <= 20 \
+            or not 1 <= spam.lsh_bands <= spam.minhash_permutations <= 1024 \
+            or spam.minhash_permutations % spam.lsh_bands or not 0 < spam.similarity <= 1 \
+            or spam.hold_after_agents < 1 or spam.flood_per_agent < 1 or spam.trusted_exempt_trust < 0 \
+            or spam.max_candidates < 1:
+        raise ConfigError(
+            f"Invalid [spam] section: {spam}.",
+            "Use window_hours > 0, 1 <= shingle_size <= 20, min_chars >= shingle_size, lsh_bands dividing "
+            "minhash_permutations (at most 1024), 0 < similarity <= 1, hold_after_agents, flood_per_agent and "
+            "max_candidates >= 1, trusted_exempt_trust >= 0.",
+        )
 
 
 def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:

@@ -156,6 +156,21 @@ class ReputationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpamConfig:
+    enabled: bool = True
+    window_hours: float = 48.0
+    min_chars: int = 40
+    shingle_size: int = 5
+    minhash_permutations: int = 64
+    lsh_bands: int = 16
+    similarity: float = 0.8
+    hold_after_agents: int = 3
+    flood_per_agent: int = 3
+    trusted_exempt_trust: float = 0.0
+    max_candidates: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentsConfig:
     backend: str = "none"  # none | lnbits | cln | lnd
     lnbits_url: str = ""
@@ -196,6 +211,7 @@ class Config:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
 
     @property
     def domain(self) -> str:

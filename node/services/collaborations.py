@@ -62,13 +62,27 @@ async def resolve_collaborators(conn: asyncpg.Connection, author: Agent, names: 
     return found
 
 
-async def name_collaborators(conn: asyncpg.Connection, post: Post, author: Agent, agents: Sequence[Agent]) -> None:
-    """Record them as pending and ask each (a notification; remote agents hear of it through the post)."""
+async def name_collaborators(
+    conn: asyncpg.Connection, post: Post, author: Agent, agents: Sequence[Agent], *, ask: bool = True,
+) -> None:
+    """Record them as pending and ask each (a notification; remote agents hear of it through the post).
+    `ask` false: a post held for review asks nobody until it is released (ask_collaborators)."""
     if not agents:
         return
     await store.insert_collaborators(conn, post.id, [a.id for a in agents])
-    for agent in agents:
-        await notifications.notify(conn, agent.id, "collaboration_request", actor=(author.id, author.handle),
+    if ask:
+        await _ask(conn, post, author, [a.id for a in agents])
+
+
+async def ask_collaborators(conn: asyncpg.Connection, post: Post, author: Agent) -> None:
+    """Ask the collaborators still pending on a post (one the spam rules held, now released)."""
+    pending = [c.agent.id for c in await store.list_collaborators(conn, post.id) if c.status == "pending"]
+    await _ask(conn, post, author, pending)
+
+
+async def _ask(conn: asyncpg.Connection, post: Post, author: Agent, agent_ids: Sequence[uuid.UUID]) -> None:
+    for agent_id in agent_ids:
+        await notifications.notify(conn, agent_id, "collaboration_request", actor=(author.id, author.handle),
                                    post_id=post.id, data={"title": post.title})
 
 

@@ -12,7 +12,9 @@ from ..platform.errors import Forbidden, Gone, NotFound, Unprocessable
 from .markdown import render_markdown
 from .outbox import record_event
 from . import bans
+from . import spam
 from . import submolts as submolts_service
+from ..platform.config_types import SpamConfig
 from ..stores import agents as agents_store
 from ..stores import comments as store
 from ..stores import submolts as submolts_store
@@ -130,6 +132,8 @@ async def get_comment_thread(
         view = await store.get_comment_view(conn, comment_id, viewer_id)
         if view is None:
             raise NotFound(f"No comment {comment_id}.", "Check the comment id; GET /api/v1/posts/{id}/comments lists them.")
+        if view.comment.is_held and view.comment.author_id != viewer_id:
+            raise NotFound(f"No comment {comment_id}.", "Check the comment id; GET /api/v1/posts/{id}/comments lists them.")
         _require_visible_post(await store.get_post_state(conn, view.comment.post_id), view.comment.post_id)
         replies = await store.list_descendant_views(conn, comment_id, viewer_id)
     return _build_tree([view], replies, sort)[0]
@@ -146,11 +150,17 @@ async def create_comment(
     parent_id: uuid.UUID | None = None,
     *,
     max_depth: int,
+    spam_cfg: SpamConfig | None = None,
 ) -> CommentView:
-    """The Agent API's new comment, in a transaction of its own (see add_comment)."""
+    """The Agent API's new comment, in a transaction of its own (see add_comment). Near-duplicate spam
+    (spam_cfg) is stored held for review: the view's comment then is_held."""
     html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
+    fingerprint = spam.prepare(spam_cfg, content)
     async with pool.acquire() as conn, conn.transaction():
-        return await add_comment(conn, agent, post_id, content, parent_id, max_depth=max_depth, html=html)
+        return await add_comment(
+            conn, agent, post_id, content, parent_id, max_depth=max_depth, html=html,
+            screen=(spam_cfg, fingerprint) if spam_cfg and fingerprint else None,
+        )
 
 
 async def add_comment(
@@ -162,9 +172,11 @@ async def add_comment(
     *,
     max_depth: int,
     html: str | None = None,
+    screen: tuple[SpamConfig, spam.Fingerprint] | None = None,
 ) -> CommentView:
     """A new comment (or reply) inside the caller's transaction, local or received: locks, bans, depth; the
-    post, parent and author counters move with the row."""
+    post, parent and author counters move with the row. `screen`: the spam rules' check, after the post's
+    rules; a held comment is stored as removed, uncounted and without its event (recorded at release)."""
     if html is None:
         html = render_markdown(content)
     post = _require_visible_post(await store.lock_post_state(conn, post_id), post_id)
@@ -200,29 +212,39 @@ async def add_comment(
                 "Reply to a comment higher up in the thread, or start a new top-level comment.",
                 extra={"max_depth": max_depth},
             )
-        await store.add_reply_count(conn, parent_id, 1)
+    comment_id = uuid.uuid4()  # known before the row: the fingerprint names it
+    hold = await spam.screen(conn, screen[0], agent, screen[1], "comment", comment_id) if screen else None
     comment = await store.insert_comment(
         conn, post_id=post_id, parent_id=parent_id, author_id=agent.id,
-        content=content, content_html=html, depth=depth,
+        content=content, content_html=html, depth=depth, comment_id=comment_id,
     )
-    await store.add_post_comment_count(conn, post_id, 1)
-    await store.add_agent_comments_count(conn, agent.id, 1)
-    await record_event(conn, "comment.created", actor_id=agent.id, object_id=comment.id)
+    if hold is not None:
+        await spam.hold_item(conn, "comment", comment.id, agent.id, hold)
+    else:
+        if parent_id is not None:
+            await store.add_reply_count(conn, parent_id, 1)
+        await store.add_post_comment_count(conn, post_id, 1)
+        await store.add_agent_comments_count(conn, agent.id, 1)
+        await record_event(conn, "comment.created", actor_id=agent.id, object_id=comment.id)
     view = await store.get_comment_view(conn, comment.id, agent.id)
     assert view is not None
     return view
 
 
-async def edit_comment(pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str) -> CommentView:
+async def edit_comment(
+    pool: asyncpg.Pool, agent: Agent, comment_id: uuid.UUID, content: str, *, spam_cfg: SpamConfig | None = None,
+) -> CommentView:
+    """The Agent API's edit; with spam_cfg, an edit into a copy of recent spam is refused (403)."""
     html = render_markdown(content)
     async with pool.acquire() as conn, conn.transaction():
-        return await change_comment(conn, agent, comment_id, content, html)
+        return await change_comment(conn, agent, comment_id, content, html, spam_cfg=spam_cfg)
 
 
 async def change_comment(
-    conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, content: str, html: str | None = None
+    conn: asyncpg.Connection, agent: Agent, comment_id: uuid.UUID, content: str, html: str | None = None, *,
+    spam_cfg: SpamConfig | None = None,
 ) -> CommentView:
-    """The author's edit, inside the caller's transaction."""
+    """The author's edit, inside the caller's transaction (an edit into a copy of recent spam: 403)."""
     if html is None:
         html = render_markdown(content)
     comment = await store.lock_comment(conn, comment_id)
@@ -233,6 +255,8 @@ async def change_comment(
     if not comment.is_live:
         raise Gone("This comment was deleted or removed; it cannot be edited.", "Write a new comment instead.")
     _require_visible_post(await store.get_post_state(conn, comment.post_id), comment.post_id)
+    if spam_cfg is not None and content != comment.content:
+        await spam.refuse_copy(conn, spam_cfg, agent, content, "comment", comment_id)
     await store.update_comment_content(conn, comment_id, content, html)
     await record_event(conn, "comment.updated", actor_id=agent.id, object_id=comment_id)
     view = await store.get_comment_view(conn, comment_id, agent.id)
@@ -264,7 +288,7 @@ async def remove_comment(conn: asyncpg.Connection, agent: Agent, comment_id: uui
         await record_event(conn, "comment.deleted", actor_id=agent.id, object_id=comment_id)
         action = "deleted"
     elif await submolts_store.is_moderator(conn, post.submolt_id, agent.id):
-        if comment.is_removed:
+        if comment.is_removed and not comment.is_held:  # a held comment is removed for good now
             return "already_removed"
         await store.mark_comment_removed(conn, comment_id, agent.id, reason or None)
         await record_event(conn, "comment.removed", actor_id=agent.id, object_id=comment_id, data={"reason": reason or None})
@@ -303,12 +327,16 @@ def comment_to_json(view: CommentView, replies: list[dict[str, Any]] | None = No
         "karma": view.author.karma,
         "avatar_url": view.author.avatar_url,
     }
-    if c.is_removed or c.is_deleted:
+    held = {}
+    if c.is_held:  # only its author is shown it (the thread queries leave it out for everyone else)
+        held = {"held": spam.held_json(spam.Hold.from_stored(c.held_reason), "comment")}
+    elif c.is_removed or c.is_deleted:
         text = REMOVED_TEXT if c.is_removed else DELETED_TEXT
         content, content_html = text, f"<p>{text}</p>"
     if c.is_deleted:
         author = None
     return {
+        **held,
         "id": c.id,
         "post_id": c.post_id,
         "parent_id": c.parent_id,

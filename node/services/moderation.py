@@ -27,6 +27,7 @@ from ..stores.agents import Agent
 from ..stores.submolts import Submolt
 from ..stores.web_accounts import Account
 from . import admin as admin_service
+from . import holds
 from . import posts as posts_service
 from . import removals
 from . import submolts as submolts_service
@@ -102,7 +103,7 @@ async def remove_post(pool: asyncpg.Pool, account: Account, post_id: uuid.UUID, 
     async with pool.acquire() as conn, conn.transaction():
         post = await _locked_post(conn, post_id)
         mod = await moderator_for(conn, account, post.submolt_id)
-        if post.is_removed:
+        if post.is_removed and not post.is_held:
             return "already_removed"
         await removals.take_down_post(conn, post.id, removed_by=mod.agent_id, reason=reason)
         await record_event(conn, "post.removed", actor_id=mod.agent_id, object_id=post.id, data={"reason": reason})
@@ -118,6 +119,9 @@ async def restore_post(pool: asyncpg.Pool, account: Account, post_id: uuid.UUID)
         mod = await moderator_for(conn, account, post.submolt_id)
         if not post.is_removed:
             return "not_removed"
+        if post.is_held:  # held by the spam rules, never published: publish it now
+            await holds.publish_post(conn, post, mod.actor, mod.details())
+            return "restored"
         await removals.bring_back_post(conn, post.id)
         removed_by = str(post.removed_by) if post.removed_by else None  # whose federated removal is undone
         await record_event(conn, "post.restored", actor_id=mod.agent_id, object_id=post.id, data={"removed_by": removed_by})
@@ -164,7 +168,7 @@ async def remove_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid.
     async with pool.acquire() as conn, conn.transaction():
         post, comment = await _locked_comment(conn, comment_id)
         mod = await moderator_for(conn, account, post.submolt_id)
-        if comment.is_removed:
+        if comment.is_removed and not comment.is_held:
             return "already_removed"
         await removals.take_down_comment(conn, comment.id, removed_by=mod.agent_id, reason=reason)
         await record_event(conn, "comment.removed", actor_id=mod.agent_id, object_id=comment.id, data={"reason": reason})
@@ -179,6 +183,9 @@ async def restore_comment(pool: asyncpg.Pool, account: Account, comment_id: uuid
         mod = await moderator_for(conn, account, post.submolt_id)
         if not comment.is_removed:
             return "not_removed"
+        if comment.is_held:
+            await holds.publish_comment(conn, comment, mod.actor, mod.details())
+            return "restored"
         await removals.bring_back_comment(conn, comment.id)
         removed_by = str(comment.removed_by) if comment.removed_by else None
         await record_event(conn, "comment.restored", actor_id=mod.agent_id, object_id=comment.id, data={"removed_by": removed_by})

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import asyncpg
 
 from .bounties import bounties_on_post
-from ..platform.config_types import ReputationConfig
+from ..platform.config_types import ReputationConfig, SpamConfig
 from ..platform.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unprocessable
 from .markdown import render_markdown
 from .outbox import record_event
@@ -22,8 +22,10 @@ from ..edge.validation import get_str
 from . import bans
 from . import collaborations
 from . import notifications
+from . import spam
 from . import submolts as submolts_service
 from . import thresholds
+from .post_json import post_to_json  # noqa: F401 - the post object's home for callers of this module
 
 MAX_TITLE = 300
 MAX_CONTENT = 40_000
@@ -33,48 +35,6 @@ MAX_PINNED = 3
 POST_TYPES = ("text", "link", "image")
 DERIVED_TITLE_CHARS = 120
 _MARKUP_PREFIX = re.compile(r"^[#>*+\-\s]+")
-
-
-# --- serialisation -----------------------------------------------------------------------------
-
-def post_to_json(view: PostView) -> dict[str, Any]:
-    """The post object of the API. Deleted and removed posts become tombstones: no title, body or link."""
-    p = view.post
-    hidden = not p.is_visible
-    return {
-        "id": p.id,
-        "title": ("[removed]" if p.is_removed else "[deleted]") if hidden else p.title,
-        "content": "" if hidden else p.content,
-        "content_html": "" if hidden else p.content_html,
-        "url": None if hidden else p.url,
-        "type": p.type,
-        "score": p.score,
-        "upvotes": p.upvotes,
-        "downvotes": p.downvotes,
-        "comment_count": p.comment_count,
-        "created_at": p.created_at,
-        "edited_at": p.edited_at,
-        "is_pinned": p.is_pinned,
-        "is_locked": p.is_locked,
-        "is_deleted": p.is_deleted,
-        "is_removed": p.is_removed,
-        "author": {
-            "id": view.author.id,
-            "name": view.author.handle,
-            "domain": view.author.domain,
-            "display_name": view.author.display_name,
-            "karma": view.author.karma,
-            "avatar_url": view.author.avatar_url,
-        },
-        "submolt": {
-            "id": view.submolt.id, "name": view.submolt.handle, "domain": view.submolt.domain,
-            "display_name": view.submolt.display_name,
-        },
-        "user_vote": view.user_vote,
-        "collaborators": [] if hidden else [
-            {"id": c.id, "name": c.name, "display_name": c.display_name} for c in view.collaborators
-        ],
-    }
 
 
 async def _view(conn: asyncpg.Connection, post_id: uuid.UUID, viewer: Agent | None) -> PostView:
@@ -89,6 +49,8 @@ def _not_found(post_id: uuid.UUID) -> NotFound:
 
 
 def _gone(post: Post) -> Gone:
+    if post.is_held:
+        return Gone("This post is held for review.", "A moderator of its submolt reviews it; until then it is hidden.")
     if post.is_removed:
         return Gone("This post was removed by a moderator.", "Removed posts cannot be read, changed or voted on.")
     return Gone("This post was deleted by its author.", "Deleted posts cannot be read, changed or voted on.")
@@ -187,13 +149,20 @@ class NewPost:
     url: str | None = None
     collaborator_ids: tuple[uuid.UUID, ...] = ()
 
+    @property
+    def text(self) -> str:
+        """What the spam rules compare."""
+        return "\n".join((self.title, self.content, self.url or ""))
+
 
 async def add_post(
     conn: asyncpg.Connection, agent: Agent, submolt: submolts_store.Submolt, cmd: NewPost, *, received: bool = False,
+    hold: spam.Hold | None = None, post_id: uuid.UUID | None = None,
 ) -> Post:
     """The one way a post is written, local or received (`received`: an inbound Create): the submolt's rules
     (bans, moderators-only), the row, the counters and the event, inside the caller's transaction. A remote
-    group's own node rules on who may post in it; here we only know its moderators in part."""
+    group's own node rules on who may post in it; here we only know its moderators in part. A post held for
+    review (`hold`) is stored as removed, uncounted and without its event (recorded when it is released)."""
     await bans.require_not_banned(conn, submolt.id, agent.id)
     checks_mods = submolt.is_local or not received
     if checks_mods and submolt.posting_restricted_to_mods and not await submolts_store.is_moderator(conn, submolt.id, agent.id):
@@ -203,14 +172,21 @@ async def add_post(
         )
     post = await store.insert_post(
         conn, submolt_id=submolt.id, author_id=agent.id, type=cmd.type, title=cmd.title, content=cmd.content,
-        content_html=cmd.content_html, url=cmd.url, collaborators=list(cmd.collaborator_ids),
+        content_html=cmd.content_html, url=cmd.url, collaborators=list(cmd.collaborator_ids), post_id=post_id,
     )
+    if hold is not None:
+        await spam.hold_item(conn, "post", post.id, agent.id, hold)
+        return post
     await store.change_post_counts(conn, agent.id, submolt.id, 1)
     await record_event(conn, "post.created", actor_id=agent.id, object_id=post.id)
     return post
 
 
-async def create_post(pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any]) -> dict[str, Any]:
+async def create_post(
+    pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent, body: Mapping[str, Any], *,
+    spam_cfg: SpamConfig | None = None,
+) -> dict[str, Any]:
+    """A new post from the Agent API; near-duplicate spam (spam_cfg) is held for review: 201 with `held`."""
     submolt_name = _submolt_name(body)
     kind, url = _type_and_url(body)
     title = get_str(body, "title", max_len=MAX_TITLE) or ""
@@ -223,18 +199,23 @@ async def create_post(pool: asyncpg.Pool, rules: ReputationConfig, agent: Agent,
         title = derive_title(content)
     names = _collaborator_names(body, agent)
     content_html = render_markdown(content)  # before the transaction: rendering is CPU, not I/O
+    cmd = NewPost(type=kind, title=title, content=content, content_html=content_html, url=url)
+    fingerprint = spam.prepare(spam_cfg, cmd.text)  # CPU too
     async with pool.acquire() as conn, conn.transaction():
         if kind == "link":
             await thresholds.require(conn, rules, agent, thresholds.POST_LINKS)
         submolt = await submolts_service.require_submolt(conn, submolt_name)
         named = await collaborations.resolve_collaborators(conn, agent, names)
+        post_id = uuid.uuid4()  # known before the row: the fingerprint names it
+        hold = await spam.screen(conn, spam_cfg, agent, fingerprint, "post", post_id) if spam_cfg and fingerprint else None
+        post = await add_post(conn, agent, submolt, cmd, hold=hold, post_id=post_id)
         # Co-authors show once they confirm (collaborations.answer); until then they are asked.
-        post = await add_post(conn, agent, submolt, NewPost(
-            type=kind, title=title, content=content, content_html=content_html, url=url,
-        ))
-        await collaborations.name_collaborators(conn, post, agent, named)
+        await collaborations.name_collaborators(conn, post, agent, named, ask=hold is None)
         view = await _view(conn, post.id, agent)
-    return {"post": post_to_json(view)}
+    answer = {"post": post_to_json(view, reveal=True)}
+    if hold is not None:
+        answer["held"] = spam.held_json(hold, "post")
+    return answer
 
 
 async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None) -> dict[str, Any]:
@@ -245,6 +226,8 @@ async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None)
     if not views:
         raise _not_found(post_id)
     view = views[0]
+    if view.post.is_held and viewer is not None and await _may_see_held(pool, view.post, viewer):
+        return {"post": post_to_json(view, reveal=True)}
     if not view.post.is_visible:
         gone = _gone(view.post)
         gone.extra["post"] = post_to_json(view)
@@ -252,14 +235,28 @@ async def get_post(pool: asyncpg.Pool, post_id: uuid.UUID, viewer: Agent | None)
     return {"post": {**post_to_json(view), "bounties": bounties}}
 
 
-async def edit_post(pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> dict[str, Any]:
+async def _may_see_held(pool: asyncpg.Pool, post: Post, viewer: Agent) -> bool:
+    """A held post is shown to its author and to moderators of its submolt."""
+    if post.author_id == viewer.id:
+        return True
+    async with pool.acquire() as conn:
+        return await submolts_store.get_role(conn, post.submolt_id, viewer.id) is not None
+
+
+async def edit_post(
+    pool: asyncpg.Pool, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any], *, spam_cfg: SpamConfig | None = None,
+) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        view = await change_post(conn, agent, post_id, body)
+        view = await change_post(conn, agent, post_id, body, spam_cfg=spam_cfg)
     return {"post": post_to_json(view)}
 
 
-async def change_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any]) -> PostView:
-    """The author's edit of title, content or url, inside the caller's transaction (the API's or an Update's)."""
+async def change_post(
+    conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID, body: Mapping[str, Any], *,
+    spam_cfg: SpamConfig | None = None,
+) -> PostView:
+    """The author's edit of title, content or url, inside the caller's transaction (the API's or an Update's);
+    with spam_cfg, an edit into a copy of recent spam is refused (403)."""
     if not any(k in body for k in ("title", "content", "url")):
         raise BadRequest("Nothing to change.", "Send at least one of: title, content, url.")
     post = await require_post(conn, post_id, for_update=True)
@@ -284,6 +281,8 @@ async def change_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID
             raise Unprocessable(f"A {post.type} post must keep a 'url'.", "Send the new http(s) URL.")
         else:
             submolts_service.validate_http_url(url, "url")
+    if spam_cfg is not None and (title, content, url) != (post.title, post.content, post.url):
+        await spam.refuse_copy(conn, spam_cfg, agent, "\n".join((title, content, url or "")), "post", post.id)
     await store.update_post_content(conn, post.id, title=title, content=content, content_html=content_html, url=url)
     await record_event(conn, "post.updated", actor_id=agent.id, object_id=post.id)
     return await _view(conn, post.id, agent)
@@ -312,7 +311,7 @@ async def remove_post(conn: asyncpg.Connection, agent: Agent, post_id: uuid.UUID
         action = "deleted"
     else:
         await _require_post_moderator(conn, post, agent, "remove posts of others")
-        if post.is_removed:
+        if post.is_removed and not post.is_held:  # a held post is removed for good now
             return "already_removed"
         await store.mark_removed(conn, post.id, removed_by=agent.id, reason=reason or None)
         await record_event(conn, "post.removed", actor_id=agent.id, object_id=post.id, data={"reason": reason or None})

@@ -19,7 +19,7 @@ async def take_down_post(
 ) -> Post | None:
     """Mark the post removed; None when there is no such post or it already was removed."""
     post = await posts_store.get_post(conn, post_id, for_update=True)
-    if post is None or post.is_removed:
+    if post is None or (post.is_removed and not post.is_held):  # a held post: removed for good now
         return None
     await posts_store.mark_removed(conn, post.id, removed_by=removed_by, reason=reason)
     if post.is_visible:  # counters count visible posts
@@ -57,7 +57,7 @@ async def take_down_comment(
     conn: asyncpg.Connection, comment_id: uuid.UUID, *, removed_by: uuid.UUID | None, reason: str | None,
 ) -> Comment | None:
     comment = await _lock_comment(conn, comment_id)
-    if comment is None or comment.is_removed:
+    if comment is None or (comment.is_removed and not comment.is_held):
         return None
     await comments_store.mark_comment_removed(conn, comment.id, removed_by, reason)
     if comment.is_live:

@@ -12,7 +12,7 @@ from .posts import AuthorRef
 
 COMMENT_COLUMNS = """c.id, c.post_id, c.parent_id, c.root_id, c.author_id, c.content, c.content_html, c.depth,
     c.score, c.upvotes, c.downvotes, c.reply_count, c.best_rank, c.controversy_rank, c.is_deleted,
-    c.deleted_at, c.is_removed, c.removed_reason, c.removed_by, c.created_at, c.edited_at"""
+    c.deleted_at, c.is_removed, c.removed_reason, c.removed_by, c.created_at, c.edited_at, c.held_at, c.held_reason"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +38,17 @@ class Comment:
     removed_by: uuid.UUID | None
     created_at: dt.datetime
     edited_at: dt.datetime | None
+    held_at: dt.datetime | None = None  # held for review (spam rules): stored as removed until released
+    held_reason: str | None = None
 
     @property
     def is_live(self) -> bool:
         """Neither deleted by its author nor removed by a moderator: what the counters count."""
         return not (self.is_deleted or self.is_removed)
+
+    @property
+    def is_held(self) -> bool:
+        return self.held_at is not None and self.is_removed and not self.is_deleted
 
 
 # A comment's author is shown exactly as a post's: one record type for both.
@@ -105,6 +111,9 @@ _VIEW_SELECT = f"""SELECT {COMMENT_COLUMNS}, a.name AS a_name, a.domain AS a_dom
     JOIN agents a ON a.id = c.author_id
     LEFT JOIN comment_votes v ON v.comment_id = c.id AND v.agent_id = $1"""
 
+# Comments held for review are in threads only for their author (held comments take no replies).
+_SHOWN = "(c.held_at IS NULL OR c.author_id = $1)"
+
 
 async def get_post_state(conn: asyncpg.Connection, post_id: uuid.UUID) -> PostState | None:
     row = await conn.fetchrow(
@@ -133,13 +142,14 @@ async def insert_comment(
     content: str,
     content_html: str,
     depth: int,
+    comment_id: uuid.UUID | None = None,
 ) -> Comment:
     # root_id and the ranks are set by the comments_before_insert trigger (migration 0005).
     row = await conn.fetchrow(
-        f"""INSERT INTO comments AS c (post_id, parent_id, author_id, content, content_html, depth)
-            VALUES ($1, $2, $3, $4, $5, $6)
+        f"""INSERT INTO comments AS c (id, post_id, parent_id, author_id, content, content_html, depth)
+            VALUES (coalesce($7, gen_random_uuid()), $1, $2, $3, $4, $5, $6)
             RETURNING {COMMENT_COLUMNS}""",
-        post_id, parent_id, author_id, content, content_html, depth,
+        post_id, parent_id, author_id, content, content_html, depth, comment_id,
     )
     return _comment(row)
 
@@ -185,7 +195,7 @@ async def list_top_level_views(
         params.extend(after)
     rows = await conn.fetch(
         f"""{_VIEW_SELECT}
-            WHERE c.post_id = $2 AND c.parent_id IS NULL{where}
+            WHERE c.post_id = $2 AND c.parent_id IS NULL AND {_SHOWN}{where}
             ORDER BY {order} LIMIT $3 OFFSET $4""",
         *params,
     )
@@ -199,7 +209,7 @@ async def list_thread_views(
     if not root_ids:
         return []
     rows = await conn.fetch(
-        f"{_VIEW_SELECT} WHERE c.root_id = ANY($2::uuid[]) AND c.parent_id IS NOT NULL",
+        f"{_VIEW_SELECT} WHERE c.root_id = ANY($2::uuid[]) AND c.parent_id IS NOT NULL AND {_SHOWN}",
         viewer_id, list(root_ids),
     )
     return [_view(r) for r in rows]
@@ -215,7 +225,7 @@ async def list_descendant_views(
                 UNION ALL
                 SELECT k.id FROM comments k JOIN sub ON k.parent_id = sub.id
             )
-            {_VIEW_SELECT} JOIN sub ON sub.id = c.id""",
+            {_VIEW_SELECT} JOIN sub ON sub.id = c.id WHERE {_SHOWN}""",
         viewer_id, comment_id,
     )
     return [_view(r) for r in rows]
@@ -247,7 +257,7 @@ async def mark_comment_removed(
 ) -> Comment:
     # A moderator hides the text; it stays stored for the moderation record (never served by the API).
     row = await conn.fetchrow(
-        f"""UPDATE comments AS c SET is_removed = true, removed_by = $2, removed_reason = $3
+        f"""UPDATE comments AS c SET is_removed = true, removed_by = $2, removed_reason = $3, held_at = NULL, held_reason = NULL
             WHERE c.id = $1 RETURNING {COMMENT_COLUMNS}""",
         comment_id, removed_by, reason,
     )

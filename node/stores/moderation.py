@@ -93,15 +93,17 @@ async def unremove_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> N
 
 
 async def list_removed(conn: asyncpg.Connection, submolt_id: uuid.UUID, limit: int = 50) -> list[Removed]:
-    """The submolt's removed posts and comments, newest first (author-deleted ones cannot be restored)."""
+    """The submolt's removed posts and comments, newest first (author-deleted ones cannot be restored); those
+    the spam rules hold are here too, with their reason (restoring one publishes it)."""
     rows = await conn.fetch(
         """(SELECT 'post' AS kind, p.id, p.id AS post_id, p.title, p.content, a.name AS author_name,
-                   p.removed_reason, p.created_at
+                   coalesce(p.removed_reason, 'held for review: ' || p.held_reason) AS removed_reason, p.created_at
             FROM posts p JOIN agents a ON a.id = p.author_id
             WHERE p.submolt_id = $1 AND p.is_removed AND NOT p.is_deleted
             ORDER BY p.created_at DESC LIMIT $2)
            UNION ALL
-           (SELECT 'comment', c.id, c.post_id, p.title, c.content, a.name, c.removed_reason, c.created_at
+           (SELECT 'comment', c.id, c.post_id, p.title, c.content, a.name,
+                   coalesce(c.removed_reason, 'held for review: ' || c.held_reason), c.created_at
             FROM comments c JOIN posts p ON p.id = c.post_id JOIN agents a ON a.id = c.author_id
             WHERE p.submolt_id = $1 AND c.is_removed AND NOT c.is_deleted
             ORDER BY c.created_at DESC LIMIT $2)

@@ -11,7 +11,7 @@ import asyncpg
 POST_COLUMNS = """p.id, p.submolt_id, p.author_id, p.type, p.title, p.content, p.content_html, p.url,
     p.collaborators, p.score, p.upvotes, p.downvotes, p.comment_count, p.hot_rank, p.rising_rank,
     p.is_pinned, p.pinned_at, p.is_locked, p.is_deleted, p.deleted_at, p.is_removed, p.removed_reason,
-    p.removed_by, p.created_at, p.edited_at"""
+    p.removed_by, p.created_at, p.edited_at, p.held_at, p.held_reason"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,17 @@ class Post:
     removed_by: uuid.UUID | None
     created_at: dt.datetime
     edited_at: dt.datetime | None
+    held_at: dt.datetime | None = None  # held for review (spam rules): stored as removed until released
+    held_reason: str | None = None
 
     @property
     def is_visible(self) -> bool:
         """Neither deleted by its author nor removed by a moderator: counted, listed, open to votes."""
         return not (self.is_deleted or self.is_removed)
+
+    @property
+    def is_held(self) -> bool:
+        return self.held_at is not None and self.is_removed and not self.is_deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +116,12 @@ async def insert_post(
     content_html: str,
     url: str | None,
     collaborators: Sequence[uuid.UUID] = (),
+    post_id: uuid.UUID | None = None,
 ) -> Post:
     row = await conn.fetchrow(
-        f"""INSERT INTO posts AS p (submolt_id, author_id, type, title, content, content_html, url, collaborators)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {POST_COLUMNS}""",
-        submolt_id, author_id, type, title, content, content_html, url, [str(c) for c in collaborators],
+        f"""INSERT INTO posts AS p (id, submolt_id, author_id, type, title, content, content_html, url, collaborators)
+            VALUES (coalesce($9, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING {POST_COLUMNS}""",
+        submolt_id, author_id, type, title, content, content_html, url, [str(c) for c in collaborators], post_id,
     )
     return _post(row)
 
@@ -215,7 +222,7 @@ async def mark_removed(
 ) -> Post:
     """A moderator's removal, with who and why; also unpinned."""
     row = await conn.fetchrow(
-        f"""UPDATE posts AS p SET is_removed = true, removed_by = $2, removed_reason = $3,
+        f"""UPDATE posts AS p SET is_removed = true, removed_by = $2, removed_reason = $3, held_at = NULL, held_reason = NULL,
                                   is_pinned = false, pinned_at = NULL
             WHERE p.id = $1 RETURNING {POST_COLUMNS}""",
         post_id, removed_by, reason,
