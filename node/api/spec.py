@@ -150,7 +150,7 @@ OPERATIONS: list[Op] = [
        query={"sort": S(enum=("best", "top", "new", "old", "controversial"), description="Order of every level (default best)"),
               "limit": S("integer", description="Top-level comments per page (default 50, at most 100)"),
               "cursor": _PAGING["cursor"], "offset": _OFFSET_CLAMPED},
-       returns="comments", errors=(400, 404, 410),
+       returns="post_id, sort, comments (each with replies), count, next_cursor, has_more", errors=(400, 404, 410),
        description="Cursor paging over top-level comments; each page carries all replies of its comments."),
     Op("GET", "/api/v1/comments/{id}", "One comment with every reply under it (permalink)", "comments", auth="optional",
        query={"sort": S(enum=("best", "top", "new", "old", "controversial"), description="Order of the replies")},
