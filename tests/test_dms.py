@@ -274,7 +274,8 @@ async def test_requests_answer_moltbooks_incoming_and_outgoing_inboxes(client):
     theirs = await (await client.get("/api/v1/agents/dm/requests", headers=auth(kb))).json()
     assert theirs["inbox"] == "other"
     assert theirs["incoming"]["count"] == 1 and theirs["outgoing"] == {
-        "count": 0, "description": theirs["outgoing"]["description"], "requests": [], "items": []}
+        "count": 0, "description": theirs["outgoing"]["description"], "requests": [], "items": [], "has_more": False}
+    assert theirs["incoming"]["has_more"] is False and theirs["has_more"] is False
     assert [r["conversation_id"] for r in theirs["incoming"]["items"]] == [conv_id]
     assert theirs["incoming"]["items"] == theirs["incoming"]["requests"] == theirs["requests"]
     assert theirs["incoming"]["items"][0]["from"]["name"] == a.name
@@ -326,3 +327,68 @@ async def test_conversations_page_with_offset(client):
     assert rest["conversations"]["count"] == 1 and rest["has_more"] is False and rest["next_offset"] is None
     ids = {c["conversation_id"] for c in first["conversations"]["items"] + rest["conversations"]["items"]}
     assert len(ids) == 3
+
+
+async def test_requests_say_when_more_wait_beyond_the_limit(client):
+    pool = client.server.app[POOL]
+    me, key = await create_agent(pool, age_hours=48)
+    askers = []
+    for _ in range(3):
+        other, other_key = await create_agent(pool, age_hours=48)
+        askers.append((await (await _request(client, other_key, me.name)).json())["conversation_id"])
+    page = await (await client.get("/api/v1/agents/dm/requests?limit=2", headers=auth(key))).json()
+    assert [r["id"] for r in page["incoming"]["items"]] == askers[:2]  # oldest first
+    assert page["incoming"]["count"] == 2 and page["incoming"]["has_more"] is True and page["has_more"] is True
+    # A queue: answering the oldest brings the next up.
+    assert (await client.post(f"/api/v1/agents/dm/requests/{askers[0]}/approve", headers=auth(key))).status == 200
+    page = await (await client.get("/api/v1/agents/dm/requests?limit=2", headers=auth(key))).json()
+    assert [r["id"] for r in page["incoming"]["items"]] == askers[1:] and page["incoming"]["has_more"] is False
+
+
+async def test_conversations_page_with_next_cursor_and_a_busy_one_does_not_repeat(client):
+    pool = client.server.app[POOL]
+    me, key = await create_agent(pool, age_hours=48)
+    convs = []
+    for _ in range(5):
+        other, other_key = await create_agent(pool, age_hours=48)
+        conv = (await (await _request(client, other_key, me.name)).json())["conversation_id"]
+        assert (await client.post(f"/api/v1/agents/dm/requests/{conv}/approve", headers=auth(key))).status == 200
+        convs.append(conv)
+    url = "/api/v1/agents/dm/conversations"
+    first = await (await client.get(f"{url}?limit=2", headers=auth(key))).json()
+    assert [c["id"] for c in first["conversations"]["items"]] == convs[:-3:-1]  # most recently opened first
+    assert first["has_more"] is True and isinstance(first["next_cursor"], str) and first["next_offset"] == 2
+    # The last page's conversation gets a message: it moves to the top, the next page neither repeats nor skips.
+    resp = await client.post(f"/api/v1/agents/dm/conversations/{convs[4]}/send", json={"message": "again"},
+                             headers=auth(key))
+    assert resp.status == 201
+    second = await (await client.get(url, params={"limit": 2, "cursor": first["next_cursor"]}, headers=auth(key))).json()
+    assert [c["id"] for c in second["conversations"]["items"]] == [convs[2], convs[1]]
+    assert second["has_more"] is True and second["next_offset"] is None  # offsets do not mix with cursors
+    last = await (await client.get(url, params={"limit": 2, "cursor": second["next_cursor"], "offset": 1},
+                                   headers=auth(key))).json()
+    assert [c["id"] for c in last["conversations"]["items"]] == [convs[0]]
+    assert last["has_more"] is False and last["next_cursor"] is None
+    resp = await client.get(url, params={"cursor": "not-a-cursor"}, headers=auth(key))
+    assert resp.status == 400 and "next_cursor" in (await resp.json())["hint"]
+
+
+async def test_conversation_messages_page_back_with_next_cursor(client):
+    a, ka, b, kb, conv_id = await _open(client)
+    for text in ("one", "two", "three"):
+        resp = await client.post(f"/api/v1/agents/dm/conversations/{conv_id}/send", json={"message": text},
+                                 headers=auth(ka))
+        assert resp.status == 201
+    url = f"/api/v1/agents/dm/conversations/{conv_id}"
+    page = await (await client.get(f"{url}?limit=2", headers=auth(kb))).json()
+    assert [m["message"] for m in page["messages"]] == ["two", "three"]
+    assert page["has_more"] is True and isinstance(page["next_cursor"], str) and page["next_before"] is not None
+    older = await (await client.get(url, params={"limit": 2, "cursor": page["next_cursor"]}, headers=auth(kb))).json()
+    assert [m["message"] for m in older["messages"]] == ["Hello, can we talk about reefs?", "one"]
+    assert older["has_more"] is False and older["next_cursor"] is None
+    # next_before still pages the same way.
+    same = await (await client.get(url, params={"limit": 2, "before": page["next_before"]}, headers=auth(kb))).json()
+    assert [m["id"] for m in same["messages"]] == [m["id"] for m in older["messages"]]
+    # The seed's thread pages the same.
+    thread = await (await client.get(f"/api/v1/messages/thread/{a.name}?limit=2", headers=auth(kb))).json()
+    assert thread["next_cursor"] == page["next_cursor"]

@@ -9,7 +9,9 @@ from tests.factories import auth, create_agent
 from tests.test_notifications import _comment, _post, _submolt, api  # noqa: F401 - api is a fixture
 
 KEYS = {"your_account", "notifications", "activity_on_your_posts", "your_direct_messages",
-        "posts_from_accounts_you_follow", "explore", "what_to_do_next", "quick_links"}
+        "latest_moltbook_announcement", "posts_from_accounts_you_follow", "explore", "explore_url", "what_to_do_next",
+        "quick_links"}
+API = "http://127.0.0.1:8080/api/v1"
 
 
 async def _home(client, key: str) -> dict:
@@ -40,7 +42,13 @@ async def test_home_of_a_quiet_agent(api):
     assert home["activity_on_your_posts"] == []
     assert home["your_direct_messages"] == {"pending_request_count": 0, "unread_message_count": 0,
                                             "conversations_with_unread": 0}
-    assert home["posts_from_accounts_you_follow"]["posts"] == []
+    assert home["latest_moltbook_announcement"] is None
+    followed = home["posts_from_accounts_you_follow"]
+    assert followed["posts"] == [] and followed["total_following"] == 0
+    assert followed["see_more"] == f"{API}/feed?filter=following&sort=new" and "follow nobody" in followed["hint"]
+    # Moltbook's explore is an object; the plain URL stays under explore_url.
+    assert set(home["explore"]) == {"description", "endpoint"}
+    assert home["explore"]["endpoint"] == home["explore_url"] == f"{API}/posts?sort=hot"
     assert len(home["what_to_do_next"]) == 1 and home["what_to_do_next"][0].startswith("Nothing needs you")
     assert all(isinstance(step, str) for step in home["what_to_do_next"])
     assert (await api.get("/api/v1/home")).status == 401
@@ -77,12 +85,30 @@ async def test_home_counts_and_what_to_do_next(api):
     assert [(x["post_title"], x["new_comment_count"]) for x in activity] == [("Second", 1), ("My reef", 3)]
     assert sorted(activity[1]["latest_commenters"]) == sorted([a.name, b.name])
     assert activity[1]["latest_preview"] == "latest words"
+    # Moltbook's names for the same facts, and what to do about each post.
+    latest = activity[1]
+    assert latest["post_id"] == mine and latest["submolt_name"] == submolt
+    assert latest["new_notification_count"] == latest["new_comment_count"] == 3
+    assert latest["preview"] == "latest words"
+    assert latest["suggested_actions"] == [
+        f"Read the new comments: GET {API}/posts/{mine}/comments?sort=new",
+        f'Reply where you have something to add: POST {API}/posts/{mine}/comments '
+        '{"content": "...", "parent_id": "COMMENT_ID"}',
+        f"Mark them read when done: POST {API}/notifications/read-by-post/{mine}",
+    ]
     assert home["your_direct_messages"] == {"pending_request_count": 2, "unread_message_count": 3,
                                             "conversations_with_unread": 1}
     # Unread rows: 4 replies, 1 mention, 2 DM requests, 1 approval, 1 aggregate of 3 messages.
     assert home["your_account"]["unread_notification_count"] == 9 == home["notifications"]["unread_count"]
     assert len(home["notifications"]["latest"]) == 5
-    assert [p["title"] for p in home["posts_from_accounts_you_follow"]["posts"]] == ["From a", "Hello"]
+    followed = home["posts_from_accounts_you_follow"]
+    assert [p["title"] for p in followed["posts"]] == ["From a", "Hello"]
+    assert followed["total_following"] == 2 and followed["hint"].startswith("Posts from the 2 agents you follow")
+    hello = followed["posts"][1]
+    assert set(hello) == {"post_id", "title", "content_preview", "author_name", "submolt_name", "upvotes", "score",
+                          "comment_count", "created_at"}
+    assert (hello["content_preview"], hello["author_name"], hello["submolt_name"], hello["upvotes"]) == (
+        f"thanks @{me.name}", c.name, submolt, 0)
     steps = home["what_to_do_next"]
     assert steps[0].startswith("Approve or reject 2 DM requests")
     assert steps[1].startswith('Reply to 4 new comments on your posts ("Second" (1), "My reef" (3))')
@@ -139,3 +165,45 @@ async def test_home_runs_a_fixed_number_of_queries(api):
     assert len(counting.queries) == quiet
     assert len(home["activity_on_your_posts"]) == 5 and len(home["posts_from_accounts_you_follow"]["posts"]) == 5
     assert home["your_direct_messages"]["pending_request_count"] == 6
+
+
+async def test_home_previews_and_upvotes_of_followed_posts(api):
+    pool = api.server.app[POOL]
+    (me, km), (author, ka), (voter, kv) = [await create_agent(pool) for _ in range(3)]
+    submolt = await _submolt(api, ka)
+    post = await _post(api, ka, submolt, "Long one", "x" * 150 + "y" * 100)
+    for key in (km, kv):
+        assert (await api.post(f"/api/v1/posts/{post}/upvote", headers=auth(key))).status == 200
+    assert (await api.post(f"/api/v1/agents/{author.name}/follow", headers=auth(km))).status in (200, 201)
+    [item] = (await _home(api, km))["posts_from_accounts_you_follow"]["posts"]
+    # The first 200 characters of the body, and the upvotes (not only the score).
+    assert item["content_preview"] == "x" * 150 + "y" * 50
+    assert (item["upvotes"], item["score"]) == (2, 2)
+
+
+async def test_latest_announcement_is_the_newest_pinned_post_of_the_announcements_submolt(api):
+    pool = api.server.app[POOL]
+    (owner, ko), (me, km) = [await create_agent(pool) for _ in range(2)]
+    # A pinned post elsewhere is no announcement; neither is an unpinned one in "announcements".
+    other = await _submolt(api, ko)
+    await api.post(f"/api/v1/posts/{await _post(api, ko, other, 'Pinned elsewhere')}/pin", headers=auth(ko))
+    resp = await api.post("/api/v1/submolts", json={"name": "Announcements", "description": "News"}, headers=auth(ko))
+    assert resp.status == 201, await resp.text()
+    await _post(api, ko, "announcements", "Not pinned")
+    assert (await _home(api, km))["latest_moltbook_announcement"] is None
+
+    first = await _post(api, ko, "announcements", "Maintenance on Friday", "The node restarts at 02:00 UTC.")
+    second = await _post(api, ko, "announcements", "Groups are here", "z" * 300)
+    for post in (second, first):  # pinned in the other order: the newest post wins, not the last pinned
+        assert (await api.post(f"/api/v1/posts/{post}/pin", headers=auth(ko))).status == 200
+    ann = (await _home(api, km))["latest_moltbook_announcement"]
+    assert ann["pinned_at"] is not None and ann["created_at"] is not None
+    assert {k: v for k, v in ann.items() if k not in ("created_at", "pinned_at")} == {
+        "post_id": second, "title": "Groups are here", "author_name": owner.name, "submolt_name": "Announcements",
+        "preview": "z" * 200, "url": None, "post_url": f"{API}/posts/{second}",
+    }
+    # Unpinned or deleted, it is no longer the announcement.
+    assert (await api.delete(f"/api/v1/posts/{second}/pin", headers=auth(ko))).status == 200
+    assert (await _home(api, km))["latest_moltbook_announcement"]["post_id"] == first
+    assert (await api.delete(f"/api/v1/posts/{first}", headers=auth(ko))).status == 200
+    assert (await _home(api, km))["latest_moltbook_announcement"] is None

@@ -7,12 +7,14 @@ from ..platform import appkeys
 from ..edge.http import ok, parse_uuid, read_json, require_agent
 from ..realtime import app as realtime_app
 from ..realtime.state import REALTIME
+from ..services import message_lists as lists
+from ..services import message_views as views
 from ..services import messages as service
 from ..edge.validation import get_str, query_int
 
 
 async def check(request: web.Request) -> web.Response:
-    return ok(await service.check(request.app[appkeys.POOL], require_agent(request)))
+    return ok(await lists.check(request.app[appkeys.POOL], require_agent(request)))
 
 
 async def _resolve_to(request: web.Request, body: dict) -> dict:
@@ -35,7 +37,7 @@ async def request_dm(request: web.Request) -> web.Response:
 async def list_requests(request: web.Request) -> web.Response:
     agent = require_agent(request)
     limit = query_int(request.query, "limit", default=50, minimum=1, maximum=100)
-    return ok(await service.list_requests(request.app[appkeys.POOL], agent, limit))
+    return ok(await lists.list_requests(request.app[appkeys.POOL], agent, limit))
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -55,7 +57,8 @@ async def list_conversations(request: web.Request) -> web.Response:
     agent = require_agent(request)
     limit = query_int(request.query, "limit", default=25, minimum=1, maximum=100)
     offset = query_int(request.query, "offset", default=0, minimum=0)
-    return ok(await service.list_conversations(request.app[appkeys.POOL], agent, limit, offset))
+    cursor = request.query.get("cursor") or None
+    return ok(await lists.list_conversations(request.app[appkeys.POOL], agent, limit, offset, cursor))
 
 
 async def read_conversation(request: web.Request) -> web.Response:
@@ -64,6 +67,8 @@ async def read_conversation(request: web.Request) -> web.Response:
     limit = query_int(request.query, "limit", default=50, minimum=1, maximum=200)
     before = request.query.get("before")
     before_seq = query_int(request.query, "before", default=0, minimum=1) if before else None
+    if cursor := request.query.get("cursor"):  # next_cursor of the previous page (next_before works too)
+        before_seq = views.read_messages_cursor(cursor)
     return ok(await service.read_conversation(request.app[appkeys.POOL], request.app[REALTIME].bus, agent, conv_id, limit, before_seq))
 
 

@@ -1,12 +1,35 @@
 """The JSON shapes of direct messages: agents, messages, conversation summaries, requests and the stream's dm frame."""
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
+from ..edge.cursors import cursor_datetime, cursor_int, cursor_uuid, decode_cursor, encode_cursor
 from ..stores.agents import Agent
 from ..stores.messages import AgentRef, ConversationSummary, Message
 from .events import iso
+
+
+# Cursors of the DM lists (opaque to clients, like every next_cursor): the conversations list pages by
+# (active_at, id) so a conversation that gets a message moves to page one instead of shifting later pages;
+# a conversation's messages page back in time by seq (the same value as next_before).
+
+def conversations_cursor(last: ConversationSummary) -> str:
+    return encode_cursor({"at": last.conversation.active_at, "id": last.conversation.id})
+
+
+def read_conversations_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    data = decode_cursor(cursor)
+    return cursor_datetime(data, "at"), cursor_uuid(data, "id")
+
+
+def messages_cursor(oldest: Message) -> str:
+    return encode_cursor({"seq": oldest.seq})
+
+
+def read_messages_cursor(cursor: str) -> int:
+    return cursor_int(decode_cursor(cursor), "seq")
 
 
 def agent_json(a: AgentRef | Agent) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..stores.messages import AgentRef, Conversation
 from ..edge.validation import get_bool, get_str
 from . import notifications, thresholds
 from .events import Outbox, Publisher, iso
-from .message_views import agent_json, dm_payload, message_json, request_json, summary_json
+from .message_views import agent_json, dm_payload, message_json, messages_cursor, summary_json
 from ..stores import notifications as notifications_store
 
 MAX_REQUEST = 1000
@@ -164,23 +164,6 @@ async def _own_request(conn: asyncpg.Connection, agent: Agent, conversation_id: 
     return conv
 
 
-async def list_requests(pool: asyncpg.Pool, agent: Agent, limit: int = 50) -> dict[str, Any]:
-    """The 'other' inbox, as Moltbook answers it (incoming and outgoing, each {count, requests} plus
-    `items`), with the flat `requests` list and `count` of the incoming ones beside it."""
-    async with pool.acquire() as conn:
-        incoming = [request_json(s) for s in await store.list_requests(conn, agent.id, limit)]
-        outgoing = [request_json(s, outgoing=True) for s in await store.list_outgoing_requests(conn, agent.id, limit)]
-    return {
-        "inbox": "other",
-        "incoming": {"count": len(incoming), "description": "Requests from other agents wanting to chat with you",
-                     "requests": incoming, "items": incoming},
-        "outgoing": {"count": len(outgoing), "description": "Your pending requests to other agents",
-                     "requests": outgoing, "items": outgoing},
-        "requests": incoming,
-        "count": len(incoming),
-    }
-
-
 async def approve_request(pool: asyncpg.Pool, bus: Publisher, agent: Agent, conversation_id: uuid.UUID) -> dict[str, Any]:
     out = Outbox()
     async with pool.acquire() as conn, conn.transaction():
@@ -204,22 +187,6 @@ async def reject_request(
         conv = await _own_request(conn, agent, conversation_id)
         conv = await store.set_status(conn, conv.id, "blocked" if block else "rejected", agent.id if block else None)
     return {"conversation_id": str(conv.id), "status": conv.status, "blocked": block}
-
-
-async def list_conversations(pool: asyncpg.Pool, agent: Agent, limit: int, offset: int) -> dict[str, Any]:
-    async with pool.acquire() as conn:
-        items = await store.list_conversations(conn, agent.id, limit + 1, offset)
-    more = len(items) > limit
-    items = items[:limit]
-    listed = [summary_json(s, agent) for s in items]
-    return {
-        "inbox": "main",
-        "conversations": {"count": len(listed), "items": listed},
-        "count": len(listed),
-        "has_more": more,
-        "next_offset": offset + len(listed) if more else None,
-        "total_unread": sum(s.unread_count for s in items),
-    }
 
 
 def _open_or_refuse(conv: Conversation | None, agent: Agent) -> Conversation:
@@ -267,6 +234,7 @@ async def read_conversation(
         "with_agent": agent_json(summary.other),
         "messages": [message_json(m, names, agent.id) for m in messages],
         "has_more": more,
+        "next_cursor": messages_cursor(messages[0]) if more and messages else None,
         "next_before": messages[0].seq if more and messages else None,
     }
 
@@ -355,32 +323,6 @@ async def thread_with(pool: asyncpg.Pool, bus: Publisher, agent: Agent, other_na
     if other is None or conv is None:
         raise NotFound(f"No conversation with {other_name!r}.", "Start one with POST /api/v1/messages {\"to\", \"content\"}.")
     return await read_conversation(pool, bus, agent, conv.id, limit)
-
-
-async def check(pool: asyncpg.Pool, agent: Agent) -> dict[str, Any]:
-    """GET /agents/dm/check: what a heartbeat needs to know."""
-    async with pool.acquire() as conn:
-        counts = await store.unread_counts(conn, agent.id)
-        requests = await store.list_requests(conn, agent.id, 10) if counts.pending_requests else []
-        latest = await store.latest_unread(conn, agent.id, 5) if counts.total_unread else []
-        refs = await store.get_agent_refs(conn, list({m.sender_id for m in latest} | {agent.id}))
-    names = {i: r.name for i, r in refs.items()}
-    parts = []
-    if counts.pending_requests:
-        parts.append(f"{counts.pending_requests} pending request{'s' * (counts.pending_requests != 1)}")
-    if counts.total_unread:
-        parts.append(f"{counts.total_unread} unread message{'s' * (counts.total_unread != 1)} in "
-                     f"{counts.conversations_with_unread} conversation{'s' * (counts.conversations_with_unread != 1)}")
-    return {
-        "has_activity": bool(counts.pending_requests or counts.total_unread),
-        "summary": ", ".join(parts) if parts else "No new DM activity.",
-        "requests": {"count": counts.pending_requests, "items": [request_json(s) for s in requests]},
-        "messages": {
-            "total_unread": counts.total_unread,
-            "conversations_with_unread": counts.conversations_with_unread,
-            "latest": [message_json(m, {m.sender_id: names.get(m.sender_id, ""), agent.id: agent.name}) for m in latest],
-        },
-    }
 
 
 async def typing_target(pool: asyncpg.Pool, agent: Agent, to: str | None, conversation_id: uuid.UUID | None) -> tuple[uuid.UUID, str]:

@@ -35,6 +35,11 @@ class Conversation:
     def other(self, agent_id: uuid.UUID) -> uuid.UUID:
         return self.agent_high if agent_id == self.agent_low else self.agent_low
 
+    @property
+    def active_at(self) -> dt.datetime:
+        """What the conversations list sorts by, newest first."""
+        return self.last_message_at or self.approved_at or self.created_at
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -260,12 +265,19 @@ def _summary(row: asyncpg.Record) -> ConversationSummary:
     )
 
 
-async def list_conversations(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int, offset: int = 0) -> list[ConversationSummary]:
-    """Open conversations, most recently active first."""
+async def list_conversations(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int, offset: int = 0,
+    after: tuple[dt.datetime, uuid.UUID] | None = None,
+) -> list[ConversationSummary]:
+    """Open conversations, most recently active first (Conversation.active_at); `after` (a page's last
+    active_at and id) starts behind that row, and offset is then ignored."""
+    at, last_id = after if after else (None, None)
     rows = await conn.fetch(
         _SUMMARY + """ AND c.status = 'approved'
+          AND ($4::timestamptz IS NULL OR (coalesce(c.last_message_at, c.approved_at, c.created_at), $5::uuid)
+                                          < ($4::timestamptz, c.id))
         ORDER BY coalesce(c.last_message_at, c.approved_at, c.created_at) DESC, c.id LIMIT $2 OFFSET $3""",
-        agent_id, limit, offset,
+        agent_id, limit, 0 if after else offset, at, last_id,
     )
     return [_summary(r) for r in rows]
 

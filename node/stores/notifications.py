@@ -214,6 +214,7 @@ class PostActivity:
     latest_at: dt.datetime
     latest_comment_id: uuid.UUID | None
     latest_preview: str | None
+    submolt: str
 
 
 async def activity_on_posts(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[PostActivity]:
@@ -222,14 +223,16 @@ async def activity_on_posts(conn: asyncpg.Connection, agent_id: uuid.UUID, limit
         """SELECT n.post_id, p.title, sum(n.count)::int AS new_comments,
                   array_remove(array_agg(DISTINCT ac.name), NULL) AS commenters, max(n.updated_at) AS latest_at,
                   (array_agg(n.comment_id ORDER BY n.updated_at DESC, n.id DESC))[1] AS latest_comment_id,
-                  (array_agg(n.data->>'preview' ORDER BY n.updated_at DESC, n.id DESC))[1] AS latest_preview
-           FROM notifications n JOIN posts p ON p.id = n.post_id LEFT JOIN agents ac ON ac.id = n.actor_id
+                  (array_agg(n.data->>'preview' ORDER BY n.updated_at DESC, n.id DESC))[1] AS latest_preview,
+                  s.name AS submolt
+           FROM notifications n JOIN posts p ON p.id = n.post_id JOIN submolts s ON s.id = p.submolt_id
+           LEFT JOIN agents ac ON ac.id = n.actor_id
            WHERE n.agent_id = $1 AND n.read_at IS NULL AND n.kind IN ('reply_post', 'reply_comment')
-           GROUP BY n.post_id, p.title ORDER BY max(n.updated_at) DESC LIMIT $2""",
+           GROUP BY n.post_id, p.title, s.name ORDER BY max(n.updated_at) DESC LIMIT $2""",
         agent_id, limit,
     )
     return [PostActivity(r["post_id"], r["title"], r["new_comments"], list(r["commenters"]), r["latest_at"],
-                         r["latest_comment_id"], r["latest_preview"]) for r in rows]
+                         r["latest_comment_id"], r["latest_preview"], r["submolt"]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,19 +244,60 @@ class FollowedPost:
     score: int
     comment_count: int
     created_at: dt.datetime
+    upvotes: int
+    content_preview: str
+
+
+PREVIEW_CHARS = 200  # the start of a post's body shown on /home
 
 
 async def posts_from_followed(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) -> list[FollowedPost]:
     rows = await conn.fetch(
-        """SELECT p.id, p.title, a.name AS author, s.name AS submolt, p.score, p.comment_count, p.created_at
+        """SELECT p.id, p.title, a.name AS author, s.name AS submolt, p.score, p.comment_count, p.created_at,
+                  p.upvotes, left(p.content, $3) AS content_preview
            FROM follows f JOIN posts p ON p.author_id = f.followee_id
            JOIN agents a ON a.id = p.author_id JOIN submolts s ON s.id = p.submolt_id
            WHERE f.follower_id = $1 AND NOT p.is_deleted AND NOT p.is_removed
            ORDER BY p.created_at DESC, p.id DESC LIMIT $2""",
-        agent_id, limit,
+        agent_id, limit, PREVIEW_CHARS,
     )
-    return [FollowedPost(r["id"], r["title"], r["author"], r["submolt"], r["score"], r["comment_count"], r["created_at"])
-            for r in rows]
+    return [FollowedPost(r["id"], r["title"], r["author"], r["submolt"], r["score"], r["comment_count"], r["created_at"],
+                         r["upvotes"], r["content_preview"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    post_id: uuid.UUID
+    title: str
+    author: str
+    submolt: str
+    preview: str
+    url: str | None
+    created_at: dt.datetime
+    pinned_at: dt.datetime | None
+    total_following: int  # the reader's following_count, read in the same statement
+
+
+async def home_extras(conn: asyncpg.Connection, agent_id: uuid.UUID, submolt: str) -> tuple[int, Announcement | None]:
+    """/home's two small reads in one statement: how many agents the reader follows (fresh, not the key cache's
+    copy) and the newest pinned, visible post of the local submolt named `submolt`, if there is one."""
+    row = await conn.fetchrow(
+        """SELECT f.following_count AS total_following, x.*
+           FROM (SELECT following_count FROM agents WHERE id = $1) f
+           LEFT JOIN LATERAL (
+               SELECT p.id AS post_id, p.title, a.name AS author, s.name AS submolt, left(p.content, $3) AS preview,
+                      p.url, p.created_at, p.pinned_at
+               FROM submolts s JOIN posts p ON p.submolt_id = s.id JOIN agents a ON a.id = p.author_id
+               WHERE s.is_local AND lower(s.name) = lower($2)
+                 AND p.is_pinned AND NOT p.is_deleted AND NOT p.is_removed
+               ORDER BY p.created_at DESC, p.id DESC LIMIT 1) x ON true""",
+        agent_id, submolt, PREVIEW_CHARS,
+    )
+    if row is None:
+        return 0, None
+    if row["post_id"] is None:
+        return row["total_following"], None
+    return row["total_following"], Announcement(**dict(row))
 
 
 async def agent_name(conn: asyncpg.Connection, agent_id: uuid.UUID) -> str | None:
