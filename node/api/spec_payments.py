@@ -70,7 +70,7 @@ PAYMENT_OPERATIONS: list[Op] = [
        errors=(400,)),
     Op("GET", "/api/v1/wallet/approvals", "Your payments waiting for (or decided by) your owner, newest first",
        "payments",
-       query={"status": S(enum=("pending", "approved", "rejected", "expired", "failed"), description="Default all"),
+       query={"status": S(enum=("all", "pending", "approved", "rejected", "expired", "failed"), description="Default all"),
               "limit": S("integer", description="Items per page (default 25, at most 100)"),
               "cursor": S(description="next_cursor from the previous page")},
        returns="approvals (id, kind, request, amount, status, reason, result, expires_at), daily_limit_msat, "

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..edge.http import ok, read_json, require_agent
 from ..edge.idempotency import idempotent
+from ..edge.validation import query_choice
 from ..adapters.lightning.lnurl import address_fetcher
 from ..edge.ratelimit.actions import action_limit
 from ..platform import appkeys
@@ -59,9 +60,10 @@ async def transactions(request: web.Request) -> web.Response:
 
 async def approvals(request: web.Request) -> web.Response:
     args = paging_args(request.query)
+    status = query_choice(request.query, "status", ("all", *spending_service.STATUSES), "all")
     return ok(await spending_service.list_approvals(
         request.app[appkeys.POOL], require_agent(request).id, limit=args["limit"], cursor=args["cursor"],
-        status=request.query.get("status")))
+        status=None if status == "all" else status))
 
 
 async def _deposit(agent: Agent, body: dict[str, Any], request: web.Request) -> tuple[int, dict[str, Any]]:

@@ -29,6 +29,7 @@ from ..stores.payments import Invoice
 from . import notifications
 from .events import iso
 from .ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, MSAT_PER_SAT, move, parse_amount_sat, split_fee, wallets
+from . import spending
 from .spending import Spend
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,9 @@ async def _credit_outside_payment(pool: asyncpg.Pool, cfg: PaymentsConfig, inv: 
 
 async def prune_idempotency(pool: asyncpg.Pool, cfg: PaymentsConfig) -> int:
     """Idempotency keys are kept [payments] idempotency_hours; a repeat after that runs again. Internal
-    invoices past their expiry are marked expired in the same hourly pass (paying them was refused already)."""
+    invoices past their expiry are marked expired in the same hourly pass (paying them was refused already), and
+    so are payments that waited 24 h for their owner's approval (their agents are told)."""
     async with pool.acquire() as conn:
         await store.expire_internal_invoices(conn)
+        await spending.expire(conn)
         return await idempotency_store.prune_keys(conn, cfg.idempotency_hours)
