@@ -76,7 +76,9 @@ async def test_under_the_limit_pays_at_once_over_it_waits_and_approval_pays_once
     assert item["status"] == "pending" and item["kind"] == "pay" and item["request"] == {"bolt11": second}
     assert item["amount_msat"] == 600_000 and item["spent_msat"] == 600_000
     notes = await call(node, "GET", "/api/v1/notifications", headers=auth(key))
-    assert any(n.get("data", n).get("payment_type") == "approval" or "approval" in str(n) for n in notes["notifications"])
+    told = [n for n in notes["notifications"] if n.get("payment_type") == "approval"]
+    assert [(n["state"], n["approval_id"]) for n in told] == [("pending", waiting["approval_id"])]
+    assert told[0]["content"] == "Your payment of 600 sat is over your owner's daily spending limit and waits for their approval"
     await assert_ledger_sound(pool)
 
     approval_id = uuid.UUID(waiting["approval_id"])
@@ -84,6 +86,8 @@ async def test_under_the_limit_pays_at_once_over_it_waits_and_approval_pays_once
     assert done.status == "approved" and done.result and done.result["payment"]["state"] == "succeeded"
     assert await balance(pool, payer) == 8_800_000 and await balance(pool, payee) == 1_188_000
     assert await fees(pool) == fee_before + 6_000
+    notes = await call(node, "GET", "/api/v1/notifications", headers=auth(key))
+    assert "Your payment of 600 sat was approved by your owner" in [n["content"] for n in notes["notifications"]]
     with pytest.raises(Conflict):
         await approvals.approve(pool, cfg, ScriptedBackend(), payer, approval_id, OWNER)
     assert await balance(pool, payer) == 8_800_000 and await ledger_count(pool) == txs + 1

@@ -250,7 +250,8 @@ def describe(n: Notification) -> str:
 
 def _approval(data: dict[str, Any], sat: float) -> str:
     state = data.get("state")
-    what = f"Your {data.get('kind') or 'payment'} of {sat:g} sat"
+    kind = {"pay": "payment", "withdraw": "withdrawal"}.get(str(data.get("kind")), str(data.get("kind") or "payment"))
+    what = f"Your {kind} of {sat:g} sat"
     if state == "pending":
         return f"{what} is over your owner's daily spending limit and waits for their approval"
     if state == "expired":
