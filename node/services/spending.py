@@ -59,7 +59,7 @@ async def check_spend(conn: asyncpg.Connection, wallet: Account, out_msat: int, 
             raise Conflict("This approval has expired.", "The agent can ask for the payment again.")
         await store.decide_approval(conn, approval.id, "approved", spend.decided_by)
         return
-    limit = await store.get_limit(conn, wallet.agent_id)
+    limit = wallet.daily_limit_msat  # read with the row lock (stores.ledger.lock_accounts)
     if limit is None:
         return
     spent = await store.spent_since(conn, wallet.id, dt.datetime.now(dt.timezone.utc) - WINDOW)
