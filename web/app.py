@@ -16,7 +16,7 @@ from federation.gate import HTML_VIEWS
 from node.platform import appkeys
 from node.stores import web_accounts as accounts_store
 
-from .handlers import moderation, owners, reading, status
+from .handlers import moderation, owner_wallets, owners, reading, status
 from .middleware import web_middleware
 from .render import ASSETS, ENV, create_env, load_assets, static_file
 from .sessions import SECRET, SECRET_NAME
@@ -71,6 +71,9 @@ def setup(app: web.Application) -> None:
                name="web.answer_request")
     r.add_post("/dashboard/agents/{name}/keys/rotate", owners.rotate_key, name="web.rotate_key")
     r.add_post("/dashboard/agents/{name}/keys/revoke", owners.revoke_keys, name="web.revoke_keys")
+    r.add_post("/dashboard/agents/{name}/spending-limit", owner_wallets.set_limit, name="web.spending_limit")
+    r.add_post("/dashboard/agents/{name}/approvals/{id}/{action:approve|reject}", owner_wallets.decide,
+               name="web.decide_approval")
     # Moderating
     r.add_get("/mod", moderation.mod_home, name="web.mod")
     r.add_get("/mod/s/{name}", moderation.mod_submolt, name="web.mod_submolt")

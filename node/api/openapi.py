@@ -140,6 +140,14 @@ def _operation(op: Op) -> dict[str, Any]:
             if op.content_type == "application/json" else {op.content_type: {"schema": {"type": "string"}}},
         }
     }
+    if op.awaits_approval:
+        responses["202"] = {
+            "description": "awaiting_approval: over the owner's daily spending limit; nothing moved yet (see "
+                           "GET /api/v1/wallet/approvals)" + (" — or, for a Lightning payment, in_flight" if op.ok == 200 else ""),
+            "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "success": {"const": True}, "status": {"enum": ["awaiting_approval"]}, "approval_id": {"type": "string"},
+                "hint": {"type": "string"}, "approval": {"type": "object"}}}}},
+        }
     if op.websocket:
         responses = {"101": {"description": op.returns or "Switching protocols to a WebSocket"}}
     errors = set(op.errors)

@@ -19,6 +19,7 @@ from ..stores import posts as posts_store
 from ..stores.agents import Agent
 from ..stores.bounties import Award, Bounty
 from .ledger import FEES_ACCOUNT, MSAT_PER_SAT, move, parse_amount_sat, split_fee, wallets
+from .spending import Spend
 from .wallet import sats, tell_payment
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,14 @@ def _expiry(body: Mapping[str, Any]) -> dt.datetime:
 
 
 async def create_bounty(
-    pool: asyncpg.Pool, cfg: PaymentsConfig, poster: Agent, post_id: uuid.UUID, body: Mapping[str, Any]
+    pool: asyncpg.Pool, cfg: PaymentsConfig, poster: Agent, post_id: uuid.UUID, body: Mapping[str, Any],
+    *, spend: Spend | None = None,
 ) -> dict[str, Any]:
-    """Move amount_sat from the poster's wallet into a new escrow account for the post."""
+    """Move amount_sat from the poster's wallet into a new escrow account for the post (spend: approved)."""
     amount = parse_amount_sat(body, cfg)
     expires = _expiry(body)
+    spend = spend or Spend(poster.id, "bounty", {"post_id": str(post_id), "amount_sat": amount // MSAT_PER_SAT,
+                                                 "expires_at": str(body["expires_at"])})
     async with pool.acquire() as conn:
         post = await posts_store.get_post(conn, post_id)
         if post is None:
@@ -76,7 +80,8 @@ async def create_bounty(
             escrow = await ledger_store.insert_escrow_account(conn, bounty_id)
             await move(conn, "bounty_escrow", [(accounts[poster.id], -amount), (escrow, amount)],
                        source=f"bounty:{bounty_id}:escrow", memo=f"bounty on post {post_id}",
-                       data={"bounty_id": str(bounty_id), "post_id": str(post_id)}, audit_actor=f"agent:{poster.id}")
+                       data={"bounty_id": str(bounty_id), "post_id": str(post_id)}, audit_actor=f"agent:{poster.id}",
+                       spend=spend)
             bounty = await store.get_bounty(conn, bounty_id)
     assert bounty is not None
     return {"bounty": bounty_to_json(bounty)}

@@ -12,6 +12,7 @@ from ..platform.config_types import PaymentsConfig
 from ..platform.errors import ReefError, Unprocessable
 from ..stores import ledger as store
 from ..stores.ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, Account, Posted
+from .spending import Spend, check_spend
 
 __all__ = ["CLEARING_ACCOUNT", "FEES_ACCOUNT", "InsufficientFunds", "move", "parse_amount_sat", "split_fee"]
 
@@ -92,12 +93,15 @@ async def move(
     audit_actor: str = "system",
     locked: dict[int, Account] | None = None,
     settles: tuple[uuid.UUID, int, uuid.UUID | None] | None = None,
+    spend: Spend | None = None,
 ) -> Posted:
     """Post one balanced movement inside the caller's transaction: legs are (account id, msat, + in / - out).
     Locks the accounts that keep a balance in id order, refuses (402) a debit the account cannot cover, and
     writes an audit entry. `locked`: the caller already holds these accounts' locks (taken in id order, with
-    every account of the legs that keeps a balance); `settles`: see stores.ledger.post_transaction. Raises
-    ValueError for legs that do not sum to 0 (a bug, never the client's)."""
+    every account of the legs that keeps a balance); `settles`: see stores.ledger.post_transaction. A debit of
+    a wallet is an agent's outgoing payment: `spend` (the request) must come with it, and the owner's spending
+    limit (spending.check_spend) is applied here, under the wallet's row lock. Raises ValueError for legs that
+    do not sum to 0 or a wallet debit without its spend (bugs, never the client's)."""
     merged: dict[int, int] = {}
     for account, msat in legs:
         merged[account] = merged.get(account, 0) + msat
@@ -116,6 +120,10 @@ async def move(
                 "your balance. Nothing was moved.",
                 extra={"balance_msat": held.balance_msat, "needed_msat": -msat},
             )
+    for account, msat in entries:
+        held = locked.get(account)
+        if msat < 0 and held is not None and held.kind == "wallet":
+            await check_spend(conn, held, -msat, spend)
     details = {"entries": [[a, m] for a, m in entries], **({"source": source} if source else {}), **(data or {})}
     return await store.post_transaction(conn, kind, entries, source=source, memo=memo, data=data,
                                         audit=(audit_actor, details), settles=settles)

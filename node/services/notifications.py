@@ -240,10 +240,23 @@ def describe(n: Notification) -> str:
     if n.kind == "payment":
         sat = int(n.data.get("amount_msat") or 0) / 1000
         what = str(n.data.get("payment_type") or "payment").replace("_", " ")
+        if n.data.get("payment_type") == "approval":
+            return _approval(n.data, sat)
         if n.data.get("direction") == "out":
             return f"Your withdrawal of {sat:g} sat {n.data.get('state') or 'finished'}"
         return f"You received {sat:g} sat ({what})" + (f" from {n.data['from']}" if n.data.get("from") else "")
     return f"{n.kind} from {who}"
+
+
+def _approval(data: dict[str, Any], sat: float) -> str:
+    state = data.get("state")
+    kind = {"pay": "payment", "withdraw": "withdrawal"}.get(str(data.get("kind")), str(data.get("kind") or "payment"))
+    what = f"Your {kind} of {sat:g} sat"
+    if state == "pending":
+        return f"{what} is over your owner's daily spending limit and waits for their approval"
+    if state == "expired":
+        return f"{what} expired before your owner decided; nothing moved"
+    return f"{what} was {state} by your owner" + (f": {data['reason']}" if data.get("reason") else "")
 
 
 def _cursor(raw: str | None) -> tuple[dt.datetime, int] | None:

@@ -24,6 +24,7 @@ from ..stores import payments as store
 from ..stores.agents import Agent
 from ..stores.payments import Invoice, Withdrawal
 from .ledger import CLEARING_ACCOUNT, check_amount_msat, max_routing_fee_msat, move, parse_amount_sat, wallets
+from .spending import Spend
 from .wallet import Receipts, sats, settle_invoice, tell_payment
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,14 @@ def payment_json(**fields: Any) -> dict[str, Any]:
 
 async def pay(
     pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, payer: Agent, body: Mapping[str, Any],
-    *, fetcher: Fetcher | None = None, https: bool = True,
+    *, fetcher: Fetcher | None = None, https: bool = True, spend: Spend | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """POST /payments/pay: (status, answer). This node's invoices settle internally; others go out. With
     {to: name@host, amount_sat} the invoice comes from the address's LNURL-pay server first (this node's own
-    addresses too, which then settle internally)."""
+    addresses too, which then settle internally). spend: the owner approved this request (services.approvals)."""
     if body.get("to") is not None and body.get("bolt11") is None:
         amount = parse_amount_sat(body, cfg)
+        spend = spend or Spend(payer.id, "pay", {"to": str(body["to"])[:320], "amount_sat": amount // 1000})
         if fetcher is None:
             raise Unprocessable("Lightning Addresses cannot be paid from here.", "Send bolt11 instead.")
         bolt11 = await invoice_for_address(fetcher, body["to"], amount, https=https)
@@ -64,20 +66,23 @@ async def pay(
                                      "Nothing was paid; the payee's server is at fault.")
     else:
         decoded = _decode(body, cfg)
+        spend = spend or Spend(payer.id, "pay", {"bolt11": decoded.bolt11})
     async with pool.acquire() as conn:
         local = await store.get_invoice_by_hash(conn, decoded.payment_hash)
     if local is not None:
-        return 200, await pay_internal(pool, cfg, payer, local)
-    return await _withdraw(pool, cfg, backend, payer, decoded)
+        return 200, await pay_internal(pool, cfg, payer, local, spend)
+    return await _withdraw(pool, cfg, backend, payer, decoded, spend)
 
 
-async def pay_internal(pool: asyncpg.Pool, cfg: PaymentsConfig, payer: Agent, inv: Invoice) -> dict[str, Any]:
+async def pay_internal(pool: asyncpg.Pool, cfg: PaymentsConfig, payer: Agent, inv: Invoice,
+                       spend: Spend | None = None) -> dict[str, Any]:
     """Payer -100 %, payee +(100 - fee_percent) %, platform +fee_percent %, in one transaction."""
     if inv.agent_id == payer.id:
         raise Unprocessable("This invoice pays you: you cannot pay yourself.", "Send the invoice to the agent who owes you.")
     if inv.purpose == "deposit":
         raise Unprocessable("This invoice is a deposit into another agent's wallet.",
                             "Pay invoices made with POST /api/v1/agents/{name}/invoice.")
+    spend = spend or Spend(payer.id, "pay", {"bolt11": inv.bolt11})
     receipts = Receipts()
     async with pool.acquire() as conn:
         for _ in range(2):
@@ -92,7 +97,7 @@ async def pay_internal(pool: asyncpg.Pool, cfg: PaymentsConfig, payer: Agent, in
                     settled = await settle_invoice(
                         conn, cfg, current, from_account=accounts[payer.id], received_msat=current.amount_msat,
                         receipts=receipts, payer=payer, payee_account=accounts[inv.agent_id], locked=True,
-                        accounts={account.id: account for account in held.values()})
+                        accounts={account.id: account for account in held.values()}, spend=spend)
                     if settled is None:
                         raise Conflict("This invoice was already paid." if current.state == "paid"
                                        else "This invoice can no longer be paid.", "Ask the payee for a new invoice.")
@@ -121,20 +126,22 @@ def _require_backend(backend: LightningBackend) -> None:
 
 
 async def withdraw(
-    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, agent: Agent, body: Mapping[str, Any]
+    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, agent: Agent, body: Mapping[str, Any],
+    *, spend: Spend | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """POST /wallet/withdraw {bolt11}: pay a Lightning invoice out of the wallet."""
+    """POST /wallet/withdraw {bolt11}: pay a Lightning invoice out of the wallet (spend: approved)."""
     _require_backend(backend)
     decoded = _decode(body, cfg)
     async with pool.acquire() as conn:
         local = await store.get_invoice_by_hash(conn, decoded.payment_hash)
     if local is not None:
         raise Unprocessable("This invoice was issued by this node.", "Pay it with POST /api/v1/payments/pay instead.")
-    return await _withdraw(pool, cfg, backend, agent, decoded)
+    return await _withdraw(pool, cfg, backend, agent, decoded, spend or Spend(agent.id, "withdraw", {"bolt11": decoded.bolt11}))
 
 
 async def _withdraw(
-    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, agent: Agent, inv: DecodedInvoice
+    pool: asyncpg.Pool, cfg: PaymentsConfig, backend: LightningBackend, agent: Agent, inv: DecodedInvoice,
+    spend: Spend,
 ) -> tuple[int, dict[str, Any]]:
     _require_backend(backend)
     amount = inv.amount_msat or 0
@@ -151,7 +158,7 @@ async def _withdraw(
                 source=f"withdrawal:{wd_id}:reserve", memo=inv.description[:200],
                 data={"withdrawal_id": str(wd_id), "amount_msat": amount, "max_fee_msat": max_fee,
                       "payment_hash": inv.payment_hash},
-                audit_actor=f"agent:{agent.id}",
+                audit_actor=f"agent:{agent.id}", spend=spend,
             )
             try:
                 await store.insert_withdrawal(

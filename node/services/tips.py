@@ -13,6 +13,7 @@ from ..stores import comments as comments_store
 from ..stores import posts as posts_store
 from ..stores.agents import Agent
 from .ledger import FEES_ACCOUNT, move, parse_amount_sat, split_among, split_fee, wallets
+from .spending import Spend
 from .wallet import Receipts, sats
 
 
@@ -44,9 +45,12 @@ async def _is_local(conn: asyncpg.Connection, agent_id: uuid.UUID) -> bool:
 
 
 async def tip(
-    pool: asyncpg.Pool, cfg: PaymentsConfig, tipper: Agent, target: str, target_id: uuid.UUID, body: Mapping[str, Any]
+    pool: asyncpg.Pool, cfg: PaymentsConfig, tipper: Agent, target: str, target_id: uuid.UUID, body: Mapping[str, Any],
+    *, spend: Spend | None = None,
 ) -> dict[str, Any]:
+    """spend: the owner approved this tip (services.approvals); else the request is this one."""
     amount = parse_amount_sat(body, cfg)
+    spend = spend or Spend(tipper.id, "tip", {"target": target, "id": str(target_id), "amount_sat": amount // 1000})
     async with pool.acquire() as conn:
         recipients, post_id = await _recipients(conn, target, target_id)
         if tipper.id in recipients:
@@ -69,7 +73,7 @@ async def tip(
                 conn, "tip", legs, memo=f"tip on {target} {target_id}",
                 data={"target": target, f"{target}_id": str(target_id), "from": tipper.name, "to": names,
                       "fee_msat": fee},
-                audit_actor=f"agent:{tipper.id}",
+                audit_actor=f"agent:{tipper.id}", spend=spend,
             )
             for r, part in zip(recipients, parts):
                 await receipts.add(conn, r, {

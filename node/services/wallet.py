@@ -29,6 +29,8 @@ from ..stores.payments import Invoice
 from . import notifications
 from .events import iso
 from .ledger import CLEARING_ACCOUNT, FEES_ACCOUNT, MSAT_PER_SAT, move, parse_amount_sat, split_fee, wallets
+from . import spending
+from .spending import Spend
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +148,13 @@ class Settled:
 async def settle_invoice(
     conn: asyncpg.Connection, cfg: PaymentsConfig, inv: Invoice, *, from_account: int, received_msat: int,
     receipts: Receipts, payer: Agent | None = None, payee_account: int | None = None, locked: bool = False,
-    accounts: dict[int, Account] | None = None,
+    accounts: dict[int, Account] | None = None, spend: Spend | None = None,
 ) -> Settled | None:
     """Credit a paid invoice, once, inside the caller's transaction: flip it pending -> paid and post the
     movement (from the clearing account when Lightning paid it, from the payer's wallet when an agent of this
     node did). A deposit credits the whole amount; an invoice payable to an agent pays the platform fee.
-    locked: the caller holds the invoice's lock; accounts: the wallet locks it holds (see ledger.move).
+    locked: the caller holds the invoice's lock; accounts: the wallet locks it holds, spend: the payer's request
+    (see ledger.move).
     None: it was not pending (already credited, or expired); nothing moved."""
     current = inv if locked else await store.get_invoice_by_hash(conn, inv.payment_hash, lock=True)
     if current is None or current.state != "pending":
@@ -166,7 +169,7 @@ async def settle_invoice(
         data={"invoice_id": str(inv.id), "payee_msat": payee_msat, "fee_msat": fee_msat,
               **({"payer": payer.name} if payer else {"via": "lightning"})},
         audit_actor=f"agent:{payer.id}" if payer else "lightning", locked=accounts,
-        settles=(inv.id, received_msat, payer.id if payer else None),
+        settles=(inv.id, received_msat, payer.id if payer else None), spend=spend,
     )
     if not posted.settled:
         raise RuntimeError("invoice was locked pending but did not move to paid")
@@ -303,7 +306,9 @@ async def _credit_outside_payment(pool: asyncpg.Pool, cfg: PaymentsConfig, inv: 
 
 async def prune_idempotency(pool: asyncpg.Pool, cfg: PaymentsConfig) -> int:
     """Idempotency keys are kept [payments] idempotency_hours; a repeat after that runs again. Internal
-    invoices past their expiry are marked expired in the same hourly pass (paying them was refused already)."""
+    invoices past their expiry are marked expired in the same hourly pass (paying them was refused already), and
+    so are payments that waited 24 h for their owner's approval (their agents are told)."""
     async with pool.acquire() as conn:
         await store.expire_internal_invoices(conn)
+        await spending.expire(conn)
         return await idempotency_store.prune_keys(conn, cfg.idempotency_hours)

@@ -19,6 +19,7 @@ class Account:
     agent_id: uuid.UUID | None
     bounty_id: uuid.UUID | None
     balance_msat: int | None  # None for the system accounts (their balance is the sum of their entries)
+    daily_limit_msat: int | None = None  # a wallet's owner-set spending limit (read with the lock: no extra trip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +73,14 @@ async def get_escrow_account(conn: asyncpg.Connection, bounty_id: uuid.UUID) -> 
     return await conn.fetchval("SELECT id FROM ledger_accounts WHERE bounty_id = $1", bounty_id)
 
 
+_LOCKED = ("id, kind, agent_id, bounty_id, balance_msat, (SELECT l.daily_limit_msat FROM agent_spending_limits l "
+           "WHERE l.agent_id = ledger_accounts.agent_id) AS daily_limit_msat")
+
+
 async def lock_wallets(conn: asyncpg.Connection, agent_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Account]:
     """lock_accounts for the wallets of these agents (id order); agents without a wallet are missing."""
     rows = await conn.fetch(
-        """SELECT id, kind, agent_id, bounty_id, balance_msat FROM ledger_accounts
+        f"""SELECT {_LOCKED} FROM ledger_accounts
             WHERE agent_id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
         sorted(set(agent_ids)),
     )
@@ -86,7 +91,7 @@ async def lock_accounts(conn: asyncpg.Connection, account_ids: Iterable[int]) ->
     """Lock the accounts that keep a balance, in id order (every movement locks in this order, so two
     movements over the same accounts cannot deadlock); the system accounts are not locked."""
     rows = await conn.fetch(
-        """SELECT id, kind, agent_id, bounty_id, balance_msat FROM ledger_accounts
+        f"""SELECT {_LOCKED} FROM ledger_accounts
             WHERE id = ANY($1::bigint[]) AND balance_msat IS NOT NULL ORDER BY id FOR UPDATE""",
         sorted(set(account_ids)),
     )

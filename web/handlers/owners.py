@@ -13,7 +13,8 @@ from node.services import agents as agents_service
 from node.services import claims as claims_service
 from node.services import messages as messages_service
 
-from .. import auth, owner_pages
+from .. import auth, owner_pages, owner_wallet
+from .owner_wallets import NOTICES as WALLET_NOTICES
 from ..forms import path_uuid, read_form
 from ..middleware import require_account
 from ..render import redirect, render, safe_next
@@ -102,9 +103,11 @@ async def agent_dashboard(request: web.Request) -> web.Response:
     data = await owner_pages.agent_dashboard(request.app[appkeys.POOL], account, request.match_info["name"])
     notice = {"claimed": "Claimed: this agent is yours now.", "approved": "Request approved: the conversation is open.",
               "rejected": "Request rejected.", "blocked": "Request rejected; that agent cannot ask again.",
-              "revoked": "Every key of this agent is revoked; it cannot use the API until you rotate a new key."}
+              "revoked": "Every key of this agent is revoked; it cannot use the API until you rotate a new key.",
+              **WALLET_NOTICES}
     message = next((text for key, text in notice.items() if key in request.query), None)
-    return render(request, "agent_dashboard.html", {"data": data, "a": data.agent, "notice": message},
+    wallet = await owner_wallet.wallet_view(request.app[appkeys.POOL], data.agent, request.query.get("tx"))
+    return render(request, "agent_dashboard.html", {"data": data, "a": data.agent, "notice": message, "wallet": wallet},
                   headers={"Cache-Control": "no-store"})
 
 
