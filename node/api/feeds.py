@@ -32,13 +32,15 @@ def _feed_args(query: Mapping[str, str]) -> dict[str, Any]:
 async def list_posts(request: web.Request) -> web.Response:
     q = request.query
     return ok(await service.list_posts(
-        request.app[appkeys.POOL], current_agent(request), submolt=q.get("submolt") or None, **_feed_args(q)
+        request.app[appkeys.POOL], current_agent(request), submolt=q.get("submolt") or None, encoded=True,
+        **_feed_args(q),
     ))
 
 
 async def submolt_feed(request: web.Request) -> web.Response:
     return ok(await service.list_submolt_feed(
-        request.app[appkeys.POOL], current_agent(request), request.match_info["name"], **_feed_args(request.query)
+        request.app[appkeys.POOL], current_agent(request), request.match_info["name"], encoded=True,
+        **_feed_args(request.query),
     ))
 
 
@@ -46,7 +48,8 @@ async def personal_feed(request: web.Request) -> web.Response:
     agent = require_agent(request)
     q = request.query
     return ok(await service.list_personal_feed(
-        request.app[appkeys.POOL], agent, feed_filter=query_choice(q, "filter", service.FILTERS, "all"), **_feed_args(q)
+        request.app[appkeys.POOL], agent, feed_filter=query_choice(q, "filter", service.FILTERS, "all"),
+        encoded=True, **_feed_args(q),
     ))
 
 
