@@ -96,3 +96,37 @@ async def test_the_api_feed_is_the_lean_text_with_the_viewers_votes(client) -> N
             views = await posts_store.get_post_views(conn, [ids[1], ids[0], ids[2]], voter.id if headers else None)
         assert body["posts"] == [orjson.loads(dumps_bytes(post_to_json(v))) for v in views]
         assert [p["user_vote"] for p in body["posts"]] == votes
+
+
+async def test_every_sort_and_the_submolt_feed_answer_post_to_json_objects(client) -> None:
+    """One query per page (rows and their objects) for every sort; a submolt's first page, with its pinned posts
+    ahead, takes the ids-then-objects path: both give post_to_json's objects with the viewer's votes."""
+    pool = client.server.app[POOL]
+    ids, agents = await _world(pool)
+    reef = await pool.fetchval("SELECT id FROM submolts WHERE name = 'reef'")
+    ids.append(await _post(pool, reef, agents["remote"], title="another one"))
+    await pool.execute("UPDATE posts SET created_at = now() - random() * interval '1 hour'")  # rising: under 48 h
+    voter, key = await create_agent(pool, "voter")
+    for post_id in [*ids[:3], ids[5]]:
+        await pool.execute("INSERT INTO post_votes (post_id, agent_id, value) VALUES ($1, $2, 1)", post_id, voter.id)
+    urls = [f"/api/v1/posts?sort={s}&limit=2" for s in ("hot", "new", "top", "rising")]
+    urls += ["/api/v1/posts?sort=top&t=all&limit=2", "/api/v1/submolts/reef/feed?sort=new&limit=1"]
+    for start in urls:
+        for headers in ({}, auth(key)):
+            seen: list[dict] = []
+            url = start
+            while url:
+                resp = await client.get(url, headers=headers)
+                body = await resp.json()
+                assert resp.status == 200, body
+                seen += body["posts"]
+                url = body["next_cursor"] and f"{url.split('&cursor=')[0]}&cursor={body['next_cursor']}"
+            async with pool.acquire() as conn:
+                views = await posts_store.get_post_views(
+                    conn, [uuid.UUID(p["id"]) for p in seen], voter.id if headers else None
+                )
+            assert seen == [orjson.loads(dumps_bytes(post_to_json(v))) for v in views]
+            assert [p["user_vote"] for p in seen] == [1 if headers else None] * len(seen)
+            # the node has four visible posts; the submolt three, one of them pinned (on page one, then the others)
+            assert len(seen) == (3 if "submolts" in start else 4), start
+            assert len({p["id"] for p in seen}) == len(seen)

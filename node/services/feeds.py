@@ -114,17 +114,28 @@ async def page_of_posts(
     at = at or _now()
     window = WINDOWS[t]
     since = at - window if sort == "top" and window is not None else None
-    rows = await store.list_feed(conn, sort, scope, limit=limit + 1, after=after, offset=offset, since=since, at=at)
+    pinned_first = pinned_submolt is not None and after is None and offset == 0
+    # The API's page in one query (rows with their posts' JSON), unless pinned posts go ahead of it.
+    lean = encoded and not pinned_first
+    rows = await store.list_feed(
+        conn, sort, scope, limit=limit + 1, after=after, offset=offset, since=since, at=at,
+        with_posts=lean, viewer_id=viewer_id,
+    )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    ids = [r.id for r in rows]
-    if pinned_submolt is not None and after is None and offset == 0:
-        ids = await posts_store.list_pinned_ids(conn, pinned_submolt) + ids
-    # A post deleted between the two queries is left out rather than shown as a tombstone.
-    if encoded:
-        posts: list[Any] = [orjson.Fragment(t) for t in await post_json_store.get_visible_post_json(conn, ids, viewer_id)]
+    posts: list[Any]
+    if lean:
+        posts = [orjson.Fragment(r.post) for r in rows if r.post is not None]
     else:
-        posts = [post_to_json(v) for v in await posts_store.get_post_views(conn, ids, viewer_id) if v.post.is_visible]
+        ids = [r.id for r in rows]
+        if pinned_first:
+            assert pinned_submolt is not None
+            ids = await posts_store.list_pinned_ids(conn, pinned_submolt) + ids
+        # A post deleted between the two queries is left out rather than shown as a tombstone.
+        if encoded:
+            posts = [orjson.Fragment(t) for t in await post_json_store.get_visible_post_json(conn, ids, viewer_id)]
+        else:
+            posts = [post_to_json(v) for v in await posts_store.get_post_views(conn, ids, viewer_id) if v.post.is_visible]
     return {
         "posts": posts,
         "next_cursor": _encode(sort, t, rows[-1]) if has_more else None,

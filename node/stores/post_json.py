@@ -48,6 +48,17 @@ _POST_OBJECT = f"""json_build_object(
 )::text"""
 
 
+_JOINS = """JOIN agents a ON a.id = p.author_id
+            JOIN submolts s ON s.id = p.submolt_id
+            LEFT JOIN post_votes v ON v.post_id = p.id AND v.agent_id = {viewer}::uuid"""
+
+
+def post_object_query(post_id: str, viewer: str) -> str:
+    """A scalar subquery: the API object (json) of the post whose id is the SQL expression post_id, with the
+    vote of the agent whose id (or NULL) is the SQL expression viewer; feeds put it beside each row of a page."""
+    return f"(SELECT {_POST_OBJECT} FROM posts p {_JOINS.format(viewer=viewer)} WHERE p.id = {post_id})"
+
+
 async def get_visible_post_json(conn: asyncpg.Connection, ids: list[uuid.UUID], viewer_id: uuid.UUID | None) -> list[str]:
     """The API objects (JSON text) of those of these posts that exist and are visible, in the order given;
     user_vote is the viewer's (null without one). One query."""
@@ -57,9 +68,7 @@ async def get_visible_post_json(conn: asyncpg.Connection, ids: list[uuid.UUID], 
         f"""SELECT {_POST_OBJECT} AS post
             FROM unnest($1::uuid[]) WITH ORDINALITY AS wanted(id, ord)
             JOIN posts p ON p.id = wanted.id
-            JOIN agents a ON a.id = p.author_id
-            JOIN submolts s ON s.id = p.submolt_id
-            LEFT JOIN post_votes v ON v.post_id = p.id AND v.agent_id = $2::uuid
+            {_JOINS.format(viewer="$2")}
             WHERE NOT p.is_deleted AND NOT p.is_removed
             ORDER BY wanted.ord""",
         list(ids), viewer_id,
