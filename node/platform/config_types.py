@@ -23,6 +23,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     key_cache_seconds: int = 10
+    feed_cache_seconds: float = 0.0
     trusted_proxies: tuple[str, ...] = ()
 
 
