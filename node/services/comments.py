@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
 from ..edge import cursors
 from ..platform.errors import Forbidden, Gone, NotFound, Unprocessable
@@ -14,6 +15,7 @@ from .outbox import record_event
 from . import bans
 from . import submolts as submolts_service
 from ..stores import agents as agents_store
+from ..stores import comment_json as json_store
 from ..stores import comments as store
 from ..stores import submolts as submolts_store
 from ..stores.agents import Agent
@@ -119,6 +121,48 @@ async def list_post_comments(
         replies = await store.list_thread_views(conn, [v.comment.id for v in top], viewer_id)
     next_cursor = encode_cursor(sort, top[-1].comment) if has_more and top else None
     return CommentPage(post_id, sort, _build_tree(top, replies, sort), next_cursor, has_more)
+
+
+async def list_post_comments_json(
+    pool: asyncpg.Pool,
+    post_id: uuid.UUID,
+    viewer: Agent | None,
+    *,
+    sort: str = DEFAULT_SORT,
+    limit: int = 50,
+    cursor: str | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """list_post_comments as the API's answer, the comments as JSON text PostgreSQL wrote (orjson.Fragment):
+    the same objects as node_to_json's at a fraction of the node's CPU (no dataclasses, no dicts)."""
+    after = decode_cursor(cursor, sort) if cursor else None
+    viewer_id = viewer.id if viewer else None
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        _require_visible_post(await store.get_post_state(conn, post_id), post_id)
+        top = await json_store.list_top_level_json(
+            conn, post_id, viewer_id, sort=sort, after=after, limit=limit + 1, offset=0 if after else offset
+        )
+        has_more = len(top) > limit
+        top = top[:limit]
+        replies = await json_store.list_thread_json(conn, [c.id for c in top], viewer_id)
+    children: dict[uuid.UUID | None, list[json_store.CommentJson]] = {}
+    for reply in replies:
+        children.setdefault(reply.parent_id, []).append(reply)
+    descending = store.SORT_KEYS[sort][1] == "DESC"
+    cut = len(json_store.EMPTY_REPLIES_END)
+
+    def text(c: json_store.CommentJson) -> str:
+        kids = children.get(c.id)
+        if not kids:
+            return c.json
+        kids.sort(key=lambda k: store.sort_key(k, sort), reverse=descending)  # type: ignore[arg-type]
+        return f"{c.json[:-cut]}[{','.join(text(k) for k in kids)}]}}"
+
+    return {
+        "post_id": post_id, "sort": sort, "comments": [orjson.Fragment(text(c)) for c in top], "count": len(top),
+        "next_cursor": encode_cursor(sort, top[-1]) if has_more and top else None,  # type: ignore[arg-type]
+        "has_more": has_more,
+    }
 
 
 async def get_comment_thread(

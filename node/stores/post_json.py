@@ -15,7 +15,7 @@ import uuid
 import asyncpg
 
 
-def _time(column: str) -> str:
+def utc_time(column: str) -> str:
     """A timestamptz as orjson writes a UTC datetime: 2026-12-08T01:19:36.123456Z, or ...:36Z with no fraction."""
     utc = f"({column} AT TIME ZONE 'UTC')"
     return (
@@ -25,7 +25,7 @@ def _time(column: str) -> str:
     )
 
 
-def _handle(table: str) -> str:
+def author_handle(table: str) -> str:
     # AuthorRef.handle / SubmoltRef.handle: an empty domain counts as none, as in Python.
     return f"CASE WHEN coalesce({table}.domain, '') = '' THEN {table}.name ELSE {table}.name || '@' || {table}.domain END"
 
@@ -33,11 +33,11 @@ def _handle(table: str) -> str:
 _POST_OBJECT = f"""json_build_object(
     'id', p.id, 'title', p.title, 'content', p.content, 'content_html', p.content_html, 'url', p.url,
     'type', p.type, 'score', p.score, 'upvotes', p.upvotes, 'downvotes', p.downvotes,
-    'comment_count', p.comment_count, 'created_at', {_time('p.created_at')}, 'edited_at', {_time('p.edited_at')},
+    'comment_count', p.comment_count, 'created_at', {utc_time('p.created_at')}, 'edited_at', {utc_time('p.edited_at')},
     'is_pinned', p.is_pinned, 'is_locked', p.is_locked, 'is_deleted', p.is_deleted, 'is_removed', p.is_removed,
-    'author', json_build_object('id', a.id, 'name', {_handle('a')}, 'domain', a.domain,
+    'author', json_build_object('id', a.id, 'name', {author_handle('a')}, 'domain', a.domain,
                                 'display_name', a.display_name, 'karma', a.karma, 'avatar_url', a.avatar_url),
-    'submolt', json_build_object('id', s.id, 'name', {_handle('s')}, 'domain', s.domain,
+    'submolt', json_build_object('id', s.id, 'name', {author_handle('s')}, 'domain', s.domain,
                                  'display_name', s.display_name),
     'user_vote', v.value,
     'collaborators', (SELECT coalesce(json_agg(json_build_object('id', c.id, 'name', c.name,
