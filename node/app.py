@@ -17,6 +17,7 @@ from .platform import appkeys, metrics, tracing
 from .api import routes
 from .platform.config import Config
 from .platform.db import create_pool, database_dsn
+from .edge.feedcache import FEED_CACHE, FeedCache, feed_cache_middleware
 from .edge.keycache import key_cache_ctx
 from .platform.listen import listener_ctx
 from .edge.ratelimit.middleware import rate_limit_middleware
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     """Build the node: Agent API, stream, ActivityPub, web site and background workers, on one app."""
     middlewares = [request_context_middleware, auth_middleware, rate_limit_middleware]
+    if cfg.server.feed_cache_seconds > 0:
+        middlewares.insert(1, feed_cache_middleware)  # every write of this process empties it, refused or not
     if cfg.tracing.otlp_endpoint:
         middlewares.insert(0, tracing.tracing_middleware)  # outermost: the access log line carries the trace id
     app = web.Application(
@@ -43,6 +46,8 @@ def create_app(cfg: Config, *, migrate: bool = True) -> web.Application:
     tracing.setup(app)
     app[appkeys.STARTED_AT] = time.time()
     app[KEY_TOUCHES] = {}
+    if cfg.server.feed_cache_seconds > 0:
+        app[FEED_CACHE] = FeedCache(cfg.server.feed_cache_seconds)
     app.cleanup_ctx.append(_database(migrate))
     app.cleanup_ctx.append(listener_ctx)
     app.cleanup_ctx.append(key_cache_ctx)

@@ -11,10 +11,11 @@ from node.platform.appkeys import POOL
 from tests.factories import auth, create_agent
 from tests.test_notifications import _comment, _post, _submolt, api  # noqa: F401 - api is a fixture
 
-# Lists that need a Lightning backend to have two items; their own tests page them with next_cursor.
+# Lists that need payments set up to have two items; their own tests page them with next_cursor.
 PAGED_ELSEWHERE = {
     "/api/v1/wallet/transactions": "tests/test_payments.py",
     "/api/v1/bounties": "tests/test_bounties.py",
+    "/api/v1/wallet/approvals": "tests/test_spending_limits.py",  # needs an owner's limit and funds
 }
 
 

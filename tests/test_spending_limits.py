@@ -217,3 +217,22 @@ async def test_no_limit_and_limit_zero_mean_no_limit(node):
     with pytest.raises(Exception) as bad:
         await spending.set_limit(pool, payer.id, "12.5", OWNER)
     assert getattr(bad.value, "status", None) == 422
+
+
+async def test_the_approvals_list_pages_with_next_cursor(node):
+    pool, cfg, payer, key, payee, payee_key = await _scene(node, 1)
+    made = []
+    for sat in (5, 6, 7):  # each over the 1-sat limit: three pending approvals
+        bolt11 = await _invoice(node, payee.name, payee_key, sat)
+        made.append((await call(node, "POST", "/api/v1/payments/pay", 202, json={"bolt11": bolt11},
+                                headers=auth(key)))["approval_id"])
+    seen, cursor = [], None
+    for _ in range(5):
+        params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+        page = await call(node, "GET", "/api/v1/wallet/approvals", params=params, headers=auth(key))
+        seen += [a["id"] for a in page["approvals"]]
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            break
+        cursor = page["next_cursor"]
+    assert seen == list(reversed(made))  # newest first, each once

@@ -48,7 +48,7 @@ async def create_comment(request: web.Request) -> web.Response:
 async def list_comments(request: web.Request) -> web.Response:
     q = request.query
     post_id = parse_uuid(request.match_info["id"], "post")
-    page = await service.list_post_comments(
+    return ok(await service.list_post_comments_json(
         request.app[appkeys.POOL],
         post_id,
         current_agent(request),
@@ -56,15 +56,7 @@ async def list_comments(request: web.Request) -> web.Response:
         limit=query_int(q, "limit", default=50, minimum=1, maximum=100),
         cursor=q.get("cursor") or None,
         offset=query_int(q, "offset", default=0, minimum=0),
-    )
-    return ok(
-        post_id=page.post_id,
-        sort=page.sort,
-        comments=[service.node_to_json(n) for n in page.comments],
-        count=len(page.comments),
-        next_cursor=page.next_cursor,
-        has_more=page.has_more,
-    )
+    ))
 
 
 async def get_comment(request: web.Request) -> web.Response:

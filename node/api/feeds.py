@@ -6,7 +6,8 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from ..platform import appkeys
-from ..edge.http import current_agent, ok, require_agent
+from ..edge.feedcache import cached_answer
+from ..edge.http import current_agent, dumps_bytes, ok, require_agent
 from ..services import feeds as service
 from ..edge.validation import query_choice, query_int
 
@@ -31,22 +32,31 @@ def _feed_args(query: Mapping[str, str]) -> dict[str, Any]:
 
 async def list_posts(request: web.Request) -> web.Response:
     q = request.query
-    return ok(await service.list_posts(
-        request.app[appkeys.POOL], current_agent(request), submolt=q.get("submolt") or None, **_feed_args(q)
-    ))
+    agent, submolt, args = current_agent(request), q.get("submolt") or None, _feed_args(q)
+
+    async def answer() -> bytes:
+        data = await service.list_posts(request.app[appkeys.POOL], agent, submolt=submolt, encoded=True, **args)
+        return dumps_bytes({"success": True, **data})
+
+    return await cached_answer(request, ("posts", submolt, *sorted(args.items())), agent is None, answer)
 
 
 async def submolt_feed(request: web.Request) -> web.Response:
-    return ok(await service.list_submolt_feed(
-        request.app[appkeys.POOL], current_agent(request), request.match_info["name"], **_feed_args(request.query)
-    ))
+    agent, name, args = current_agent(request), request.match_info["name"], _feed_args(request.query)
+
+    async def answer() -> bytes:
+        data = await service.list_submolt_feed(request.app[appkeys.POOL], agent, name, encoded=True, **args)
+        return dumps_bytes({"success": True, **data})
+
+    return await cached_answer(request, ("submolt", name, *sorted(args.items())), agent is None, answer)
 
 
 async def personal_feed(request: web.Request) -> web.Response:
     agent = require_agent(request)
     q = request.query
     return ok(await service.list_personal_feed(
-        request.app[appkeys.POOL], agent, feed_filter=query_choice(q, "filter", service.FILTERS, "all"), **_feed_args(q)
+        request.app[appkeys.POOL], agent, feed_filter=query_choice(q, "filter", service.FILTERS, "all"),
+        encoded=True, **_feed_args(q),
     ))
 
 

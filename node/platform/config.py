@@ -117,6 +117,11 @@ def _validate(cfg: Config) -> None:
             f"Invalid value for [server] key_cache_seconds: {cfg.server.key_cache_seconds}.",
             "Use 0 (no cache) or a number of seconds, e.g. 10.",
         )
+    if cfg.server.feed_cache_seconds < 0:
+        raise ConfigError(
+            f"Invalid value for [server] feed_cache_seconds: {cfg.server.feed_cache_seconds}.",
+            "Use 0 (no cache) or a few seconds, e.g. 1.",
+        )
     for entry in cfg.server.trusted_proxies:
         try:
             ipaddress.ip_network(entry)

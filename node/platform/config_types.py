@@ -24,6 +24,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     key_cache_seconds: int = 10
+    feed_cache_seconds: float = 0.0
     trusted_proxies: tuple[str, ...] = ()
     workers: int = 1  # processes serving the port; 0 ("auto" in TOML and the environment): one per core
     background: bool = True  # False: this process only serves; another runs the background work

@@ -6,16 +6,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
 from ..edge import cursors
 from ..platform.errors import Forbidden, Gone, NotFound, Unprocessable
 from .markdown import render_markdown
 from .outbox import record_event
 from . import bans
+from .comment_views import DELETED_TEXT, REMOVED_TEXT, comment_to_json, node_to_json  # noqa: F401 - re-exported
 from . import spam
 from . import submolts as submolts_service
 from ..platform.config_types import SpamConfig
 from ..stores import agents as agents_store
+from ..stores import comment_json as json_store
 from ..stores import comments as store
 from ..stores import submolts as submolts_store
 from ..stores.agents import Agent
@@ -24,8 +27,6 @@ from ..stores.comments import Comment, CommentView, PostState
 MAX_CONTENT = 10_000
 SORTS = ("best", "top", "new", "old", "controversial")
 DEFAULT_SORT = "best"
-DELETED_TEXT = "[deleted]"
-REMOVED_TEXT = "[removed]"
 
 # Counting rule (as Lemmy): posts.comment_count, comments.reply_count (direct replies) and
 # agents.comments_count count live comments only. Deleting or removing a comment takes it out of
@@ -121,6 +122,48 @@ async def list_post_comments(
         replies = await store.list_thread_views(conn, [v.comment.id for v in top], viewer_id)
     next_cursor = encode_cursor(sort, top[-1].comment) if has_more and top else None
     return CommentPage(post_id, sort, _build_tree(top, replies, sort), next_cursor, has_more)
+
+
+async def list_post_comments_json(
+    pool: asyncpg.Pool,
+    post_id: uuid.UUID,
+    viewer: Agent | None,
+    *,
+    sort: str = DEFAULT_SORT,
+    limit: int = 50,
+    cursor: str | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """list_post_comments as the API's answer, the comments as JSON text PostgreSQL wrote (orjson.Fragment):
+    the same objects as node_to_json's at a fraction of the node's CPU (no dataclasses, no dicts)."""
+    after = decode_cursor(cursor, sort) if cursor else None
+    viewer_id = viewer.id if viewer else None
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        _require_visible_post(await store.get_post_state(conn, post_id), post_id)
+        top = await json_store.list_top_level_json(
+            conn, post_id, viewer_id, sort=sort, after=after, limit=limit + 1, offset=0 if after else offset
+        )
+        has_more = len(top) > limit
+        top = top[:limit]
+        replies = await json_store.list_thread_json(conn, [c.id for c in top], viewer_id)
+    children: dict[uuid.UUID | None, list[json_store.CommentJson]] = {}
+    for reply in replies:
+        children.setdefault(reply.parent_id, []).append(reply)
+    descending = store.SORT_KEYS[sort][1] == "DESC"
+    cut = len(json_store.EMPTY_REPLIES_END)
+
+    def text(c: json_store.CommentJson) -> str:
+        kids = children.get(c.id)
+        if not kids:
+            return c.json
+        kids.sort(key=lambda k: store.sort_key(k, sort), reverse=descending)  # type: ignore[arg-type]
+        return f"{c.json[:-cut]}[{','.join(text(k) for k in kids)}]}}"
+
+    return {
+        "post_id": post_id, "sort": sort, "comments": [orjson.Fragment(text(c)) for c in top], "count": len(top),
+        "next_cursor": encode_cursor(sort, top[-1]) if has_more and top else None,  # type: ignore[arg-type]
+        "has_more": has_more,
+    }
 
 
 async def get_comment_thread(
@@ -309,53 +352,3 @@ async def remove_comment(conn: asyncpg.Connection, agent: Agent, comment_id: uui
         await store.add_post_comment_count(conn, comment.post_id, -1)
         await store.add_agent_comments_count(conn, comment.author_id, -1)
     return action
-
-
-# --- JSON ------------------------------------------------------------------------------------------
-
-
-def comment_to_json(view: CommentView, replies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The comment object of the API. Removed: "[removed]", author shown (moderation is public).
-    Deleted by its author: "[deleted]" (or "[removed]" if also removed) and no author."""
-    c = view.comment
-    content, content_html = c.content, c.content_html
-    author: dict[str, Any] | None = {
-        "id": view.author.id,
-        "name": view.author.handle,
-        "domain": view.author.domain,
-        "display_name": view.author.display_name,
-        "karma": view.author.karma,
-        "avatar_url": view.author.avatar_url,
-    }
-    held = {}
-    if c.is_held:  # only its author is shown it (the thread queries leave it out for everyone else)
-        held = {"held": spam.held_json(spam.Hold.from_stored(c.held_reason), "comment")}
-    elif c.is_removed or c.is_deleted:
-        text = REMOVED_TEXT if c.is_removed else DELETED_TEXT
-        content, content_html = text, f"<p>{text}</p>"
-    if c.is_deleted:
-        author = None
-    return {
-        **held,
-        "id": c.id,
-        "post_id": c.post_id,
-        "parent_id": c.parent_id,
-        "content": content,
-        "content_html": content_html,
-        "score": c.score,
-        "upvotes": c.upvotes,
-        "downvotes": c.downvotes,
-        "depth": c.depth,
-        "reply_count": c.reply_count,
-        "created_at": c.created_at,
-        "edited_at": c.edited_at,
-        "is_deleted": c.is_deleted,
-        "is_removed": c.is_removed,
-        "author": author,
-        "user_vote": view.user_vote,
-        "replies": replies if replies is not None else [],
-    }
-
-
-def node_to_json(node: CommentNode) -> dict[str, Any]:
-    return comment_to_json(node.view, [node_to_json(r) for r in node.replies])

@@ -21,6 +21,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 import asyncpg
+import orjson
 
 from ..edge.cursors import (
     bad_cursor,
@@ -32,6 +33,7 @@ from ..edge.cursors import (
     encode_cursor,
 )
 from ..stores import feeds as store
+from ..stores import post_json as post_json_store
 from ..stores import posts as posts_store
 from ..stores.agents import Agent
 from ..stores.feeds import After, FeedRow, Scope
@@ -99,23 +101,43 @@ async def page_of_posts(
     viewer_id: uuid.UUID | None,
     pinned_submolt: uuid.UUID | None = None,
     at: dt.datetime | None = None,
+    encoded: bool = False,
 ) -> dict[str, Any]:
+    """One page of a feed: {posts, next_cursor, has_more}.
+
+    encoded: the posts as JSON text PostgreSQL wrote (orjson.Fragment, for an answer orjson encodes: the API's),
+    the same objects as post_to_json's dicts (which the web pages read) at a fraction of the node's CPU.
+    """
     after = _decode(cursor, sort, t) if cursor else None
     if after is not None:
         offset = 0
     at = at or _now()
     window = WINDOWS[t]
     since = at - window if sort == "top" and window is not None else None
-    rows = await store.list_feed(conn, sort, scope, limit=limit + 1, after=after, offset=offset, since=since, at=at)
+    pinned_first = pinned_submolt is not None and after is None and offset == 0
+    # The API's page in one query (rows with their posts' JSON), unless pinned posts go ahead of it.
+    lean = encoded and not pinned_first
+    rows = await store.list_feed(
+        conn, sort, scope, limit=limit + 1, after=after, offset=offset, since=since, at=at,
+        with_posts=lean, viewer_id=viewer_id,
+    )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    ids = [r.id for r in rows]
-    if pinned_submolt is not None and after is None and offset == 0:
-        ids = await posts_store.list_pinned_ids(conn, pinned_submolt) + ids
-    views = await posts_store.get_post_views(conn, ids, viewer_id)
-    return {
+    posts: list[Any]
+    if lean:
+        posts = [orjson.Fragment(r.post) for r in rows if r.post is not None]
+    else:
+        ids = [r.id for r in rows]
+        if pinned_first:
+            assert pinned_submolt is not None
+            ids = await posts_store.list_pinned_ids(conn, pinned_submolt) + ids
         # A post deleted between the two queries is left out rather than shown as a tombstone.
-        "posts": [post_to_json(v) for v in views if v.post.is_visible],
+        if encoded:
+            posts = [orjson.Fragment(t) for t in await post_json_store.get_visible_post_json(conn, ids, viewer_id)]
+        else:
+            posts = [post_to_json(v) for v in await posts_store.get_post_views(conn, ids, viewer_id) if v.post.is_visible]
+    return {
+        "posts": posts,
         "next_cursor": _encode(sort, t, rows[-1]) if has_more else None,
         "has_more": has_more,
     }
@@ -132,8 +154,10 @@ async def list_posts(
     offset: int = 0,
     submolt: str | None = None,
     at: dt.datetime | None = None,
+    encoded: bool = False,
 ) -> dict[str, Any]:
-    """GET /posts: every visible post on the node, or one submolt's feed when `submolt` is given."""
+    """GET /posts: every visible post on the node, or one submolt's feed when `submolt` is given.
+    encoded: as page_of_posts."""
     async with pool.acquire() as conn:
         submolt_id = None
         if submolt:
@@ -141,7 +165,7 @@ async def list_posts(
         scope = Scope(submolt_id=submolt_id, exclude_pinned=submolt_id is not None)
         return await page_of_posts(
             conn, scope, sort=sort, t=t, limit=limit, cursor=cursor, offset=offset,
-            viewer_id=viewer.id if viewer else None, pinned_submolt=submolt_id, at=at,
+            viewer_id=viewer.id if viewer else None, pinned_submolt=submolt_id, at=at, encoded=encoded,
         )
 
 
@@ -161,13 +185,15 @@ async def list_personal_feed(
     cursor: str | None = None,
     offset: int = 0,
     at: dt.datetime | None = None,
+    encoded: bool = False,
 ) -> dict[str, Any]:
     """GET /feed: posts in the reader's subscribed submolts and by agents it follows (feed_filter
     "following": only the latter). The reader's own posts appear only if one of those rules brings them."""
     scope = Scope(reader_id=reader.id, following_only=feed_filter == "following")
     async with pool.acquire() as conn:
         return await page_of_posts(
-            conn, scope, sort=sort, t=t, limit=limit, cursor=cursor, offset=offset, viewer_id=reader.id, at=at
+            conn, scope, sort=sort, t=t, limit=limit, cursor=cursor, offset=offset, viewer_id=reader.id, at=at,
+            encoded=encoded,
         )
 
 

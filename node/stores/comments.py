@@ -184,6 +184,22 @@ async def list_top_level_views(
     offset: int = 0,
 ) -> list[CommentView]:
     """One page of a post's top-level comments in `sort` order, after the key `after` (keyset paging)."""
+    rows = await fetch_top_level(conn, _VIEW_SELECT, post_id, viewer_id, sort=sort, after=after, limit=limit, offset=offset)
+    return [_view(r) for r in rows]
+
+
+async def fetch_top_level(
+    conn: asyncpg.Connection,
+    select: str,
+    post_id: uuid.UUID,
+    viewer_id: uuid.UUID | None,
+    *,
+    sort: str,
+    after: Sequence[Any] | None,
+    limit: int,
+    offset: int,
+) -> list[asyncpg.Record]:
+    """list_top_level_views' rows with another select list (`select`: FROM comments c ..., $1 the viewer)."""
     cols, direction = SORT_KEYS[sort]
     order = ", ".join(f"c.{col} {direction}" for col in cols)
     params: list[Any] = [viewer_id, post_id, limit, offset]
@@ -193,26 +209,31 @@ async def list_top_level_views(
         holders = ", ".join(f"${i}" for i in range(5, 5 + len(cols)))
         where = f" AND ({', '.join(f'c.{col}' for col in cols)}) {op} ({holders})"
         params.extend(after)
-    rows = await conn.fetch(
-        f"""{_VIEW_SELECT}
+    return await conn.fetch(
+        f"""{select}
             WHERE c.post_id = $2 AND c.parent_id IS NULL AND {_SHOWN}{where}
             ORDER BY {order} LIMIT $3 OFFSET $4""",
         *params,
     )
-    return [_view(r) for r in rows]
 
 
 async def list_thread_views(
     conn: asyncpg.Connection, root_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
 ) -> list[CommentView]:
     """Every reply (at any depth) under the given top-level comments, in one query."""
+    return [_view(r) for r in await fetch_thread(conn, _VIEW_SELECT, root_ids, viewer_id)]
+
+
+async def fetch_thread(
+    conn: asyncpg.Connection, select: str, root_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    """list_thread_views' rows with another select list (as fetch_top_level)."""
     if not root_ids:
         return []
-    rows = await conn.fetch(
-        f"{_VIEW_SELECT} WHERE c.root_id = ANY($2::uuid[]) AND c.parent_id IS NOT NULL AND {_SHOWN}",
+    return await conn.fetch(
+        f"{select} WHERE c.root_id = ANY($2::uuid[]) AND c.parent_id IS NOT NULL AND {_SHOWN}",
         viewer_id, list(root_ids),
     )
-    return [_view(r) for r in rows]
 
 
 async def list_descendant_views(

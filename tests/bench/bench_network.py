@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from node.platform.migrations import apply_migrations  # noqa: E402
 
-BENCH_DB = "reef_bench"
+# REEF_BENCH_DB: another name, so that benches of several checkouts on one server do not drop each other's data
+BENCH_DB = os.environ.get("REEF_BENCH_DB", "reef_bench")
 N_KEYS = 2000
 
 
@@ -58,7 +59,7 @@ async def seed(dsn: str, agents: int, submolts: int, posts: int, votes: int, reu
     db = _with_db(dsn, BENCH_DB)
     conn = await asyncpg.connect(db, command_timeout=3600)
     await apply_migrations(conn)
-    meta_path = Path(tempfile.gettempdir()) / "reef_bench_meta.json"
+    meta_path = Path(tempfile.gettempdir()) / f"{BENCH_DB}_meta.json"
     if reuse and exists and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         await conn.close()
