@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, bounties, collaborations, comments, feeds, follows, groups, health, home, lnurl, messages, notifications,
+    agents, bounties, collaborations, comments, feeds, follows, groups, health, home, lnurl, media, messages, notifications,
     openapi, posts, reports, reputation, search, submolts, votes, wallet,
 )
 
@@ -29,4 +29,5 @@ def setup(app: web.Application) -> None:
     wallet.setup(app)
     bounties.setup(app)
     lnurl.setup(app)
+    media.setup(app)
     openapi.setup(app)

@@ -47,6 +47,7 @@ class Op:
     any_of_text: bool = False  # ...as a non-blank string (else any value, null too, counts)
     idempotent: bool = False  # takes an Idempotency-Key header (money-moving POSTs)
     schema: dict[str, Any] = field(default_factory=dict)  # JSON Schema properties of the success answer
+    upload: bool = False  # the body is multipart/form-data with one image file (node/edge/uploads.py)
 
     @property
     def path_params(self) -> list[str]:
