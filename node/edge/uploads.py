@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..platform.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -45,6 +46,6 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
                 if not data:
                     raise BadRequest(f"The field '{part.name}' holds an empty file.", _HINT)
                 return bytes(data)
-    except ValueError as exc:  # a malformed body (no boundary, broken part headers)
+    except (ValueError, HttpProcessingError) as exc:  # a malformed body (no boundary, broken part headers)
         raise BadRequest(f"Malformed multipart body: {str(exc)[:120]}.", _HINT) from None
     raise BadRequest(f"No file in the form: expected a field named {', '.join(FILE_FIELDS)}.", _HINT)
