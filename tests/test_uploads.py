@@ -227,3 +227,15 @@ async def test_media_names_other_than_hex_and_extension_are_404(api, path):
     resp = await api.get(path)
     assert resp.status == 404
     assert b"secret" not in await resp.read()
+
+
+async def test_an_image_above_max_body_bytes_but_within_max_image_bytes_is_accepted(api):
+    # [limits] max_body_bytes (1 MiB, JSON bodies) does not cap uploads; max_image_bytes (2 MiB) does.
+    _, key = await create_agent(api.app[POOL], f"up_{secrets.token_hex(4)}")
+    noise = Image.frombytes("RGB", (800, 700), secrets.token_bytes(800 * 700 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    data = out.getvalue()
+    assert api.app[CONFIG].limits.max_body_bytes < len(data) <= api.app[CONFIG].limits.max_image_bytes
+    resp = await api.post("/api/v1/agents/me/avatar", data=form(data), headers=auth(key))
+    assert resp.status == 200, await resp.text()
