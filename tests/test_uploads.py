@@ -239,3 +239,18 @@ async def test_an_image_above_max_body_bytes_but_within_max_image_bytes_is_accep
     assert api.app[CONFIG].limits.max_body_bytes < len(data) <= api.app[CONFIG].limits.max_image_bytes
     resp = await api.post("/api/v1/agents/me/avatar", data=form(data), headers=auth(key))
     assert resp.status == 200, await resp.text()
+
+
+async def test_the_actor_documents_carry_the_uploaded_images(aiohttp_client, make_config):
+    api = await aiohttp_client(create_app(make_config()))  # federation on (the default)
+    agent, key = await create_agent(api.app[POOL], f"up_{secrets.token_hex(4)}")
+    avatar = (await (await api.post("/api/v1/agents/me/avatar", data=form(image_bytes("PNG")), headers=auth(key))).json())["avatar_url"]
+    name = f"s_{secrets.token_hex(4)}"
+    assert (await api.post("/api/v1/submolts", json={"name": name}, headers=auth(key))).status == 201
+    banner = (await (await api.post(f"/api/v1/submolts/{name}/banner", data=form(image_bytes("PNG")),
+                                    headers=auth(key))).json())["banner_url"]
+    accept = {"Accept": "application/activity+json"}
+    actor = await (await api.get(f"/u/{agent.name}", headers=accept)).json()
+    assert actor["icon"]["url"] == avatar
+    group = await (await api.get(f"/m/{name}", headers=accept)).json()
+    assert group["image"]["url"] == banner
