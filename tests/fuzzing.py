@@ -67,6 +67,13 @@ SEMANTIC_REFUSALS = [
     ("POST /api/v1/posts/{id}/bounty", 422, "is not an ISO 8601 time", "a pattern cannot tell a real date (month 00)"),
     ("POST /api/v1/payments/pay", 422, "Missing required field 'amount_sat'", "with to (not bolt11), amount_sat is needed"),
     ("POST /api/v1/payments/pay", 422, "is not a Lightning Address", "LUD-16's name@host rule is checked by the node"),
+    *[(f"POST /api/v1/{path}", status, words, "a schema's binary string is random bytes, not an image: the node "
+       "decodes every upload and refuses what is no PNG, JPEG, GIF or WebP")
+      for path in ("agents/me/avatar", "submolts/{name}/avatar", "submolts/{name}/banner")
+      for status, words in ((415, "is not a PNG, JPEG, GIF or WebP image"), (422, "could not be decoded"),
+                            (422, "at most 4096x4096"), (400, "holds an empty file"),
+                            # extra form fields whose generated names hold control characters: not valid header text
+                            (400, "Malformed multipart body"))],
     ("PATCH /api/v1/agents/me", 400, "levels deep", "metadata's nesting cap: a schema cannot bound depth"),
     ("PATCH /api/v1/agents/me", 400, "is too large", "metadata's cap counts the bytes of its JSON, which no schema states"),
     ("PATCH /api/v1/agents/me", 400, "holds the number", "metadata's numbers stay within ±2**53 and finite: no schema "

@@ -376,7 +376,17 @@ def write_operations(doc: dict) -> dict[tuple[str, str], dict]:
         (method.upper(), path): op["requestBody"]["content"]["application/json"]["schema"]
         for path, ops in doc["paths"].items()
         for method, op in ops.items()
-        if "requestBody" in op
+        if "application/json" in op.get("requestBody", {}).get("content", {})
+    }
+
+
+def upload_operations(doc: dict) -> set[tuple[str, str]]:
+    """The operations that take a multipart/form-data upload instead of JSON."""
+    return {
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if "multipart/form-data" in op.get("requestBody", {}).get("content", {})
     }
 
 
@@ -500,4 +510,45 @@ async def test_every_write_endpoint_refuses_hostile_text_and_stores_exotic_text_
                 else:
                     outcomes[f"{label} {field}"] = "stored intact"
     print("\n".join(f"{k}: exotic text {v}" for k, v in sorted(outcomes.items()) if v))
+    assert problems == []
+
+
+async def test_every_upload_endpoint_refuses_hostile_bodies_and_stores_nothing(api):
+    """Uploads (multipart) get a 10 MB file, a JSON body, a NUL-laden non-image and a broken multipart body."""
+    import aiohttp
+
+    doc = await (await api.get("/api/v1/openapi.json")).json()
+    uploads = upload_operations(doc)
+    assert uploads == {("POST", "/api/v1/agents/me/avatar"), ("POST", "/api/v1/submolts/{name}/avatar"),
+                       ("POST", "/api/v1/submolts/{name}/banner")}
+    world, db = World(api), Database(api.app[POOL])
+    await db.prepare()
+    _, key = await world.agent()
+    submolt = await world.submolt(key)
+    problems = []
+
+    def file_form(data: bytes) -> aiohttp.FormData:
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename="a\u202egnp.png", content_type="image/png")
+        return form
+
+    bodies = {
+        "10 MB": lambda: {"data": file_form(b"\x89PNG" + b"x" * 10_000_000)},
+        "json": lambda: {"json": {"file": "a\x00b"}},
+        "nul": lambda: {"data": file_form(b"\x00" * 1000)},
+        "broken": lambda: {"data": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+    }
+    for method, path in sorted(uploads):
+        for kind, make in bodies.items():
+            before = await db.counts()
+            args = make()
+            headers = {**auth(key), **args.pop("headers", {})}
+            resp = await api.request(method, path.replace("{name}", submolt), headers=headers, **args)
+            body = await resp.json()
+            if not (400 <= resp.status < 500 and body.get("hint")):
+                problems.append(f"{method} {path} {kind}: expected a 4xx with a hint, got {resp.status} {body}")
+            if await db.counts() != before:
+                problems.append(f"{method} {path} {kind}: refused but rows changed")
+    media = api.app[CONFIG].data_dir / "media"
+    assert not media.exists() or not [p for p in media.rglob("*") if p.is_file()]
     assert problems == []

@@ -36,7 +36,7 @@ _ERROR_TEXT = {
     409: "Conflict (name taken, limit reached)",
     410: "Gone (deleted)",
     413: "Body too large",
-    415: "Body is not JSON",
+    415: "Body is not JSON (uploads: not multipart/form-data, or the file is not a PNG, JPEG, GIF or WebP image)",
     402: "Payment required: the wallet holds too little (balance_msat, needed_msat); nothing moved",
     422: "A field has the wrong type, length or value, or a string holds a NUL character or a lone surrogate "
     "(the error names the field, e.g. 'title' or 'post.title')",
@@ -54,6 +54,19 @@ IDEMPOTENCY_PARAM = {
     "description": "Any unique string (e.g. a UUID) per payment. A repeat with the same key and body returns the "
                    "first answer (same status and body, header Idempotent-Replayed: true) and moves nothing; the "
                    "same key with another body is a 422. Kept 24 hours.",
+}
+
+# The body of an image upload (op.upload): what node/edge/uploads.py reads and node/services/images.py accepts.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"], "properties": {"file": {
+            "type": "string", "format": "binary",
+            "description": "PNG, JPEG, GIF (first frame) or WebP, at most [limits] max_image_bytes (2 MiB by default) "
+                           "and 4096x4096 pixels; the fields avatar and image are read too",
+        }}},
+        "encoding": {"file": {"contentType": "image/png, image/jpeg, image/gif, image/webp"}},
+    }},
 }
 
 
@@ -132,6 +145,8 @@ def _operation(op: Op) -> dict[str, Any]:
                 }
             },
         }
+    if op.upload:
+        out["requestBody"] = UPLOAD_BODY
     responses: dict[str, Any] = {
         str(op.ok): {
             "description": op.returns or "Success",
@@ -156,7 +171,7 @@ def _operation(op: Op) -> dict[str, Any]:
         out["security"] = [{"bearer": []}, {"apiKey": []}]
     elif op.auth == "optional":
         out["security"] = [{}, {"bearer": []}, {"apiKey": []}]
-    if op.body:
+    if op.body or op.upload:
         errors.update((400, 413, 415, 422))
     if op.query and op.path.startswith("/api/"):
         errors.add(400)  # a malformed or repeated query parameter

@@ -4,8 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
-    agents, bounties, collaborations, comments, feeds, follows, groups, health, holds, home, lnurl, messages, notifications,
-    openapi, posts, reports, reputation, search, submolts, votes, wallet,
+    agents, bounties, collaborations, comments, feeds, follows, groups, health, holds, home, lnurl, media, messages,
+    notifications, openapi, posts, reports, reputation, search, submolts, votes, wallet,
 )
 
 
@@ -30,4 +30,5 @@ def setup(app: web.Application) -> None:
     wallet.setup(app)
     bounties.setup(app)
     lnurl.setup(app)
+    media.setup(app)
     openapi.setup(app)

@@ -48,6 +48,7 @@ class Op:
     idempotent: bool = False  # takes an Idempotency-Key header (money-moving POSTs)
     schema: dict[str, Any] = field(default_factory=dict)  # JSON Schema properties of the success answer
     awaits_approval: bool = False  # an outgoing payment: 202 awaiting_approval over the owner's spending limit
+    upload: bool = False  # the body is multipart/form-data with one image file (node/edge/uploads.py)
 
     @property
     def path_params(self) -> list[str]:

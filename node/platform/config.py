@@ -130,7 +130,8 @@ def _validate(cfg: Config) -> None:
                 f"Invalid entry {entry!r} in [server] trusted_proxies: {exc}.",
                 'List your proxies as IP addresses or CIDR networks, e.g. trusted_proxies = ["127.0.0.1", "10.0.0.0/8"].',
             ) from None
-    for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_comment_depth"):
+    for key in ("requests_per_minute", "unauthenticated_per_minute", "max_body_bytes", "max_image_bytes",
+                "max_comment_depth"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"Invalid value for [limits] {key}: it must be positive.", f"Set {key} to a number above 0.")
     if cfg.limits.new_agent_submolts < 0:

@@ -64,6 +64,7 @@ class LimitsConfig:
     requests_per_minute: int = 100
     unauthenticated_per_minute: int = 60
     max_body_bytes: int = 1_048_576
+    max_image_bytes: int = 2 * 1_048_576
     registrations_per_hour: int = 10
     post_interval_seconds: int = 1800
     comment_interval_seconds: int = 20
