@@ -129,7 +129,7 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
     # A worker binds the port its supervisor holds, beside its siblings (SO_REUSEPORT).
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10,
-                reuse_port=args.as_worker or None, loop=_event_loop())
+                reuse_port=args.as_worker or None, loop=_event_loop(cfg))
     return 0
 
 
@@ -161,9 +161,14 @@ async def _serve_nothing(app: Any) -> int:
     return 0
 
 
-def _event_loop() -> asyncio.AbstractEventLoop:
+def _event_loop(cfg: Config) -> asyncio.AbstractEventLoop:
     """uvloop's loop when it is installed (a dependency on Linux and macOS): its transports and scheduling in C
-    take about a tenth off the node's CPU per feed request; asyncio's own loop otherwise."""
+    take about a tenth off the node's CPU per feed request; asyncio's own loop otherwise. Also asyncio's when
+    this process starts the embedded PostgreSQL itself (no [database] url): under uvloop its pg_ctl start never
+    returns (seen with uvloop 0.23; the subprocess runs as another user in a user namespace). Workers of
+    `reef run --workers` get the cluster's URL from their supervisor, so they do use uvloop."""
+    if not cfg.database.url:
+        return asyncio.new_event_loop()
     try:
         import uvloop
     except ImportError:
