@@ -164,7 +164,7 @@ async def _serve_nothing(app: Any) -> int:
 def _event_loop(cfg: Config) -> asyncio.AbstractEventLoop:
     """uvloop's loop when it is installed (a dependency on Linux and macOS): its transports and scheduling in C
     take about a tenth off the node's CPU per feed request; asyncio's own loop otherwise. Also asyncio's when
-    this process starts the embedded PostgreSQL itself (no [database] url): under uvloop its pg_ctl start never
+    this process starts the embedded PostgreSQL itself (no [database] url): under uvloop its start never
     returns (seen with uvloop 0.23; the cause is not found yet). Workers of
     `reef run --workers` get the cluster's URL from their supervisor, so they do use uvloop."""
     if not cfg.database.url:
