@@ -125,12 +125,33 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
         gctune.tune()
 
     app.on_startup.append(_freeze_startup_objects)
-    if not args.as_worker:
+    if args.as_worker:
+        _exit_with_supervisor()
+    else:
         print(f"Reef node {cfg.node.name!r} on http://{cfg.server.host}:{cfg.server.port} (links use {cfg.base_url})", file=sys.stderr)
     # A worker binds the port its supervisor holds, beside its siblings (SO_REUSEPORT).
     web.run_app(app, host=cfg.server.host, port=cfg.server.port, access_log=None, print=None, shutdown_timeout=10,
                 reuse_port=args.as_worker or None, loop=_event_loop(cfg))
     return 0
+
+
+def _exit_with_supervisor() -> None:
+    """A worker whose supervisor is gone (killed with SIGKILL, say) stops too, as on SIGTERM, instead of
+    serving on as an orphan nobody restarts or drains: a thread watches the parent process id."""
+    import os
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        log.warning("the supervisor (pid %d) is gone; this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:

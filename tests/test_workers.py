@@ -88,10 +88,10 @@ async def two(tmp_path: Path, database_url: str) -> AsyncIterator[Tree]:
         yield tree
     finally:
         if tree.proc.returncode is None:
+            for pid in children(tree.proc.pid):
+                os.kill(pid, signal.SIGKILL)
             tree.proc.kill()
             await tree.proc.wait()
-        for pid in list(children(tree.proc.pid)) if tree.proc.returncode is None else []:
-            os.kill(pid, signal.SIGKILL)
 
 
 async def test_two_workers_serve_one_port_and_only_one_runs_the_background_work(two: Tree):
@@ -239,3 +239,17 @@ async def test_rate_limits_hold_across_workers_without_redis(tmp_path: Path, dat
         assert statuses.count(201) == 3 and statuses.count(429) == 7, statuses
     finally:
         assert await stop(tree) == 0
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(two: Tree):
+    """SIGKILL leaves no time to drain: the workers notice their parent is gone and stop on their own."""
+    workers = await two.wait_for_workers(2)
+    two.proc.kill()
+    await two.proc.wait()
+    for _ in range(100):
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                 and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+        if not alive:
+            break
+        await asyncio.sleep(0.1)
+    assert alive == [], "workers outlived their supervisor"
