@@ -112,6 +112,7 @@ class Supervisor:
         env = dict(os.environ)
         env.update({
             "REEF_DATABASE__URL": dsn,
+            "REEF_SERVER__HOST": self.cfg.server.host,  # as given to the supervisor (--host included)
             "REEF_SERVER__PORT": str(self.port),
             "REEF_SERVER__WORKERS": str(self.count),  # the worker knows it has siblings (shared rate limits)
             # Worker 0 runs the background work, unless this node leaves it to a `reef worker`.
