@@ -87,7 +87,7 @@ class After:
 def _row(r: asyncpg.Record) -> FeedRow:
     return FeedRow(
         id=r["id"], created_at=r["created_at"], score=r["score"], hot_rank=r["hot_rank"], rising_rank=r["rising_rank"],
-        post=r["post"] if len(r) > 5 else None,
+        post=r.get("post"),  # with_posts only (rising's rows carry more columns without it)
     )
 
 
