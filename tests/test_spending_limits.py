@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from typing import Any
 
 import pytest
 
@@ -15,25 +14,12 @@ from node.platform.errors import Conflict, NotFound
 from node.services import approvals, payments, spending
 from node.services.spending import OverLimit
 from tests.factories import auth, create_agent
+from tests.test_payments import call, node  # noqa: F401 - node is a fixture
 from tests.payments_support import (
     ScriptedBackend, assert_ledger_sound, balance, fees, foreign_invoice, fund, ledger_count, make_post,
 )
 
 OWNER = "account:test-owner"
-
-
-async def call(client, method: str, url: str, status: int = 200, **kw: Any) -> dict[str, Any]:
-    resp = await client.request(method, url, **kw)
-    body = await resp.json()
-    assert resp.status == status, body
-    return body
-
-
-@pytest.fixture
-async def node(aiohttp_client, make_config):
-    from node.app import create_app
-
-    return await aiohttp_client(create_app(make_config(payments={"payments_per_minute": 0})))
 
 
 async def _scene(node, limit_sat: int | None, funds: int = 10_000):

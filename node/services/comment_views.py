@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import spam
+from .post_json import author_json
 from ..stores.comments import CommentView
 
 DELETED_TEXT = "[deleted]"
@@ -15,14 +16,7 @@ def comment_to_json(view: CommentView, replies: list[dict[str, Any]] | None = No
     Deleted by its author: "[deleted]" (or "[removed]" if also removed) and no author."""
     c = view.comment
     content, content_html = c.content, c.content_html
-    author: dict[str, Any] | None = {
-        "id": view.author.id,
-        "name": view.author.handle,
-        "domain": view.author.domain,
-        "display_name": view.author.display_name,
-        "karma": view.author.karma,
-        "avatar_url": view.author.avatar_url,
-    }
+    author: dict[str, Any] | None = author_json(view.author)
     held = {}
     if c.is_held:  # only its author is shown it (the thread queries leave it out for everyone else)
         held = {"held": spam.held_json(spam.Hold.from_stored(c.held_reason), "comment")}

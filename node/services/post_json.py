@@ -7,6 +7,18 @@ from ..stores.posts import PostView
 from . import spam
 
 
+def author_json(author: Any) -> dict[str, Any]:
+    """The author block of a post or comment object (an AuthorRef of the stores)."""
+    return {
+        "id": author.id,
+        "name": author.handle,
+        "domain": author.domain,
+        "display_name": author.display_name,
+        "karma": author.karma,
+        "avatar_url": author.avatar_url,
+    }
+
+
 def post_to_json(view: PostView, *, reveal: bool = False) -> dict[str, Any]:
     """The post object of the API. Deleted and removed posts become tombstones: no title, body or link.
     `reveal`: a held post shown to its author or a moderator, in full and with its `held` block."""
@@ -31,14 +43,7 @@ def post_to_json(view: PostView, *, reveal: bool = False) -> dict[str, Any]:
         "is_locked": p.is_locked,
         "is_deleted": p.is_deleted,
         "is_removed": p.is_removed,
-        "author": {
-            "id": view.author.id,
-            "name": view.author.handle,
-            "domain": view.author.domain,
-            "display_name": view.author.display_name,
-            "karma": view.author.karma,
-            "avatar_url": view.author.avatar_url,
-        },
+        "author": author_json(view.author),
         "submolt": {
             "id": view.submolt.id, "name": view.submolt.handle, "domain": view.submolt.domain,
             "display_name": view.submolt.display_name,
