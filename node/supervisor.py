@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .platform.config import Config
@@ -46,8 +46,6 @@ class Worker:
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     backoff: float = 1.0
-    restarts: int = 0
-    pids: list[int] = field(default_factory=list)
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -130,7 +128,6 @@ class Supervisor:
         args += ["run", "--as-worker"]
         worker.proc = await asyncio.create_subprocess_exec(*args, env=self._env(worker, dsn))
         worker.started = time.monotonic()
-        worker.pids.append(worker.proc.pid)
         log.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
 
     async def _keep(self, worker: Worker, dsn: str) -> None:
@@ -150,7 +147,6 @@ class Supervisor:
             if lived >= HEALTHY_AFTER:
                 worker.backoff = 1.0
             wait, worker.backoff = worker.backoff, min(BACKOFF_MAX, worker.backoff * 2)
-            worker.restarts += 1
             log.warning("worker %d (pid %d) exited with %s after %.1f s; starting it again in %.0f s",
                         worker.index, worker.proc.pid, worker.proc.returncode, lived, wait)
             try:
